@@ -1,0 +1,562 @@
+//! One client call of any kind: send side and receive side, usable together
+//! or split across tasks, cancellable from any thread, with the deadline
+//! enforced by a timer that resets the stream on time.
+
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use http::{HeaderValue, Method, Request};
+use tokio::sync::Notify;
+
+use super::conn::Ready;
+use super::{CallOptions, ChannelInner};
+use crate::codec::{accept_encoding_header, encode_frame, Compression, Decoder, Received};
+use crate::h2io::{write_data, WriteError};
+use crate::metadata::{encode_timeout, Metadata};
+use crate::status::{code_from_http, Code, Status};
+use crate::wire::{is_grpc_content_type, status_from_headers, CONTENT_TYPE};
+
+/// The result of a unary call.
+#[derive(Clone, Debug)]
+pub struct UnaryResponse {
+    /// The response message.
+    pub message: Bytes,
+    /// Response headers.
+    pub initial_metadata: Metadata,
+    /// Response trailers.
+    pub trailing_metadata: Metadata,
+}
+
+#[derive(Debug)]
+struct Shared {
+    stream: Mutex<Option<h2::SendStream<Bytes>>>,
+    cancelled: Mutex<Option<Status>>,
+    is_cancelled: AtomicBool,
+    done: AtomicBool,
+    notify: Notify,
+    timer: Mutex<Option<tokio::task::AbortHandle>>,
+    conn: Ready,
+}
+
+impl Shared {
+    fn cancel_with(&self, status: Status) {
+        if self.done.load(Ordering::Acquire) || self.is_cancelled.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        *self.cancelled.lock().unwrap_or_else(|e| e.into_inner()) = Some(status);
+        if let Some(s) = self.stream.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
+            s.send_reset(h2::Reason::CANCEL);
+        }
+        self.notify.notify_waiters();
+    }
+
+    fn cancel_status(&self) -> Option<Status> {
+        if !self.is_cancelled.load(Ordering::Acquire) {
+            return None;
+        }
+        self.cancelled.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Runs `f` unless the call is (or gets) cancelled.
+    async fn or_cancel<F: Future>(&self, f: F) -> Result<F::Output, Status> {
+        let notified = self.notify.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        if let Some(s) = self.cancel_status() {
+            return Err(s);
+        }
+        tokio::select! {
+            biased;
+            _ = notified => Err(self.cancel_status().unwrap_or_else(|| Status::cancelled("call cancelled"))),
+            r = f => Ok(r),
+        }
+    }
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        if let Some(t) = self.timer.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            t.abort();
+        }
+        self.conn.active_calls.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// A thread-safe handle that cancels its call.
+#[derive(Clone, Debug)]
+pub struct CallHandle(Arc<Shared>);
+
+impl CallHandle {
+    /// Cancels the call: RST_STREAM(CANCEL) goes out and every pending or
+    /// later operation ends with CANCELLED. No effect once the call finished.
+    pub fn cancel(&self) {
+        self.0.cancel_with(Status::cancelled("call cancelled by the client"));
+    }
+}
+
+/// The sending half of a call.
+#[derive(Debug)]
+pub struct CallSender {
+    shared: Arc<Shared>,
+    compression: Option<Compression>,
+    max_send: usize,
+    half_closed: bool,
+}
+
+enum RecvState {
+    Headers(h2::client::ResponseFuture),
+    Body(h2::RecvStream),
+    Done(Status),
+}
+
+impl std::fmt::Debug for RecvState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RecvState::Headers(_) => f.write_str("Headers"),
+            RecvState::Body(_) => f.write_str("Body"),
+            RecvState::Done(s) => write!(f, "Done({s})"),
+        }
+    }
+}
+
+/// The receiving half of a call.
+#[derive(Debug)]
+pub struct CallReceiver {
+    shared: Arc<Shared>,
+    state: RecvState,
+    decoder: Decoder,
+    initial_metadata: Option<Metadata>,
+}
+
+/// A client call: send messages, half-close, receive messages and the status.
+#[derive(Debug)]
+pub struct ClientCall {
+    sender: CallSender,
+    receiver: CallReceiver,
+}
+
+pub(super) async fn start(inner: &Arc<ChannelInner>, method: &str, opts: CallOptions) -> Result<ClientCall, Status> {
+    let deadline = opts.deadline();
+    if let Some(d) = deadline {
+        if d <= tokio::time::Instant::now() {
+            return Err(Status::deadline_exceeded("context deadline exceeded"));
+        }
+    }
+    if !method.starts_with('/') {
+        return Err(Status::invalid_argument(format!("malformed method name {method:?}: must start with '/'")));
+    }
+    let uri = http::Uri::builder()
+        .scheme(inner.scheme.clone())
+        .authority(inner.authority.clone())
+        .path_and_query(method)
+        .build()
+        .map_err(|e| Status::invalid_argument(format!("malformed method name {method:?}: {e}")))?;
+    let compression = opts.compression.or(inner.opts.default_compression).filter(|c| *c != Compression::Identity);
+    let mut req = Request::builder().method(Method::POST).uri(uri).body(()).expect("valid request parts");
+    {
+        let h = req.headers_mut();
+        h.insert(http::header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE));
+        h.insert(http::header::TE, HeaderValue::from_static("trailers"));
+        h.insert(http::header::USER_AGENT, inner.user_agent.clone());
+        h.insert("grpc-accept-encoding", HeaderValue::from_static(accept_encoding_header()));
+        if let Some(c) = compression {
+            h.insert("grpc-encoding", HeaderValue::from_static(c.name()));
+        }
+        if let Some(d) = deadline {
+            let left = d.saturating_duration_since(tokio::time::Instant::now());
+            h.insert("grpc-timeout", HeaderValue::from_str(&encode_timeout(left)).expect("ascii"));
+        }
+        opts.metadata.write_to(h);
+    }
+
+    let open = async {
+        // A connection that turns out dead before the stream opens is
+        // replaced once, transparently: the request never reached a server.
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            let conn = inner.connector.pick(opts.wait_for_ready, deadline).await?;
+            let send = conn.send.clone();
+            let opened = match send.ready().await {
+                Ok(mut s) => s.send_request(req.clone(), false),
+                Err(e) => Err(e),
+            };
+            match opened {
+                Ok((resp, stream)) => return Ok((conn, resp, stream)),
+                Err(e) => {
+                    inner.connector.invalidate(conn.generation);
+                    if tries >= 2 {
+                        return Err(Status::unavailable(format!("failed to open stream: {e}")));
+                    }
+                }
+            }
+        }
+    };
+    let (conn, resp, stream) = match deadline {
+        Some(d) => tokio::time::timeout_at(d, open)
+            .await
+            .map_err(|_| Status::deadline_exceeded("context deadline exceeded"))??,
+        None => open.await?,
+    };
+    conn.active_calls.fetch_add(1, Ordering::Relaxed);
+    let shared = Arc::new(Shared {
+        stream: Mutex::new(Some(stream)),
+        cancelled: Mutex::new(None),
+        is_cancelled: AtomicBool::new(false),
+        done: AtomicBool::new(false),
+        notify: Notify::new(),
+        timer: Mutex::new(None),
+        conn,
+    });
+    if let Some(d) = deadline {
+        let weak = Arc::downgrade(&shared);
+        let t = crate::rt::spawn(async move {
+            tokio::time::sleep_until(d).await;
+            if let Some(s) = weak.upgrade() {
+                s.cancel_with(Status::deadline_exceeded("context deadline exceeded"));
+            }
+        });
+        *shared.timer.lock().unwrap_or_else(|e| e.into_inner()) = Some(t.abort_handle());
+    }
+    Ok(ClientCall {
+        sender: CallSender {
+            shared: shared.clone(),
+            compression,
+            max_send: inner.opts.max_send_message_size,
+            half_closed: false,
+        },
+        receiver: CallReceiver {
+            shared,
+            state: RecvState::Headers(resp),
+            decoder: Decoder::new(inner.opts.max_recv_message_size, None),
+            initial_metadata: None,
+        },
+    })
+}
+
+impl CallSender {
+    /// Sends one message (compressed if the call has an encoding).
+    pub async fn send(&mut self, msg: Bytes) -> Result<(), Status> {
+        self.send_with(msg, true, false).await
+    }
+
+    /// Sends a message; `compress: false` sends this one uncompressed even if
+    /// the call compresses; `last: true` half-closes in the same frame.
+    pub async fn send_with(&mut self, msg: Bytes, compress: bool, last: bool) -> Result<(), Status> {
+        if self.half_closed {
+            return Err(Status::internal("send after the send side was closed"));
+        }
+        let frame = match encode_frame(&msg, if compress { self.compression } else { None }, self.max_send) {
+            Ok(f) => f,
+            Err(st) => {
+                // grpc-go: an oversized send fails the whole call.
+                self.shared.cancel_with(st.clone());
+                return Err(st);
+            }
+        };
+        self.half_closed = last;
+        self.write(frame, last).await
+    }
+
+    /// Half-closes: no more messages will be sent.
+    pub async fn close_send(&mut self) -> Result<(), Status> {
+        if self.half_closed {
+            return Ok(());
+        }
+        self.half_closed = true;
+        self.write(Bytes::new(), true).await
+    }
+
+    async fn write(&mut self, data: Bytes, end: bool) -> Result<(), Status> {
+        match self.shared.or_cancel(write_data(&self.shared.stream, data, end)).await? {
+            Ok(()) => Ok(()),
+            Err(WriteError::Closed) => Err(Status::internal("the stream is closed")),
+            Err(WriteError::H2(e)) => Err(Status::from_h2(&e)),
+        }
+    }
+
+    /// A handle to cancel the call from anywhere.
+    pub fn handle(&self) -> CallHandle {
+        CallHandle(self.shared.clone())
+    }
+}
+
+impl CallReceiver {
+    /// The response headers (waits for them). Empty for a trailers-only response.
+    pub async fn initial_metadata(&mut self) -> Result<Metadata, Status> {
+        while self.initial_metadata.is_none() {
+            match &self.state {
+                RecvState::Done(s) if s.is_ok() => return Ok(Metadata::new()),
+                RecvState::Done(s) => return Err(s.clone()),
+                _ => self.step().await,
+            }
+        }
+        Ok(self.initial_metadata.clone().unwrap_or_default())
+    }
+
+    /// The next message; `Ok(None)` at the end of an OK call; `Err(status)` when
+    /// the call ended with any other status.
+    pub async fn recv(&mut self) -> Result<Option<Bytes>, Status> {
+        Ok(self.recv_message().await?.map(|m| m.data))
+    }
+
+    /// Like [`recv`](Self::recv), also telling whether the message was compressed.
+    pub async fn recv_message(&mut self) -> Result<Option<Received>, Status> {
+        loop {
+            match &self.state {
+                RecvState::Done(s) if s.is_ok() => return Ok(None),
+                RecvState::Done(s) => return Err(s.clone()),
+                RecvState::Body(_) => match self.decoder.next() {
+                    Ok(Some(m)) => return Ok(Some(m)),
+                    Ok(None) => {}
+                    Err(st) => {
+                        self.fail(st.clone());
+                        return Err(st);
+                    }
+                },
+                RecvState::Headers(_) => {}
+            }
+            self.step().await;
+        }
+    }
+
+    /// Reads (and drops) any remaining messages and returns the final status
+    /// with the trailing metadata.
+    pub async fn finish(&mut self) -> Status {
+        loop {
+            match self.recv_message().await {
+                Ok(Some(_)) => continue,
+                Ok(None) => break,
+                Err(s) => return s,
+            }
+        }
+        match &self.state {
+            RecvState::Done(s) => s.clone(),
+            _ => Status::internal("call not finished"),
+        }
+    }
+
+    /// The status if the call has ended (after `recv` returned `None` or an error).
+    pub fn status(&self) -> Option<&Status> {
+        match &self.state {
+            RecvState::Done(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// A handle to cancel the call from anywhere.
+    pub fn handle(&self) -> CallHandle {
+        CallHandle(self.shared.clone())
+    }
+
+    fn fail(&mut self, st: Status) {
+        // A local failure (bad frame, unknown encoding) ends the call and resets the stream.
+        self.shared.cancel_with(st.clone());
+        self.complete(st);
+    }
+
+    fn complete(&mut self, st: Status) {
+        self.shared.done.store(true, Ordering::Release);
+        self.state = RecvState::Done(st);
+    }
+
+    /// Advances the receive state machine by one event.
+    async fn step(&mut self) {
+        let shared = self.shared.clone();
+        match &mut self.state {
+            RecvState::Done(_) => {}
+            RecvState::Headers(fut) => match shared.or_cancel(fut).await {
+                Err(st) => self.complete(st),
+                Ok(Err(e)) => {
+                    let st = shared.cancel_status().unwrap_or_else(|| Status::from_h2(&e));
+                    self.complete(st)
+                }
+                Ok(Ok(resp)) => self.on_headers(resp),
+            },
+            RecvState::Body(body) => {
+                let r = shared.or_cancel(body.data()).await;
+                match r {
+                    Err(st) => self.complete(st),
+                    Ok(Some(Ok(chunk))) => {
+                        let _ = body.flow_control().release_capacity(chunk.len());
+                        self.decoder.push(chunk);
+                    }
+                    Ok(Some(Err(e))) => {
+                        let st = shared.cancel_status().unwrap_or_else(|| Status::from_h2(&e));
+                        self.complete(st)
+                    }
+                    Ok(None) => {
+                        if let Err(st) = self.decoder.finish() {
+                            self.fail(st);
+                            return;
+                        }
+                        let st = match shared.or_cancel(body.trailers()).await {
+                            Err(st) => st,
+                            Ok(Ok(Some(t))) => status_from_headers(&t).unwrap_or_else(|| {
+                                Status::internal("server closed the stream without sending grpc-status")
+                            }),
+                            Ok(Ok(None)) => Status::internal("server closed the stream without sending trailers"),
+                            Ok(Err(e)) => shared.cancel_status().unwrap_or_else(|| Status::from_h2(&e)),
+                        };
+                        self.complete(st)
+                    }
+                }
+            }
+        }
+    }
+
+    fn on_headers(&mut self, resp: http::Response<h2::RecvStream>) {
+        let (parts, body) = resp.into_parts();
+        let http_status = parts.status.as_u16();
+        if body.is_end_stream() {
+            // Trailers-only.
+            let st = status_from_headers(&parts.headers).unwrap_or_else(|| {
+                if http_status != 200 {
+                    http_status_error(http_status)
+                } else {
+                    Status::internal("server closed the stream without sending trailers")
+                }
+            });
+            self.initial_metadata = Some(Metadata::new());
+            self.complete(st);
+            return;
+        }
+        if http_status != 200 {
+            let st = http_status_error(http_status);
+            self.fail(st);
+            return;
+        }
+        if !is_grpc_content_type(parts.headers.get(http::header::CONTENT_TYPE)) {
+            let ct = parts
+                .headers
+                .get(http::header::CONTENT_TYPE)
+                .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+            self.fail(Status::new(Code::Unknown, format!("malformed header: unexpected HTTP content-type {ct:?}")));
+            return;
+        }
+        if let Some(enc) = parts.headers.get("grpc-encoding") {
+            let name = String::from_utf8_lossy(enc.as_bytes()).into_owned();
+            match Compression::from_name(&name) {
+                Some(c) => self.decoder.set_encoding(Some(c)),
+                None => {
+                    self.fail(Status::internal(format!(
+                        "grpc: Decompressor is not installed for grpc-encoding {name:?}"
+                    )));
+                    return;
+                }
+            }
+        }
+        self.initial_metadata = Some(Metadata::from_headers(&parts.headers));
+        self.state = RecvState::Body(body);
+    }
+}
+
+fn http_status_error(code: u16) -> Status {
+    let reason = http::StatusCode::from_u16(code).ok().and_then(|s| s.canonical_reason()).unwrap_or("");
+    Status::new(code_from_http(code), format!("unexpected HTTP status code received from server: {code} ({reason})"))
+}
+
+impl ClientCall {
+    /// Sends one message.
+    pub async fn send(&mut self, msg: Bytes) -> Result<(), Status> {
+        let r = self.sender.send(msg).await;
+        self.send_result(r).await
+    }
+
+    /// Sends a message with per-message options; see [`CallSender::send_with`].
+    pub async fn send_with(&mut self, msg: Bytes, compress: bool, last: bool) -> Result<(), Status> {
+        let r = self.sender.send_with(msg, compress, last).await;
+        self.send_result(r).await
+    }
+
+    /// Sends the last message and half-closes in one frame.
+    pub async fn send_last(&mut self, msg: Bytes) -> Result<(), Status> {
+        self.send_with(msg, true, true).await
+    }
+
+    /// Half-closes the send side.
+    pub async fn close_send(&mut self) -> Result<(), Status> {
+        let r = self.sender.close_send().await;
+        self.send_result(r).await
+    }
+
+    /// A failed send means the call is over; report how it ended when the
+    /// server already said so (e.g. it failed the call before reading).
+    async fn send_result(&mut self, r: Result<(), Status>) -> Result<(), Status> {
+        match r {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                if let Some(st) = self.receiver.shared.cancel_status() {
+                    return Err(st);
+                }
+                let st = tokio::time::timeout(std::time::Duration::from_secs(1), self.receiver.finish()).await;
+                match st {
+                    Ok(st) if !st.is_ok() => Err(st),
+                    _ => Err(e),
+                }
+            }
+        }
+    }
+
+    /// Response headers.
+    pub async fn initial_metadata(&mut self) -> Result<Metadata, Status> {
+        self.receiver.initial_metadata().await
+    }
+
+    /// The next message, `Ok(None)` at the end of an OK call.
+    pub async fn recv(&mut self) -> Result<Option<Bytes>, Status> {
+        self.receiver.recv().await
+    }
+
+    /// The next message with its compressed flag.
+    pub async fn recv_message(&mut self) -> Result<Option<Received>, Status> {
+        self.receiver.recv_message().await
+    }
+
+    /// Drains the responses and returns the final status.
+    pub async fn finish(&mut self) -> Status {
+        self.receiver.finish().await
+    }
+
+    /// The final status once known.
+    pub fn status(&self) -> Option<&Status> {
+        self.receiver.status()
+    }
+
+    /// Reads exactly one response and the OK status (unary and client-streaming).
+    pub async fn recv_unary(&mut self) -> Result<UnaryResponse, Status> {
+        let message = match self.recv().await? {
+            Some(m) => m,
+            None => return Err(Status::internal("cardinality violation: expected a response message, got none")),
+        };
+        if self.recv().await?.is_some() {
+            let st =
+                Status::internal("cardinality violation: received more than one response message for a unary call");
+            self.receiver.fail(st.clone());
+            return Err(st);
+        }
+        let trailing_metadata = self.receiver.status().map(|s| s.metadata().clone()).unwrap_or_default();
+        Ok(UnaryResponse {
+            message,
+            initial_metadata: self.receiver.initial_metadata.clone().unwrap_or_default(),
+            trailing_metadata,
+        })
+    }
+
+    /// Cancels the call (CANCELLED).
+    pub fn cancel(&self) {
+        self.handle().cancel();
+    }
+
+    /// A thread-safe cancel handle.
+    pub fn handle(&self) -> CallHandle {
+        self.sender.handle()
+    }
+
+    /// Splits into halves that can be used from different tasks.
+    pub fn split(self) -> (CallSender, CallReceiver) {
+        (self.sender, self.receiver)
+    }
+}

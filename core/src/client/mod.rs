@@ -1,0 +1,250 @@
+//! The client: [`Channel`] (target parsing, lazy connect, reconnect with
+//! backoff, connectivity) and [`ClientCall`] (all four call kinds as one
+//! pull-based stream API).
+
+mod call;
+mod conn;
+mod target;
+
+pub use call::{CallHandle, CallReceiver, CallSender, ClientCall, UnaryResponse};
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::time::Instant;
+
+use crate::codec::{Compression, DEFAULT_MAX_RECV_MESSAGE_SIZE, DEFAULT_MAX_SEND_MESSAGE_SIZE};
+use crate::error::{Error, ErrorKind};
+use crate::metadata::Metadata;
+use crate::status::Status;
+use crate::transport::{self, ClientTlsConfig};
+
+/// Connectivity states (gRPC connectivity-semantics-and-api.md).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ConnectivityState {
+    /// No connection and none being made; the next call connects.
+    Idle,
+    /// Connecting.
+    Connecting,
+    /// Connected.
+    Ready,
+    /// The last attempt failed; waiting out the backoff.
+    TransientFailure,
+    /// The channel was closed.
+    Shutdown,
+}
+
+/// Reconnect backoff parameters (defaults from connection-backoff.md).
+#[derive(Clone, Debug)]
+pub struct BackoffConfig {
+    /// First delay (1 s).
+    pub initial: Duration,
+    /// Growth factor (1.6).
+    pub multiplier: f64,
+    /// Relative jitter (0.2).
+    pub jitter: f64,
+    /// Cap (120 s).
+    pub max: Duration,
+}
+
+impl Default for BackoffConfig {
+    fn default() -> Self {
+        BackoffConfig { initial: Duration::from_secs(1), multiplier: 1.6, jitter: 0.2, max: Duration::from_secs(120) }
+    }
+}
+
+/// Channel settings. Every default is written here.
+#[derive(Clone, Debug)]
+pub struct ChannelOptions {
+    /// TLS; `None` is plaintext (h2c).
+    pub tls: Option<ClientTlsConfig>,
+    /// `:authority` to send; defaults to the TLS server-name override or the target's host:port.
+    pub authority: Option<String>,
+    /// Prefix for the `user-agent` header.
+    pub user_agent: Option<String>,
+    /// MIN_CONNECT_TIMEOUT: the least time one connection attempt gets (20 s).
+    pub connect_timeout: Duration,
+    /// Reconnect backoff.
+    pub backoff: BackoffConfig,
+    /// Send HTTP/2 pings this often (off by default, like grpc-go).
+    pub keepalive_time: Option<Duration>,
+    /// Close the connection when a ping is not answered within this (20 s).
+    pub keepalive_timeout: Duration,
+    /// Ping even with no calls in flight (false).
+    pub keepalive_permit_without_calls: bool,
+    /// Largest message accepted (4 MiB).
+    pub max_recv_message_size: usize,
+    /// Largest message sent (unlimited).
+    pub max_send_message_size: usize,
+    /// Compression for every call unless the call says otherwise (none).
+    pub default_compression: Option<Compression>,
+    /// HTTP/2 stream window (4 MiB).
+    pub initial_stream_window_size: u32,
+    /// HTTP/2 connection window (16 MiB).
+    pub initial_connection_window_size: u32,
+    /// Largest response header list accepted (16 KiB).
+    pub max_header_list_size: u32,
+    /// Largest HTTP/2 frame accepted (64 KiB).
+    pub max_frame_size: u32,
+}
+
+impl Default for ChannelOptions {
+    fn default() -> Self {
+        ChannelOptions {
+            tls: None,
+            authority: None,
+            user_agent: None,
+            connect_timeout: Duration::from_secs(20),
+            backoff: BackoffConfig::default(),
+            keepalive_time: None,
+            keepalive_timeout: Duration::from_secs(20),
+            keepalive_permit_without_calls: false,
+            max_recv_message_size: DEFAULT_MAX_RECV_MESSAGE_SIZE,
+            max_send_message_size: DEFAULT_MAX_SEND_MESSAGE_SIZE,
+            default_compression: None,
+            initial_stream_window_size: transport::DEFAULT_STREAM_WINDOW,
+            initial_connection_window_size: transport::DEFAULT_CONNECTION_WINDOW,
+            max_header_list_size: transport::DEFAULT_MAX_HEADER_LIST_SIZE,
+            max_frame_size: transport::DEFAULT_MAX_FRAME_SIZE,
+        }
+    }
+}
+
+/// Per-call options.
+#[derive(Clone, Debug, Default)]
+pub struct CallOptions {
+    /// Relative deadline; sent as `grpc-timeout`.
+    pub timeout: Option<Duration>,
+    /// Absolute deadline (the earlier of this and `timeout` wins).
+    pub deadline: Option<std::time::Instant>,
+    /// Request metadata.
+    pub metadata: Metadata,
+    /// Compression of request messages; overrides the channel default.
+    /// `Some(Identity)` turns compression off for this call.
+    pub compression: Option<Compression>,
+    /// Queue the call while the channel is not ready instead of failing fast.
+    pub wait_for_ready: bool,
+}
+
+impl CallOptions {
+    pub(crate) fn deadline(&self) -> Option<Instant> {
+        let from_timeout = self.timeout.map(|t| Instant::now() + t);
+        let abs = self.deadline.map(Instant::from_std);
+        match (from_timeout, abs) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+}
+
+#[derive(Debug)]
+pub(crate) struct ChannelInner {
+    pub(crate) connector: Arc<conn::Connector>,
+    pub(crate) opts: Arc<ChannelOptions>,
+    pub(crate) scheme: http::uri::Scheme,
+    pub(crate) authority: http::uri::Authority,
+    pub(crate) user_agent: http::HeaderValue,
+}
+
+impl Drop for ChannelInner {
+    fn drop(&mut self) {
+        self.connector.close();
+    }
+}
+
+/// A client channel to one target. Cheap to clone; all clones share one
+/// connection. Connects lazily on the first call (or [`Channel::connect`]).
+#[derive(Clone, Debug)]
+pub struct Channel {
+    inner: Arc<ChannelInner>,
+}
+
+impl Channel {
+    /// Creates a channel; nothing connects until a call needs it.
+    pub fn new(target: &str, opts: ChannelOptions) -> Result<Channel, Error> {
+        let (target, default_authority) = target::Target::parse(target)?;
+        let tls = opts.tls.as_ref().map(|t| t.build()).transpose()?;
+        let server_name = opts
+            .tls
+            .as_ref()
+            .and_then(|t| t.server_name_override.clone())
+            .unwrap_or_else(|| host_of(&default_authority));
+        let authority = opts
+            .authority
+            .clone()
+            .or_else(|| opts.tls.as_ref().and_then(|t| t.server_name_override.clone()))
+            .unwrap_or(default_authority);
+        let authority: http::uri::Authority =
+            authority.parse().map_err(|e| Error::invalid(format!("invalid authority {authority:?}: {e}")))?;
+        let ua = match &opts.user_agent {
+            Some(p) => format!("{p} grpc-core-rust/{}", crate::VERSION),
+            None => format!("grpc-core-rust/{}", crate::VERSION),
+        };
+        let user_agent = http::HeaderValue::from_str(&ua).map_err(|_| Error::invalid("invalid user agent"))?;
+        let scheme = if tls.is_some() { http::uri::Scheme::HTTPS } else { http::uri::Scheme::HTTP };
+        let opts = Arc::new(opts);
+        let connector = conn::Connector::new(target, opts.clone(), tls, server_name);
+        Ok(Channel { inner: Arc::new(ChannelInner { connector, opts, scheme, authority, user_agent }) })
+    }
+
+    /// The current connectivity state.
+    pub fn state(&self) -> ConnectivityState {
+        self.inner.connector.state()
+    }
+
+    /// Starts connecting if IDLE.
+    pub fn connect(&self) {
+        self.inner.connector.connect();
+    }
+
+    /// Waits until the state differs from `from`; false if `deadline` passed first.
+    pub async fn wait_for_state_change(&self, from: ConnectivityState, deadline: Option<std::time::Instant>) -> bool {
+        let mut rx = self.inner.connector.subscribe();
+        let wait = rx.wait_for(|s| s.state != from);
+        match deadline {
+            Some(d) => matches!(tokio::time::timeout_at(Instant::from_std(d), wait).await, Ok(Ok(_))),
+            None => wait.await.is_ok(),
+        }
+    }
+
+    /// Connects and waits until READY (wait-for-ready semantics).
+    pub async fn ready(&self, deadline: Option<std::time::Instant>) -> Result<(), Status> {
+        self.inner.connector.pick(true, deadline.map(Instant::from_std)).await.map(|_| ())
+    }
+
+    /// Closes the channel: the connection is dropped and new calls fail.
+    pub fn close(&self) {
+        self.inner.connector.close();
+    }
+
+    /// Starts a call of any kind on `method` (`/package.Service/Method`).
+    pub async fn call(&self, method: &str, opts: CallOptions) -> Result<ClientCall, Status> {
+        call::start(&self.inner, method, opts).await
+    }
+
+    /// A unary call: one request, one response.
+    pub async fn unary(&self, method: &str, request: Bytes, opts: CallOptions) -> Result<UnaryResponse, Status> {
+        let mut call = self.call(method, opts).await?;
+        call.send_last(request).await?;
+        call.recv_unary().await
+    }
+}
+
+fn host_of(authority: &str) -> String {
+    if let Some(rest) = authority.strip_prefix('[') {
+        return rest.split(']').next().unwrap_or_default().to_string();
+    }
+    authority.rsplit_once(':').map(|(h, _)| h).unwrap_or(authority).to_string()
+}
+
+impl From<Error> for Status {
+    fn from(e: Error) -> Status {
+        let code = match e.kind() {
+            ErrorKind::InvalidArgument => crate::Code::InvalidArgument,
+            ErrorKind::Shutdown => crate::Code::Unavailable,
+            _ => crate::Code::Internal,
+        };
+        Status::new(code, e.message().to_string())
+    }
+}

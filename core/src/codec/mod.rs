@@ -1,0 +1,262 @@
+//! gRPC message framing (the 5-byte prefix: compressed flag + big-endian
+//! length), compression (identity, gzip, deflate, zstd) and size limits.
+//!
+//! Limits are checked on the 5-byte header before a message is buffered, and
+//! again on the decompressed size, so a small compressed bomb cannot expand
+//! past the receive limit.
+
+mod compression;
+pub use compression::Compression;
+pub(crate) use compression::{accept_encoding_header, parse_accept_encoding};
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+
+use crate::status::{Code, Status};
+
+/// Default maximum received message size (4 MiB), as in grpc-go and grpc-java.
+pub const DEFAULT_MAX_RECV_MESSAGE_SIZE: usize = 4 * 1024 * 1024;
+/// Default maximum sent message size (unlimited, as in grpc-go).
+pub const DEFAULT_MAX_SEND_MESSAGE_SIZE: usize = usize::MAX;
+
+const HEADER_LEN: usize = 5;
+
+/// A received message and whether it arrived compressed on the wire.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Received {
+    /// The (decompressed) message bytes.
+    pub data: Bytes,
+    /// True if the sender set the compressed flag on this message.
+    pub compressed: bool,
+}
+
+/// Builds one framed message (prefix + payload in one buffer, so it goes out
+/// in a single write). `compression` is the call's encoding when this message
+/// is to be compressed.
+pub(crate) fn encode_frame(msg: &[u8], compression: Option<Compression>, max_send: usize) -> Result<Bytes, Status> {
+    let (flag, payload_len);
+    let mut buf;
+    match compression {
+        Some(c) if c != Compression::Identity => {
+            if msg.len() > max_send {
+                return Err(too_large_to_send(msg.len(), max_send));
+            }
+            let compressed =
+                c.compress(msg).map_err(|e| Status::internal(format!("grpc: error while compressing: {e}")))?;
+            flag = 1u8;
+            payload_len = compressed.len();
+            buf = BytesMut::with_capacity(HEADER_LEN + payload_len);
+            buf.put_u8(flag);
+            buf.put_u32(payload_len as u32);
+            buf.extend_from_slice(&compressed);
+        }
+        _ => {
+            if msg.len() > max_send {
+                return Err(too_large_to_send(msg.len(), max_send));
+            }
+            flag = 0u8;
+            payload_len = msg.len();
+            buf = BytesMut::with_capacity(HEADER_LEN + payload_len);
+            buf.put_u8(flag);
+            buf.put_u32(payload_len as u32);
+            buf.extend_from_slice(msg);
+        }
+    }
+    if payload_len > u32::MAX as usize {
+        return Err(Status::resource_exhausted("message larger than 4 GiB cannot be framed"));
+    }
+    Ok(buf.freeze())
+}
+
+fn too_large_to_send(len: usize, max: usize) -> Status {
+    Status::new(Code::ResourceExhausted, format!("grpc: trying to send message larger than max ({len} vs. {max})"))
+}
+
+/// Incremental decoder: feed DATA chunks, take whole messages out.
+#[derive(Debug)]
+pub(crate) struct Decoder {
+    buf: BytesMut,
+    chunks: std::collections::VecDeque<Bytes>,
+    max_recv: usize,
+    encoding: Option<Compression>,
+    /// Length of the message whose header has been read but whose body has not fully arrived.
+    pending: Option<(bool, usize)>,
+}
+
+impl Decoder {
+    pub(crate) fn new(max_recv: usize, encoding: Option<Compression>) -> Decoder {
+        Decoder { buf: BytesMut::new(), chunks: Default::default(), max_recv, encoding, pending: None }
+    }
+
+    pub(crate) fn set_encoding(&mut self, encoding: Option<Compression>) {
+        self.encoding = encoding;
+    }
+
+    /// Adds a DATA chunk.
+    pub(crate) fn push(&mut self, chunk: Bytes) {
+        if !chunk.is_empty() {
+            self.chunks.push_back(chunk);
+        }
+    }
+
+    fn buffered(&self) -> usize {
+        self.buf.len() + self.chunks.iter().map(|c| c.len()).sum::<usize>()
+    }
+
+    /// Takes exactly `n` bytes from the chunk queue, without copying when one chunk holds them.
+    fn take(&mut self, n: usize) -> Bytes {
+        if self.buf.is_empty() {
+            if let Some(front) = self.chunks.front_mut() {
+                if front.len() >= n {
+                    let out = front.split_to(n);
+                    if front.is_empty() {
+                        self.chunks.pop_front();
+                    }
+                    return out;
+                }
+            }
+        }
+        while self.buf.len() < n {
+            let mut front = self.chunks.pop_front().expect("caller checked buffered()");
+            let need = n - self.buf.len();
+            if front.len() > need {
+                self.buf.extend_from_slice(&front.split_to(need));
+                self.chunks.push_front(front);
+            } else {
+                self.buf.extend_from_slice(&front);
+            }
+        }
+        self.buf.split_to(n).freeze()
+    }
+
+    /// The next whole message, if buffered. Errors: a reserved flag bit, a
+    /// compressed flag with no encoding (INTERNAL), a message over the limit
+    /// (RESOURCE_EXHAUSTED, decided on the header alone).
+    pub(crate) fn next(&mut self) -> Result<Option<Received>, Status> {
+        let (compressed, len) = match self.pending {
+            Some(p) => p,
+            None => {
+                if self.buffered() < HEADER_LEN {
+                    return Ok(None);
+                }
+                let mut h = self.take(HEADER_LEN);
+                let flag = h.get_u8();
+                let len = h.get_u32() as usize;
+                let compressed = match flag {
+                    0 => false,
+                    1 => true,
+                    f => {
+                        return Err(Status::internal(format!(
+                            "grpc: received message with invalid compression flag {f} (reserved bits set)"
+                        )))
+                    }
+                };
+                if len > self.max_recv {
+                    return Err(Status::resource_exhausted(format!(
+                        "grpc: received message larger than max ({len} vs. {})",
+                        self.max_recv
+                    )));
+                }
+                if compressed && matches!(self.encoding, None | Some(Compression::Identity)) {
+                    return Err(Status::internal("grpc: compressed flag set with identity or empty encoding"));
+                }
+                self.pending = Some((compressed, len));
+                (compressed, len)
+            }
+        };
+        if self.buffered() < len {
+            return Ok(None);
+        }
+        self.pending = None;
+        let payload = self.take(len);
+        let data = if compressed {
+            let c = self.encoding.expect("checked on the header");
+            c.decompress(&payload, self.max_recv)?
+        } else {
+            payload
+        };
+        Ok(Some(Received { data, compressed }))
+    }
+
+    /// Called at end of stream: leftover bytes mean a message was cut short.
+    pub(crate) fn finish(&self) -> Result<(), Status> {
+        if self.pending.is_some() || self.buffered() > 0 {
+            return Err(Status::internal("grpc: end of stream in the middle of a message (unexpected EOF)"));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(flag: u8, payload: &[u8]) -> Bytes {
+        let mut b = BytesMut::new();
+        b.put_u8(flag);
+        b.put_u32(payload.len() as u32);
+        b.extend_from_slice(payload);
+        b.freeze()
+    }
+
+    #[test]
+    fn decodes_split_and_joined_frames() {
+        let mut d = Decoder::new(100, None);
+        let mut all = BytesMut::new();
+        all.extend_from_slice(&frame(0, b"hello"));
+        all.extend_from_slice(&frame(0, b""));
+        all.extend_from_slice(&frame(0, b"world!"));
+        let all = all.freeze();
+        for i in 0..all.len() {
+            d.push(all.slice(i..i + 1));
+        }
+        assert_eq!(d.next().unwrap().unwrap().data, "hello");
+        assert_eq!(d.next().unwrap().unwrap().data, "");
+        assert_eq!(d.next().unwrap().unwrap().data, "world!");
+        assert!(d.next().unwrap().is_none());
+        d.finish().unwrap();
+    }
+
+    #[test]
+    fn rejects_bad_frames() {
+        let mut d = Decoder::new(4, None);
+        d.push(frame(0, b"hello"));
+        assert_eq!(d.next().unwrap_err().code(), Code::ResourceExhausted);
+
+        let mut d = Decoder::new(100, None);
+        d.push(frame(2, b"x"));
+        assert_eq!(d.next().unwrap_err().code(), Code::Internal);
+
+        let mut d = Decoder::new(100, None);
+        d.push(frame(1, b"x"));
+        assert_eq!(d.next().unwrap_err().code(), Code::Internal);
+
+        let mut d = Decoder::new(100, None);
+        d.push(frame(0, b"hello").slice(0..7));
+        assert!(d.next().unwrap().is_none());
+        assert_eq!(d.finish().unwrap_err().code(), Code::Internal);
+    }
+
+    #[test]
+    fn compressed_round_trip_and_bomb_limit() {
+        for c in [Compression::Gzip, Compression::Deflate, Compression::Zstd] {
+            let msg = vec![7u8; 10_000];
+            let f = encode_frame(&msg, Some(c), usize::MAX).unwrap();
+            assert_eq!(f[0], 1);
+            assert!(f.len() < 1000);
+            let mut d = Decoder::new(20_000, Some(c));
+            d.push(f.clone());
+            let r = d.next().unwrap().unwrap();
+            assert!(r.compressed);
+            assert_eq!(r.data, msg);
+            let mut d = Decoder::new(5_000, Some(c));
+            d.push(f);
+            assert_eq!(d.next().unwrap_err().code(), Code::ResourceExhausted, "{c:?} decompressed size is limited");
+        }
+    }
+
+    #[test]
+    fn send_limit() {
+        assert_eq!(encode_frame(b"12345", None, 4).unwrap_err().code(), Code::ResourceExhausted);
+        assert_eq!(encode_frame(b"1234", None, 4).unwrap().len(), 9);
+    }
+}

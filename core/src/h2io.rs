@@ -1,0 +1,62 @@
+//! Writing DATA to an h2 stream with back-pressure: the message goes out as
+//! soon as the flow-control window allows, and the writer waits otherwise.
+
+use std::future::poll_fn;
+use std::sync::Mutex;
+use std::task::Poll;
+
+use bytes::Bytes;
+use h2::SendStream;
+
+/// Why a write could not finish.
+#[derive(Debug)]
+pub(crate) enum WriteError {
+    /// The stream is gone (reset, closed, or never opened).
+    Closed,
+    /// h2 reported an error (RST_STREAM, GOAWAY, I/O).
+    H2(h2::Error),
+}
+
+/// Writes `data` (then END_STREAM if `end`), waiting for window capacity.
+/// The stream sits behind a mutex so a canceller on another thread can reset it.
+pub(crate) async fn write_data(
+    slot: &Mutex<Option<SendStream<Bytes>>>,
+    mut data: Bytes,
+    end: bool,
+) -> Result<(), WriteError> {
+    poll_fn(|cx| {
+        let mut guard = slot.lock().unwrap_or_else(|e| e.into_inner());
+        let s = guard.as_mut().ok_or(WriteError::Closed)?;
+        loop {
+            if data.is_empty() {
+                if end {
+                    s.send_data(Bytes::new(), true).map_err(WriteError::H2)?;
+                }
+                return Poll::Ready(Ok(()));
+            }
+            let mut cap = s.capacity();
+            if cap == 0 {
+                s.reserve_capacity(data.len());
+                cap = s.capacity();
+                if cap == 0 {
+                    match s.poll_capacity(cx) {
+                        Poll::Pending => return Poll::Pending,
+                        Poll::Ready(None) => return Poll::Ready(Err(WriteError::Closed)),
+                        Poll::Ready(Some(Err(e))) => return Poll::Ready(Err(WriteError::H2(e))),
+                        Poll::Ready(Some(Ok(n))) => cap = n,
+                    }
+                    if cap == 0 {
+                        continue;
+                    }
+                }
+            }
+            let chunk = if cap >= data.len() { std::mem::take(&mut data) } else { data.split_to(cap) };
+            let last = data.is_empty();
+            s.send_data(chunk, end && last).map_err(WriteError::H2)?;
+            if last {
+                return Poll::Ready(Ok(()));
+            }
+        }
+    })
+    .await
+}

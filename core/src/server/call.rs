@@ -1,0 +1,409 @@
+//! One server call: request validation (method, content-type, path,
+//! timeout, encoding), the handler run under the deadline and the client's
+//! cancellation, and the response (headers, messages, trailers or trailers-only).
+
+use std::future::{poll_fn, Future};
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
+
+use super::{Handler, MethodKind, ServerInner};
+use crate::codec::{accept_encoding_header, encode_frame, parse_accept_encoding, Compression, Decoder, Received};
+use crate::h2io::{write_data, WriteError};
+use crate::metadata::{decode_timeout, Metadata};
+use crate::status::{Code, Status};
+use crate::wire::{is_grpc_content_type, write_status, CONTENT_TYPE};
+
+/// TLS facts about the peer of a connection.
+#[derive(Clone, Debug)]
+pub(crate) struct PeerTls {
+    pub(crate) version: String,
+    pub(crate) peer_certificates: Vec<Vec<u8>>,
+}
+
+#[derive(Debug)]
+pub(crate) struct Peer {
+    pub(crate) addr: String,
+    pub(crate) tls: Option<PeerTls>,
+}
+
+/// The response side: `respond` until headers go out, then `stream`; both
+/// empty once the call is finished or reset.
+struct Shared {
+    respond: Mutex<Option<h2::server::SendResponse<Bytes>>>,
+    stream: Mutex<Option<h2::SendStream<Bytes>>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Shared {
+    fn reset(&self, reason: h2::Reason) {
+        let mut respond = lock(&self.respond);
+        let mut stream = lock(&self.stream);
+        if let Some(mut r) = respond.take() {
+            r.send_reset(reason);
+        }
+        if let Some(mut s) = stream.take() {
+            s.send_reset(reason);
+        }
+    }
+
+    /// Resolves when the client resets the stream.
+    fn poll_reset(&self, cx: &mut Context<'_>) -> Poll<()> {
+        let mut respond = lock(&self.respond);
+        let r = match respond.as_mut() {
+            Some(r) => r.poll_reset(cx),
+            None => match lock(&self.stream).as_mut() {
+                Some(s) => s.poll_reset(cx),
+                None => return Poll::Pending,
+            },
+        };
+        r.map(|_| ())
+    }
+
+    /// Ends the call with `status`: trailers, or a trailers-only response
+    /// when no headers were sent.
+    fn finish(&self, status: &Status, compression: Option<Compression>) {
+        let mut respond = lock(&self.respond);
+        let mut stream = lock(&self.stream);
+        if let Some(mut r) = respond.take() {
+            let mut resp = Response::new(());
+            let h = resp.headers_mut();
+            h.insert(http::header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE));
+            h.insert("grpc-accept-encoding", HeaderValue::from_static(accept_encoding_header()));
+            let _ = compression;
+            write_status(status, h);
+            let _ = r.send_response(resp, true);
+        } else if let Some(mut s) = stream.take() {
+            let mut t = HeaderMap::new();
+            write_status(status, &mut t);
+            let _ = s.send_trailers(t);
+        }
+    }
+}
+
+/// A call as the handler sees it: request metadata, deadline and peer;
+/// receive requests; send headers, messages; the handler's returned
+/// [`Status`] becomes the trailers.
+///
+/// Drive its futures from inside the handler future: the server polls the
+/// handler and the client's reset on the same task.
+pub struct ServerCall {
+    method: String,
+    metadata: Metadata,
+    deadline: Option<std::time::Instant>,
+    peer: Arc<Peer>,
+    body: Option<h2::RecvStream>,
+    decoder: Decoder,
+    /// For unary and server-streaming methods, the request read up front.
+    preread: Option<Received>,
+    shared: Arc<Shared>,
+    response_compression: Option<Compression>,
+    accepted: Vec<Compression>,
+    max_send: usize,
+}
+
+impl std::fmt::Debug for ServerCall {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerCall").field("method", &self.method).field("peer", &self.peer.addr).finish()
+    }
+}
+
+impl ServerCall {
+    /// The full method path, `/package.Service/Method`.
+    pub fn method(&self) -> &str {
+        &self.method
+    }
+    /// The request metadata.
+    pub fn metadata(&self) -> &Metadata {
+        &self.metadata
+    }
+    /// The deadline from `grpc-timeout`, if any.
+    pub fn deadline(&self) -> Option<std::time::Instant> {
+        self.deadline
+    }
+    /// Time left before the deadline.
+    pub fn time_remaining(&self) -> Option<Duration> {
+        self.deadline.map(|d| d.saturating_duration_since(std::time::Instant::now()))
+    }
+    /// The peer's address (`ip:port` or `unix:path`).
+    pub fn peer(&self) -> &str {
+        &self.peer.addr
+    }
+    /// The negotiated TLS version (`TLSv1_3`), when over TLS.
+    pub fn tls_version(&self) -> Option<&str> {
+        self.peer.tls.as_ref().map(|t| t.version.as_str())
+    }
+    /// The client's certificate chain (DER), when it presented one.
+    pub fn peer_certificates(&self) -> &[Vec<u8>] {
+        self.peer.tls.as_ref().map(|t| t.peer_certificates.as_slice()).unwrap_or(&[])
+    }
+
+    /// Sets the response compression. Applied only if the client accepts
+    /// it (its `grpc-accept-encoding`), and only before headers go out.
+    pub fn set_compression(&mut self, c: Compression) {
+        self.response_compression =
+            if c == Compression::Identity || !self.accepted.contains(&c) { None } else { Some(c) };
+    }
+
+    /// The next request message; `Ok(None)` when the client half-closed.
+    pub async fn recv(&mut self) -> Result<Option<Bytes>, Status> {
+        Ok(self.recv_message().await?.map(|m| m.data))
+    }
+
+    /// The next request message and whether it was compressed on the wire.
+    pub async fn recv_message(&mut self) -> Result<Option<Received>, Status> {
+        if let Some(m) = self.preread.take() {
+            return Ok(Some(m));
+        }
+        read_message(&mut self.body, &mut self.decoder).await
+    }
+
+    /// Sends the response headers with this metadata (at most once; later
+    /// sends add nothing).
+    pub async fn send_initial_metadata(&mut self, md: Metadata) -> Result<(), Status> {
+        self.open(md)
+    }
+
+    fn open(&mut self, md: Metadata) -> Result<(), Status> {
+        let mut respond = lock(&self.shared.respond);
+        let Some(mut r) = respond.take() else {
+            return if lock(&self.shared.stream).is_some() {
+                Ok(())
+            } else {
+                Err(Status::cancelled("the call is finished"))
+            };
+        };
+        let mut resp = Response::new(());
+        let h = resp.headers_mut();
+        h.insert(http::header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE));
+        h.insert("grpc-accept-encoding", HeaderValue::from_static(accept_encoding_header()));
+        if let Some(c) = self.response_compression {
+            h.insert("grpc-encoding", HeaderValue::from_static(c.name()));
+        }
+        md.write_to(h);
+        match r.send_response(resp, false) {
+            Ok(stream) => {
+                *lock(&self.shared.stream) = Some(stream);
+                Ok(())
+            }
+            Err(e) => Err(Status::from_h2(&e)),
+        }
+    }
+
+    /// Sends one response message (compressed if the call compresses).
+    pub async fn send(&mut self, msg: Bytes) -> Result<(), Status> {
+        self.send_with(msg, true).await
+    }
+
+    /// Sends one message; `compress: false` sends it uncompressed even when the call compresses.
+    pub async fn send_with(&mut self, msg: Bytes, compress: bool) -> Result<(), Status> {
+        self.open(Metadata::new())?;
+        let frame = encode_frame(&msg, if compress { self.response_compression } else { None }, self.max_send)?;
+        match write_data(&self.shared.stream, frame, false).await {
+            Ok(()) => Ok(()),
+            Err(WriteError::Closed) => Err(Status::cancelled("the call is closed")),
+            Err(WriteError::H2(e)) => Err(Status::from_h2(&e)),
+        }
+    }
+}
+
+async fn read_message(body: &mut Option<h2::RecvStream>, decoder: &mut Decoder) -> Result<Option<Received>, Status> {
+    loop {
+        if let Some(m) = decoder.next()? {
+            return Ok(Some(m));
+        }
+        let Some(b) = body.as_mut() else { return Ok(None) };
+        match b.data().await {
+            Some(Ok(chunk)) => {
+                let _ = b.flow_control().release_capacity(chunk.len());
+                decoder.push(chunk);
+            }
+            Some(Err(e)) => return Err(Status::from_h2(&e)),
+            None => {
+                *body = None;
+                decoder.finish()?;
+                return Ok(None);
+            }
+        }
+    }
+}
+
+/// Answers without running a handler: an HTTP error status plus a gRPC status.
+fn respond_early(mut respond: h2::server::SendResponse<Bytes>, http: StatusCode, status: Status) {
+    let mut resp = Response::new(());
+    *resp.status_mut() = http;
+    let h = resp.headers_mut();
+    h.insert(http::header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE));
+    h.insert("grpc-accept-encoding", HeaderValue::from_static(accept_encoding_header()));
+    write_status(&status, h);
+    let _ = respond.send_response(resp, true);
+}
+
+/// Polls a future, turning a panic into an error message.
+struct CatchUnwind<F>(F);
+
+impl<F: Future + Unpin> Future for CatchUnwind<F> {
+    type Output = Result<F::Output, String>;
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let inner = &mut self.0;
+        match std::panic::catch_unwind(AssertUnwindSafe(|| Pin::new(inner).poll(cx))) {
+            Ok(Poll::Ready(v)) => Poll::Ready(Ok(v)),
+            Ok(Poll::Pending) => Poll::Pending,
+            Err(p) => {
+                let msg = p
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| p.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "unknown panic".into());
+                Poll::Ready(Err(msg))
+            }
+        }
+    }
+}
+
+pub(super) async fn handle_stream(
+    inner: Arc<ServerInner>,
+    peer: Arc<Peer>,
+    req: Request<h2::RecvStream>,
+    respond: h2::server::SendResponse<Bytes>,
+) {
+    let (parts, body) = req.into_parts();
+    if parts.method != http::Method::POST {
+        let msg = format!("invalid gRPC request method {:?}: must be POST", parts.method.as_str());
+        return respond_early(respond, StatusCode::METHOD_NOT_ALLOWED, Status::internal(msg));
+    }
+    if !is_grpc_content_type(parts.headers.get(http::header::CONTENT_TYPE)) {
+        let ct =
+            parts.headers.get(http::header::CONTENT_TYPE).map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+        let msg = format!("invalid gRPC request content-type {:?}", ct.unwrap_or_default());
+        return respond_early(respond, StatusCode::UNSUPPORTED_MEDIA_TYPE, Status::internal(msg));
+    }
+    let path = parts.uri.path().to_string();
+    let (kind, handler): (MethodKind, Arc<dyn Handler>) = match inner.methods.get(&path) {
+        Some(m) => (m.kind, m.handler.clone()),
+        None => {
+            let parsed = path.strip_prefix('/').and_then(|p| p.rsplit_once('/'));
+            match (&inner.fallback, parsed) {
+                (Some(f), Some(_)) => (MethodKind::BidiStreaming, f.clone()),
+                (_, None) => {
+                    return respond_early(
+                        respond,
+                        StatusCode::OK,
+                        Status::unimplemented(format!("malformed method name: {path:?}")),
+                    );
+                }
+                (None, Some((service, method))) => {
+                    let msg = if inner.services.contains(service) {
+                        format!("unknown method {method} for service {service}")
+                    } else {
+                        format!("unknown service {service}")
+                    };
+                    return respond_early(respond, StatusCode::OK, Status::unimplemented(msg));
+                }
+            }
+        }
+    };
+    let timeout = match parts.headers.get("grpc-timeout") {
+        None => None,
+        Some(v) => match decode_timeout(&String::from_utf8_lossy(v.as_bytes())) {
+            Ok(d) => Some(d),
+            Err(e) => {
+                return respond_early(respond, StatusCode::OK, Status::internal(format!("malformed grpc-timeout: {e}")))
+            }
+        },
+    };
+    let encoding = match parts.headers.get("grpc-encoding").map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+    {
+        None => None,
+        Some(name) => match Compression::from_name(&name) {
+            Some(Compression::Identity) => None,
+            Some(c) => Some(c),
+            None => {
+                let msg = format!(
+                    "grpc: Decompressor is not installed for grpc-encoding {name:?}; supported: {}",
+                    accept_encoding_header()
+                );
+                return respond_early(respond, StatusCode::OK, Status::unimplemented(msg));
+            }
+        },
+    };
+    let accepted = parts
+        .headers
+        .get("grpc-accept-encoding")
+        .map(|v| parse_accept_encoding(&String::from_utf8_lossy(v.as_bytes())))
+        .unwrap_or_default();
+    let now = tokio::time::Instant::now();
+    let deadline = timeout.map(|t| now + t);
+    let shared = Arc::new(Shared { respond: Mutex::new(Some(respond)), stream: Mutex::new(None) });
+    let mut call = ServerCall {
+        method: path,
+        metadata: Metadata::from_headers(&parts.headers),
+        deadline: deadline.map(|d| d.into_std()),
+        peer,
+        body: Some(body),
+        decoder: Decoder::new(inner.opts.max_recv_message_size, encoding),
+        preread: None,
+        shared: shared.clone(),
+        response_compression: None,
+        accepted,
+        max_send: inner.opts.max_send_message_size,
+    };
+    if let Some(c) = inner.opts.default_compression {
+        call.set_compression(c);
+    }
+    let run = async move {
+        if matches!(kind, MethodKind::Unary | MethodKind::ServerStreaming) {
+            let first = match read_message(&mut call.body, &mut call.decoder).await {
+                Ok(Some(m)) => m,
+                Ok(None) => {
+                    return (
+                        Status::internal("grpc: server received no request message for a non-client-streaming RPC"),
+                        None,
+                    )
+                }
+                Err(s) => return (s, None),
+            };
+            match read_message(&mut call.body, &mut call.decoder).await {
+                Ok(None) => {}
+                Ok(Some(_)) => {
+                    return (
+                        Status::internal(
+                            "grpc: server received more than one request message for a non-client-streaming RPC",
+                        ),
+                        None,
+                    )
+                }
+                Err(s) => return (s, None),
+            }
+            call.preread = Some(first);
+        }
+        let compression = call.response_compression;
+        (handler.call(call).await, compression)
+    };
+    let run = CatchUnwind(Box::pin(run));
+    let deadline_sleep = async {
+        match deadline {
+            Some(d) => tokio::time::sleep_until(d).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        r = run => match r {
+            Ok((status, compression)) => shared.finish(&status, compression),
+            Err(panic) => {
+                tracing::error!(panic = %panic, "handler panicked");
+                shared.finish(&Status::new(Code::Internal, format!("handler panicked: {panic}")), None)
+            }
+        },
+        _ = deadline_sleep => shared.reset(h2::Reason::CANCEL),
+        _ = poll_fn(|cx| shared.poll_reset(cx)) => {}
+    }
+}

@@ -1,0 +1,61 @@
+//! Typed use from Rust: prost messages over the byte-level API.
+
+use std::future::Future;
+
+use bytes::Bytes;
+
+use crate::client::{CallOptions, Channel};
+use crate::metadata::Metadata;
+use crate::server::{Handler, ServerCall};
+use crate::status::Status;
+
+/// Serializes a message.
+pub fn encode<M: prost::Message>(m: &M) -> Bytes {
+    Bytes::from(m.encode_to_vec())
+}
+
+/// Parses a message; failure is INTERNAL, as in grpc-go.
+pub fn decode<M: prost::Message + Default>(b: &[u8]) -> Result<M, Status> {
+    M::decode(b).map_err(|e| Status::internal(format!("grpc: failed to unmarshal the received message: {e}")))
+}
+
+/// A typed unary call.
+pub async fn unary<Req, Resp>(channel: &Channel, method: &str, req: &Req, opts: CallOptions) -> Result<Resp, Status>
+where
+    Req: prost::Message,
+    Resp: prost::Message + Default,
+{
+    let r = channel.unary(method, encode(req), opts).await?;
+    decode(&r.message)
+}
+
+/// Wraps an `async fn(Req, Metadata) -> Result<Resp, Status>` as a unary handler.
+pub fn unary_handler<Req, Resp, F, Fut>(f: F) -> impl Handler
+where
+    Req: prost::Message + Default + 'static,
+    Resp: prost::Message + 'static,
+    F: Fn(Req, Metadata) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<Resp, Status>> + Send + 'static,
+{
+    let f = std::sync::Arc::new(f);
+    move |mut call: ServerCall| {
+        let f = f.clone();
+        async move {
+            let req = match call.recv().await {
+                Ok(Some(b)) => match decode::<Req>(&b) {
+                    Ok(r) => r,
+                    Err(s) => return s,
+                },
+                Ok(None) => return Status::internal("no request message"),
+                Err(s) => return s,
+            };
+            match f(req, call.metadata().clone()).await {
+                Ok(resp) => match call.send(encode(&resp)).await {
+                    Ok(()) => Status::ok(),
+                    Err(s) => s,
+                },
+                Err(s) => s,
+            }
+        }
+    }
+}

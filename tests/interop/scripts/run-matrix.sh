@@ -1,0 +1,355 @@
+#!/usr/bin/env bash
+# gRPC interop matrix: grpc-core ("our") against grpc-go and grpc-java.
+#
+# Usage:
+#   OUR_SERVER=target/release/interop-server OUR_CLIENT=target/release/interop-client \
+#     tests/interop/scripts/run-matrix.sh
+#
+# Inputs (env):
+#   OUR_SERVER   our interop server; started as: $OUR_SERVER --port N --use_tls=true|false
+#                (default: target/{release,debug}/interop-server if present)
+#   OUR_CLIENT   our interop client; takes grpc-go's client flags, e.g.
+#                  --server_host=127.0.0.1 --server_port=N --test_case=C --use_tls=false
+#                  --server_host=127.0.0.1 --server_port=N --test_case=C --use_tls=true \
+#                    --use_test_ca=true --server_host_override=foo.test.google.fr
+#                (default: target/{release,debug}/interop-client if present)
+#   Both read the test certs from $GRPC_INTEROP_CERTS_DIR (exported here,
+#   <repo>/.peers/certs: ca.pem, server1.pem, server1.key).
+#
+# Debug filters (env, space separated):
+#   CASES='large_unary ping_pong'     only these test cases
+#   PEERS='go->our java'              only cells whose "CLIENT->SERVER" matches
+#                                     one of these globs; a bare name X means
+#                                     X->* or *->X (peer names: go java our)
+#   MODES='plain'                     plain and/or tls (default both)
+#   SKIP='java->our:*compressed*'     skip cells whose "CLIENT->SERVER:CASE"
+#                                     matches one of these globs
+#   CELL_TIMEOUT=60  SERVER_START_TIMEOUT=60  INTEROP_LOG_DIR=target/interop-logs
+#   SKIP_INSTALL=1                    do not run install-peers.sh first
+#
+# Output: one line per cell,
+#   PASS <client> -> <server> <plain|tls> <case>
+#   FAIL <client> -> <server> <plain|tls> <case> (exit N: last lines of output)
+# then 'N passed, M failed'; exit status 1 if M > 0. Full logs: $INTEROP_LOG_DIR.
+#
+# Each server is started once per (server, plain|tls) on a free port and the
+# client cases run against it sequentially; all servers are killed on exit.
+set -uo pipefail
+
+SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# shellcheck source=peers.sh
+source "$SCRIPT_DIR/peers.sh"
+REPO_ROOT="$INTEROP_REPO_ROOT"
+
+CELL_TIMEOUT="${CELL_TIMEOUT:-60}"
+SERVER_START_TIMEOUT="${SERVER_START_TIMEOUT:-60}"
+LOG_DIR="${INTEROP_LOG_DIR:-$REPO_ROOT/target/interop-logs}"
+SERVER_HOST="${SERVER_HOST:-127.0.0.1}"
+MODES="${MODES:-plain tls}"
+CASES="${CASES:-}"
+PEERS="${PEERS:-}"
+SKIP="${SKIP:-}"
+
+# ------------------------------------------------------------- test cases ----
+# grpc-go v1.83.1 interop client (interop/client/client.go) implements:
+#   empty_unary large_unary client_streaming server_streaming ping_pong
+#   empty_stream timeout_on_sleeping_server compute_engine_creds
+#   service_account_creds jwt_token_creds per_rpc_creds oauth2_auth_token
+#   google_default_credentials compute_engine_channel_credentials
+#   cancel_after_begin cancel_after_first_response status_code_and_message
+#   special_status_message custom_metadata unimplemented_method
+#   unimplemented_service pick_first_unary rpc_soak channel_soak
+#   orca_per_rpc orca_oob
+# grpc-java 1.79.0 TestServiceClient implements those (same names) plus:
+#   cacheable_unary client_compressed_unary client_compressed_unary_noprobe
+#   server_compressed_unary client_compressed_streaming
+#   client_compressed_streaming_noprobe server_compressed_streaming
+#   very_large_request
+#
+# Excluded everywhere:
+#   compute_engine_creds               needs a GCE metadata server / Google OAuth
+#   service_account_creds              needs a Google service-account key + OAuth endpoint
+#   jwt_token_creds                    needs a Google service-account key (JWT access)
+#   oauth2_auth_token                  needs a Google OAuth2 token endpoint
+#   per_rpc_creds                      needs a Google OAuth2 token endpoint
+#   google_default_credentials         needs Google default creds + GoogleManagedChannel/GFE
+#   compute_engine_channel_credentials needs GCE (ALTS/metadata server)
+#   orca_per_rpc, orca_oob             need ORCA backend-metrics support in the server and the
+#                                      test_backend_metrics_load_balancer LB policy in the client
+#   cacheable_unary                    needs a caching proxy (GFE) in front of the server (GET + cache)
+#   pick_first_unary                   needs several backends behind one name (xds/LB setup) and
+#                                      fill_server_id; grpc-go's server never sets server_id
+# Not run at all: the separate http2 negative-test clients/servers
+# (interop/http2, Http2Client/Http2TestServer), grpclb/xds/alts/stress/
+# soak-server binaries, which need their own infrastructure.
+GO_CLIENT_CASES="empty_unary large_unary client_streaming server_streaming ping_pong
+  empty_stream timeout_on_sleeping_server cancel_after_begin cancel_after_first_response
+  status_code_and_message special_status_message custom_metadata unimplemented_method
+  unimplemented_service rpc_soak channel_soak"
+JAVA_CLIENT_CASES="empty_unary large_unary client_compressed_unary
+  client_compressed_unary_noprobe server_compressed_unary client_streaming
+  client_compressed_streaming client_compressed_streaming_noprobe server_streaming
+  server_compressed_streaming ping_pong empty_stream custom_metadata
+  status_code_and_message special_status_message unimplemented_method
+  unimplemented_service cancel_after_begin cancel_after_first_response
+  timeout_on_sleeping_server very_large_request rpc_soak channel_soak"
+# Our client: the union of the above (override with OUR_CLIENT_CASES).
+OUR_CLIENT_CASES="${OUR_CLIENT_CASES:-$JAVA_CLIENT_CASES}"
+# Not run against grpc-go's server (only against grpc-java's and ours):
+#   compression cases: grpc-go's interop server ignores expect_compressed /
+#     response_compressed (no probe rejection, no compressed responses);
+#   very_large_request: sends a ~10 MiB request, grpc-go's server keeps the
+#     default 4 MiB receive limit (RESOURCE_EXHAUSTED); grpc-java's server
+#     raises it to 16 MiB, so our server must accept >= 16 MiB messages too.
+COMPRESSION_CASES="client_compressed_unary client_compressed_unary_noprobe
+  client_compressed_streaming client_compressed_streaming_noprobe
+  server_compressed_unary server_compressed_streaming"
+NOT_AGAINST_GO_SERVER="$COMPRESSION_CASES very_large_request"
+
+# cases_for CLIENT SERVER -> prints the case list of that cell
+cases_for() {
+  local client="$1" server="$2" list c out=""
+  case "$client" in
+    go) list="$GO_CLIENT_CASES" ;;
+    java) list="$JAVA_CLIENT_CASES" ;;
+    our) list="$OUR_CLIENT_CASES" ;;
+  esac
+  for c in $list; do
+    if [ "$server" = go ] && in_list "$c" $NOT_AGAINST_GO_SERVER; then continue; fi
+    if [ -n "$CASES" ] && ! in_list "$c" $CASES; then continue; fi
+    if [ -n "$SKIP" ] && match_any "$client->$server:$c" $SKIP; then continue; fi
+    out="$out $c"
+  done
+  echo $out
+}
+
+in_list() { local x="$1" y; shift; for y in "$@"; do [ "$x" = "$y" ] && return 0; done; return 1; }
+match_any() {  # STRING GLOB...
+  local s="$1" g; shift
+  for g in "$@"; do
+    # shellcheck disable=SC2053
+    [[ $s == $g ]] && return 0
+  done
+  return 1
+}
+
+cell_selected() {  # CLIENT SERVER
+  [ -z "$PEERS" ] && return 0
+  local p
+  for p in $PEERS; do
+    case "$p" in
+      *'->'*) [[ "$1->$2" == $p ]] && return 0 ;;
+      *) { [ "$1" = "$p" ] || [ "$2" = "$p" ]; } && return 0 ;;
+    esac
+  done
+  return 1
+}
+
+# Cells: server -> clients that run against it.
+clients_of() {
+  case "$1" in
+    go|java) echo our ;;
+    our) echo go java our ;;
+  esac
+}
+
+# ------------------------------------------------------------------ setup ----
+find_our_bin() {  # NAME
+  local d
+  for d in release debug; do
+    if [ -x "$REPO_ROOT/target/$d/$1" ]; then echo "$REPO_ROOT/target/$d/$1"; return; fi
+  done
+}
+
+need_our_server=0 need_our_client=0 need_go=0 need_java=0
+for server in go java our; do
+  for client in $(clients_of "$server"); do
+    cell_selected "$client" "$server" || continue
+    [ -n "$(cases_for "$client" "$server")" ] || continue
+    for p in "$client" "$server"; do
+      case "$p" in
+        go) need_go=1 ;; java) need_java=1 ;;
+      esac
+    done
+    [ "$server" = our ] && need_our_server=1
+    [ "$client" = our ] && need_our_client=1
+  done
+done
+
+if [ "$need_our_server" = 1 ]; then
+  [ -n "$OUR_SERVER" ] || OUR_SERVER="$(find_our_bin interop-server)"
+  if [ -z "$OUR_SERVER" ] || [ ! -x "$OUR_SERVER" ]; then
+    echo "run-matrix: OUR_SERVER is not set or not executable ('$OUR_SERVER')" >&2; exit 2
+  fi
+fi
+if [ "$need_our_client" = 1 ]; then
+  [ -n "$OUR_CLIENT" ] || OUR_CLIENT="$(find_our_bin interop-client)"
+  if [ -z "$OUR_CLIENT" ] || [ ! -x "$OUR_CLIENT" ]; then
+    echo "run-matrix: OUR_CLIENT is not set or not executable ('$OUR_CLIENT')" >&2; exit 2
+  fi
+fi
+command -v timeout >/dev/null || { echo "run-matrix: 'timeout' (coreutils) is required" >&2; exit 2; }
+command -v setsid >/dev/null || { echo "run-matrix: 'setsid' (util-linux) is required" >&2; exit 2; }
+
+rm -rf "$LOG_DIR"
+mkdir -p "$LOG_DIR"
+
+if [ "${SKIP_INSTALL:-0}" != 1 ] && { [ "$need_go" = 1 ] || [ "$need_java" = 1 ]; }; then
+  if ! "$SCRIPT_DIR/install-peers.sh" >"$LOG_DIR/install-peers.log" 2>&1; then
+    tail -n 20 "$LOG_DIR/install-peers.log" >&2
+    echo "run-matrix: install-peers.sh failed (log: $LOG_DIR/install-peers.log)" >&2
+    exit 2
+  fi
+fi
+
+# --------------------------------------------------------- server control ----
+SERVER_PID=""
+SERVER_PORT=""
+SERVER_LOG=""
+ALL_SERVER_PIDS=()
+
+stop_pid() {  # PID: TERM the server's process group, then KILL if needed
+  local pid="$1" i
+  [ -n "$pid" ] || return 0
+  kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || return 0
+  for i in $(seq 1 50); do
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+}
+
+cleanup() {
+  local pid
+  for pid in "${ALL_SERVER_PIDS[@]}"; do stop_pid "$pid"; done
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# start_server NAME MODE -> sets SERVER_PID, SERVER_PORT; returns 1 on failure
+start_server() {
+  local name="$1" mode="$2" attempt
+  SERVER_PID="" SERVER_PORT=""
+  for attempt in 1 2 3; do   # retry in case the free port got taken meanwhile
+    SERVER_PORT="$(free_port)" || return 1
+    "${name}_server_cmd" "$SERVER_PORT" "$mode" || return 1
+    SERVER_LOG="$LOG_DIR/server-$name-$mode.log"
+    {
+      echo "+ ${PEER_CMD[*]}"
+      echo "+ GRPC_INTEROP_CERTS_DIR=$GRPC_INTEROP_CERTS_DIR (attempt $attempt)"
+    } >>"$SERVER_LOG"
+    # setsid: own process group, so wrapper scripts and their children die too.
+    setsid "${PEER_CMD[@]}" </dev/null >>"$SERVER_LOG" 2>&1 &
+    SERVER_PID=$!
+    ALL_SERVER_PIDS+=("$SERVER_PID")
+    if wait_for_port "$SERVER_PORT" "$SERVER_START_TIMEOUT" "$SERVER_PID"; then
+      return 0
+    fi
+    stop_pid "$SERVER_PID"
+    SERVER_PID=""
+  done
+  return 1
+}
+
+# ------------------------------------------------------------------ cells ----
+PASSED=0
+FAILED=0
+
+result() {  # PASS|FAIL client server mode case [detail]
+  if [ "$1" = PASS ]; then
+    PASSED=$((PASSED + 1))
+    echo "PASS $2 -> $3 $4 $5"
+  else
+    FAILED=$((FAILED + 1))
+    echo "FAIL $2 -> $3 $4 $5 ($6)"
+  fi
+}
+
+# tail_summary LOG -> one line: the first error-looking line plus the last
+# two lines of LOG, skipping our '+ ' lines and Java stack frames.
+tail_summary() {
+  awk '
+    /^\+ / || /^[ \t]+at / || /^[ \t]*\.\.\. [0-9]+ more/ || /^[ \t]*$/ { next }
+    { line[n++] = $0
+      if (first == "" && $0 ~ /Exception|Error|FATAL|Fatal|panic|error|fail/) first = $0 }
+    END {
+      out = first
+      for (i = (n > 2 ? n - 2 : 0); i < n; i++)
+        if (line[i] != first) out = out (out == "" ? "" : " | ") line[i]
+      print out
+    }' "$1" 2>/dev/null | tr '\t\r' '  ' | cut -c1-400
+}
+
+run_cell() {  # client server mode case
+  local client="$1" server="$2" mode="$3" tc="$4" dir log rc flags detail
+  dir="$LOG_DIR/$client-to-$server-$mode"
+  mkdir -p "$dir"
+  log="$dir/$tc.log"
+  if [ "$mode" = tls ]; then flags="$INTEROP_TLS_CLIENT_FLAGS"; else flags="$INTEROP_PLAIN_CLIENT_FLAGS"; fi
+  # shellcheck disable=SC2086
+  "${client}_client_cmd" "--server_host=$SERVER_HOST" "--server_port=$SERVER_PORT" \
+    "--test_case=$tc" $flags
+  echo "+ ${PEER_CMD[*]}" >"$log"
+  local t0=$SECONDS
+  timeout -k 5 "$CELL_TIMEOUT" "${PEER_CMD[@]}" </dev/null >>"$log" 2>&1
+  rc=$?
+  echo "+ exit $rc after $((SECONDS - t0))s" >>"$log"
+  if [ "$rc" = 0 ]; then
+    result PASS "$client" "$server" "$mode" "$tc"
+  else
+    if [ "$rc" = 124 ] || [ "$rc" = 137 ]; then
+      detail="exit $rc: timeout after ${CELL_TIMEOUT}s"
+    else
+      detail="exit $rc"
+    fi
+    detail="$detail: $(tail_summary "$log")"
+    if [ -n "$SERVER_PID" ] && ! kill -0 "$SERVER_PID" 2>/dev/null; then
+      detail="$detail [server $server exited, see $(basename "$SERVER_LOG")]"
+    fi
+    result FAIL "$client" "$server" "$mode" "$tc" "$detail"
+  fi
+}
+
+START=$SECONDS
+for server in go java our; do
+  for mode in $MODES; do
+    # Collect the cells that run against this (server, mode).
+    cells=()
+    for client in $(clients_of "$server"); do
+      cell_selected "$client" "$server" || continue
+      for tc in $(cases_for "$client" "$server"); do
+        cells+=("$client:$tc")
+      done
+    done
+    [ "${#cells[@]}" -gt 0 ] || continue
+
+    if ! start_server "$server" "$mode"; then
+      for cell in "${cells[@]}"; do
+        result FAIL "${cell%%:*}" "$server" "$mode" "${cell#*:}" \
+          "server $server ($mode) did not start listening within ${SERVER_START_TIMEOUT}s: $(tail_summary "$SERVER_LOG")"
+      done
+      continue
+    fi
+
+    for cell in "${cells[@]}"; do
+      # Restart the server if a previous cell crashed it, so one crash does
+      # not fail every following cell.
+      if ! kill -0 "$SERVER_PID" 2>/dev/null; then
+        echo "+ server exited; restarting" >>"$SERVER_LOG"
+        if ! start_server "$server" "$mode"; then
+          result FAIL "${cell%%:*}" "$server" "$mode" "${cell#*:}" "server $server ($mode) could not be restarted"
+          continue
+        fi
+      fi
+      run_cell "${cell%%:*}" "$server" "$mode" "${cell#*:}"
+    done
+    stop_pid "$SERVER_PID"
+    SERVER_PID=""
+  done
+done
+
+echo "interop matrix finished in $((SECONDS - START))s; logs in $LOG_DIR"
+echo "$PASSED passed, $FAILED failed"
+[ "$FAILED" = 0 ]
