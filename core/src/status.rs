@@ -200,17 +200,19 @@ impl Status {
 
     /// Maps an h2 error (RST_STREAM, GOAWAY or I/O) to a status as PROTOCOL-HTTP2.md says.
     pub(crate) fn from_h2(err: &h2::Error) -> Status {
+        if let (true, Some(reason)) = (err.is_go_away(), err.reason()) {
+            // A connection-level GOAWAY ends the call as UNAVAILABLE.
+            return Status::unavailable(format!("connection closed by GOAWAY with error code {reason:?}"));
+        }
         if let Some(reason) = err.reason() {
             let code = match reason {
                 h2::Reason::REFUSED_STREAM => Code::Unavailable,
                 h2::Reason::CANCEL => Code::Cancelled,
                 h2::Reason::ENHANCE_YOUR_CALM => Code::ResourceExhausted,
                 h2::Reason::INADEQUATE_SECURITY => Code::PermissionDenied,
-                h2::Reason::NO_ERROR if err.is_go_away() => Code::Unavailable,
                 _ => Code::Internal,
             };
-            let what = if err.is_go_away() { "GOAWAY" } else { "RST_STREAM" };
-            return Status::new(code, format!("stream terminated by {what} with error code {reason:?}"));
+            return Status::new(code, format!("stream terminated by RST_STREAM with error code {reason:?}"));
         }
         if err.is_io() {
             return Status::unavailable(format!("connection error: {err}"));

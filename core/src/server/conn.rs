@@ -10,6 +10,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use super::ServerInner;
+use crate::transport::pingwatch::{PingPolicy, PingWatch};
 use crate::transport::{BoxIo, Io, Listener};
 
 pub(super) async fn accept_loop(inner: Arc<ServerInner>, listener: Listener) {
@@ -41,6 +42,7 @@ pub(super) async fn accept_loop(inner: Arc<ServerInner>, listener: Listener) {
 async fn handshake(
     inner: &ServerInner,
     io: Box<dyn Io>,
+    policy: &Arc<PingPolicy>,
 ) -> Result<(h2::server::Connection<BoxIo, Bytes>, Option<super::call::PeerTls>), String> {
     let (io, tls_info): (Box<dyn Io>, _) = match &inner.tls {
         Some(cfg) => {
@@ -73,15 +75,17 @@ async fn handshake(
         .max_pending_accept_reset_streams(o.max_pending_accept_reset_streams)
         .max_local_error_reset_streams(o.max_local_error_reset_streams)
         .max_send_buffer_size(1024 * 1024);
-    let conn = b.handshake(BoxIo(io)).await.map_err(|e| format!("HTTP/2 handshake: {e}"))?;
+    let io = BoxIo(Box::new(PingWatch::new(io, policy.clone())));
+    let conn = b.handshake(io).await.map_err(|e| format!("HTTP/2 handshake: {e}"))?;
     Ok((conn, tls_info))
 }
 
 async fn serve_connection(inner: &Arc<ServerInner>, io: Box<dyn Io>, peer: String) {
     let mut draining = inner.draining.subscribe();
     let mut force = inner.force.subscribe();
+    let policy = PingPolicy::new(inner.opts.keepalive_min_time, inner.opts.keepalive_permit_without_calls);
     let hs = tokio::select! {
-        r = tokio::time::timeout(inner.opts.handshake_timeout, handshake(inner, io)) => r,
+        r = tokio::time::timeout(inner.opts.handshake_timeout, handshake(inner, io, &policy)) => r,
         _ = crate::rt::wait_true(&mut force) => return,
     };
     let (mut conn, tls) = match hs {
@@ -137,6 +141,7 @@ async fn serve_connection(inner: &Arc<ServerInner>, io: Box<dyn Io>, peer: Strin
                     let inner = inner.clone();
                     let peer = peer.clone();
                     streams.spawn(super::call::handle_stream(inner, peer, req, respond));
+                    policy.active_calls.store(streams.len(), std::sync::atomic::Ordering::Relaxed);
                 }
                 Some(Err(e)) => {
                     tracing::debug!(error = %e, "connection error");
@@ -145,6 +150,7 @@ async fn serve_connection(inner: &Arc<ServerInner>, io: Box<dyn Io>, peer: Strin
                 None => break,
             },
             Some(_) = streams.join_next(), if !streams.is_empty() => {
+                policy.active_calls.store(streams.len(), std::sync::atomic::Ordering::Relaxed);
                 if streams.is_empty() {
                     idle_since = Some(Instant::now());
                 }
@@ -163,6 +169,13 @@ async fn serve_connection(inner: &Arc<ServerInner>, io: Box<dyn Io>, peer: Strin
                 conn.graceful_shutdown();
             }
             _ = crate::rt::wait_true(&mut force) => break,
+            _ = policy.notify.notified() => {
+                // too_many_pings: GOAWAY ENHANCE_YOUR_CALM, then close once it is flushed.
+                conn.abrupt_shutdown(h2::Reason::ENHANCE_YOUR_CALM);
+                let flush = async { while let Some(Ok(_)) = conn.accept().await {} };
+                let _ = tokio::time::timeout(std::time::Duration::from_secs(1), flush).await;
+                break;
+            }
             _ = sleep => {
                 let now = Instant::now();
                 if ping_deadline.is_some_and(|d| d <= now) || age_grace_deadline.is_some_and(|d| d <= now) {

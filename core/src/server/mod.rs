@@ -84,6 +84,11 @@ pub struct ServerOptions {
     pub keepalive_time: Option<Duration>,
     /// Close the connection if a ping is unanswered this long (20 s).
     pub keepalive_timeout: Duration,
+    /// Keepalive enforcement: the least time between client pings (5 min, as
+    /// grpc-go). More than two pings too soon → GOAWAY ENHANCE_YOUR_CALM.
+    pub keepalive_min_time: Duration,
+    /// Keepalive enforcement: allow pings while no call is active (false).
+    pub keepalive_permit_without_calls: bool,
     /// Close connections idle (no calls) this long (off).
     pub max_connection_idle: Option<Duration>,
     /// Close connections older than this, gracefully (off).
@@ -110,6 +115,8 @@ impl Default for ServerOptions {
             handshake_timeout: Duration::from_secs(120),
             keepalive_time: Some(Duration::from_secs(2 * 3600)),
             keepalive_timeout: Duration::from_secs(20),
+            keepalive_min_time: Duration::from_secs(300),
+            keepalive_permit_without_calls: false,
             max_connection_idle: None,
             max_connection_age: None,
             max_connection_age_grace: None,

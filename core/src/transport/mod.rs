@@ -1,6 +1,7 @@
 //! TCP / Unix-socket connectors and listeners, rustls client and server
 //! configuration (ALPN `h2`), and the HTTP/2 settings both sides use.
 
+pub(crate) mod pingwatch;
 pub(crate) mod tls;
 pub use tls::{ClientTlsConfig, ServerTlsConfig};
 

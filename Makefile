@@ -1,0 +1,37 @@
+# grpc-core: the two commands are `make demo` and `make test`.
+# Every target installs what it needs and can be run again.
+SHELL := /bin/bash
+CARGO ?= cargo
+export CARGO_TERM_COLOR ?= never
+
+.PHONY: demo test check unit interop toolchain clean
+
+## The main demo: a Rust greeter server and client over plaintext and TLS.
+demo: toolchain
+	examples/rust/demo.sh
+
+## Everything: formatting, clippy, unit and behaviour suites, the interop matrix.
+test: check unit interop
+
+toolchain:
+	@command -v cargo >/dev/null || { echo "cargo not found: install Rust (rustup)"; exit 1; }
+	@cargo fmt --version >/dev/null 2>&1 || rustup component add rustfmt
+	@cargo clippy --version >/dev/null 2>&1 || rustup component add clippy
+
+check: toolchain
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+unit: toolchain
+	$(CARGO) test --workspace --release
+
+## Interop with grpc-go and grpc-java (installed from the Go proxy and Maven Central).
+interop: toolchain
+	tests/interop/scripts/install-peers.sh
+	$(CARGO) build --release -p interop
+	OUR_SERVER=$(CURDIR)/target/release/interop-server OUR_CLIENT=$(CURDIR)/target/release/interop-client \
+		tests/interop/scripts/run-matrix.sh
+
+clean:
+	$(CARGO) clean
+	rm -rf .peers
