@@ -13,6 +13,9 @@ use super::ServerInner;
 use crate::transport::pingwatch::{PingPolicy, PingWatch};
 use crate::transport::{BoxIo, Io, Listener};
 
+/// A keepalive ping in flight: gives the PingPong back with whether it was answered.
+type PongFuture = std::pin::Pin<Box<dyn std::future::Future<Output = (h2::PingPong, bool)> + Send>>;
+
 pub(super) async fn accept_loop(inner: Arc<ServerInner>, listener: Listener) {
     let mut started = inner.started.subscribe();
     crate::rt::wait_true(&mut started).await;
@@ -107,7 +110,7 @@ async fn serve_connection(inner: &Arc<ServerInner>, io: Box<dyn Io>, peer: Strin
     let mut idle_since = Some(Instant::now());
     let mut next_ping = o.keepalive_time.map(|k| Instant::now() + k);
     let mut ping_deadline: Option<Instant> = None;
-    let mut pong: Option<std::pin::Pin<Box<dyn std::future::Future<Output = (h2::PingPong, bool)> + Send>>> = None;
+    let mut pong: Option<PongFuture> = None;
     let mut shutting_down = false;
     let mut age_grace_deadline: Option<Instant> = None;
     if *draining.borrow() {
