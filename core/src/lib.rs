@@ -29,18 +29,4 @@ pub use transport::{Address, ClientTlsConfig, ServerTlsConfig};
 /// The crate version (matches Cargo.toml; the C ABI reports the same).
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
-/// The binding-facing surface: the only module `ffi-c/` and `bindings/` use.
-pub mod surface {
-    pub use crate::client::{
-        CallHandle, CallOptions, CallReceiver, CallSender, Channel, ChannelOptions, ClientCall, ConnectivityState,
-        UnaryResponse,
-    };
-    pub use crate::codec::{Compression, Received};
-    pub use crate::error::{Error, ErrorKind};
-    pub use crate::health::{HealthReporter, ServingStatus};
-    pub use crate::metadata::{Metadata, MetadataValue};
-    pub use crate::rt::{block_on, configure, handle, spawn, RuntimeConfig};
-    pub use crate::server::{Handler, HandlerFuture, MethodKind, Server, ServerBuilder, ServerCall, ServerOptions};
-    pub use crate::status::{Code, Status};
-    pub use crate::transport::{Address, ClientTlsConfig, ServerTlsConfig};
-}
+pub mod surface;

@@ -37,6 +37,8 @@ struct Shared {
     done: AtomicBool,
     notify: Notify,
     timer: Mutex<Option<tokio::task::AbortHandle>>,
+    /// The call's deadline, to tell a server-side deadline reset from a cancel.
+    deadline: Option<tokio::time::Instant>,
     conn: Ready,
 }
 
@@ -50,6 +52,20 @@ impl Shared {
             s.send_reset(h2::Reason::CANCEL);
         }
         self.notify.notify_waiters();
+    }
+
+    /// The status an h2 error ends the call with. A RST_STREAM(CANCEL) that
+    /// arrives once our deadline has passed is the server enforcing that
+    /// deadline: DEADLINE_EXCEEDED, as grpc-go and grpc-java report it.
+    fn h2_status(&self, e: &h2::Error) -> Status {
+        if let Some(s) = self.cancel_status() {
+            return s;
+        }
+        let st = Status::from_h2(e);
+        if st.code() == Code::Cancelled && self.deadline.is_some_and(|d| d <= tokio::time::Instant::now()) {
+            return Status::deadline_exceeded("context deadline exceeded");
+        }
+        st
     }
 
     fn cancel_status(&self) -> Option<Status> {
@@ -208,6 +224,7 @@ pub(super) async fn start(inner: &Arc<ChannelInner>, method: &str, opts: CallOpt
         done: AtomicBool::new(false),
         notify: Notify::new(),
         timer: Mutex::new(None),
+        deadline,
         conn,
     });
     if let Some(d) = deadline {
@@ -273,7 +290,7 @@ impl CallSender {
         match self.shared.or_cancel(write_data(&self.shared.stream, data, end)).await? {
             Ok(()) => Ok(()),
             Err(WriteError::Closed) => Err(Status::internal("the stream is closed")),
-            Err(WriteError::H2(e)) => Err(Status::from_h2(&e)),
+            Err(WriteError::H2(e)) => Err(self.shared.h2_status(&e)),
         }
     }
 
@@ -370,7 +387,7 @@ impl CallReceiver {
             RecvState::Headers(fut) => match shared.or_cancel(fut).await {
                 Err(st) => self.complete(st),
                 Ok(Err(e)) => {
-                    let st = shared.cancel_status().unwrap_or_else(|| Status::from_h2(&e));
+                    let st = shared.h2_status(&e);
                     self.complete(st)
                 }
                 Ok(Ok(resp)) => self.on_headers(resp),
@@ -384,7 +401,7 @@ impl CallReceiver {
                         self.decoder.push(chunk);
                     }
                     Ok(Some(Err(e))) => {
-                        let st = shared.cancel_status().unwrap_or_else(|| Status::from_h2(&e));
+                        let st = shared.h2_status(&e);
                         self.complete(st)
                     }
                     Ok(None) => {
@@ -398,7 +415,7 @@ impl CallReceiver {
                                 Status::internal("server closed the stream without sending grpc-status")
                             }),
                             Ok(Ok(None)) => Status::internal("server closed the stream without sending trailers"),
-                            Ok(Err(e)) => shared.cancel_status().unwrap_or_else(|| Status::from_h2(&e)),
+                            Ok(Err(e)) => shared.h2_status(&e),
                         };
                         self.complete(st)
                     }

@@ -5,12 +5,14 @@
 use std::future::{poll_fn, Future};
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
+use tokio::sync::Notify;
 
 use super::{Handler, MethodKind, ServerInner};
 use crate::codec::{accept_encoding_header, encode_frame, parse_accept_encoding, Compression, Decoder, Received};
@@ -37,6 +39,9 @@ pub(crate) struct Peer {
 struct Shared {
     respond: Mutex<Option<h2::server::SendResponse<Bytes>>>,
     stream: Mutex<Option<h2::SendStream<Bytes>>>,
+    sending: AtomicBool,
+    send_done: Notify,
+    cancelled: AtomicBool,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -45,6 +50,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 impl Shared {
     fn reset(&self, reason: h2::Reason) {
+        self.cancelled.store(true, Ordering::Release);
         let mut respond = lock(&self.respond);
         let mut stream = lock(&self.stream);
         if let Some(mut r) = respond.take() {
@@ -55,22 +61,46 @@ impl Shared {
         }
     }
 
-    /// Resolves when the client resets the stream.
-    fn poll_reset(&self, cx: &mut Context<'_>) -> Poll<()> {
+    /// Polls for the client resetting the stream; `None` while a send is in
+    /// progress (then wait for `send_done` and poll again).
+    fn poll_reset(&self, cx: &mut Context<'_>) -> Option<Poll<()>> {
         let mut respond = lock(&self.respond);
-        let r = match respond.as_mut() {
-            Some(r) => r.poll_reset(cx),
-            None => match lock(&self.stream).as_mut() {
-                Some(s) => s.poll_reset(cx),
-                None => return Poll::Pending,
-            },
-        };
-        r.map(|_| ())
+        if let Some(r) = respond.as_mut() {
+            return Some(r.poll_reset(cx).map(|_| ()));
+        }
+        let mut stream = lock(&self.stream);
+        if self.sending.load(Ordering::SeqCst) {
+            return None;
+        }
+        match stream.as_mut() {
+            Some(s) => Some(s.poll_reset(cx).map(|_| ())),
+            None => Some(Poll::Pending),
+        }
+    }
+
+    /// Resolves when the client resets the stream.
+    async fn reset_by_peer(&self) {
+        loop {
+            let done = self.send_done.notified();
+            tokio::pin!(done);
+            done.as_mut().enable();
+            match poll_fn(|cx| match self.poll_reset(cx) {
+                Some(Poll::Ready(())) => Poll::Ready(true),
+                Some(Poll::Pending) => Poll::Pending,
+                None => Poll::Ready(false),
+            })
+            .await
+            {
+                true => return,
+                false => done.await,
+            }
+        }
     }
 
     /// Ends the call with `status`: trailers, or a trailers-only response
     /// when no headers were sent.
-    fn finish(&self, status: &Status, compression: Option<Compression>) {
+    fn finish(&self, status: &Status) {
+        self.cancelled.store(true, Ordering::Release);
         let mut respond = lock(&self.respond);
         let mut stream = lock(&self.stream);
         if let Some(mut r) = respond.take() {
@@ -78,7 +108,6 @@ impl Shared {
             let h = resp.headers_mut();
             h.insert(http::header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE));
             h.insert("grpc-accept-encoding", HeaderValue::from_static(accept_encoding_header()));
-            let _ = compression;
             write_status(status, h);
             let _ = r.send_response(resp, true);
         } else if let Some(mut s) = stream.take() {
@@ -89,34 +118,16 @@ impl Shared {
     }
 }
 
-/// A call as the handler sees it: request metadata, deadline and peer;
-/// receive requests; send headers, messages; the handler's returned
-/// [`Status`] becomes the trailers.
-///
-/// Drive its futures from inside the handler future: the server polls the
-/// handler and the client's reset on the same task.
-pub struct ServerCall {
+/// Facts about a call: method, request metadata, deadline, peer.
+#[derive(Debug)]
+pub struct CallInfo {
     method: String,
     metadata: Metadata,
     deadline: Option<std::time::Instant>,
     peer: Arc<Peer>,
-    body: Option<h2::RecvStream>,
-    decoder: Decoder,
-    /// For unary and server-streaming methods, the request read up front.
-    preread: Option<Received>,
-    shared: Arc<Shared>,
-    response_compression: Option<Compression>,
-    accepted: Vec<Compression>,
-    max_send: usize,
 }
 
-impl std::fmt::Debug for ServerCall {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ServerCall").field("method", &self.method).field("peer", &self.peer.addr).finish()
-    }
-}
-
-impl ServerCall {
+impl CallInfo {
     /// The full method path, `/package.Service/Method`.
     pub fn method(&self) -> &str {
         &self.method
@@ -145,14 +156,18 @@ impl ServerCall {
     pub fn peer_certificates(&self) -> &[Vec<u8>] {
         self.peer.tls.as_ref().map(|t| t.peer_certificates.as_slice()).unwrap_or(&[])
     }
+}
 
-    /// Sets the response compression. Applied only if the client accepts
-    /// it (its `grpc-accept-encoding`), and only before headers go out.
-    pub fn set_compression(&mut self, c: Compression) {
-        self.response_compression =
-            if c == Compression::Identity || !self.accepted.contains(&c) { None } else { Some(c) };
-    }
+/// The receiving half of a server call.
+#[derive(Debug)]
+pub struct ServerReceiver {
+    body: Option<h2::RecvStream>,
+    decoder: Decoder,
+    /// For unary and server-streaming methods, the request read up front.
+    preread: Option<Received>,
+}
 
+impl ServerReceiver {
     /// The next request message; `Ok(None)` when the client half-closed.
     pub async fn recv(&mut self) -> Result<Option<Bytes>, Status> {
         Ok(self.recv_message().await?.map(|m| m.data))
@@ -165,9 +180,60 @@ impl ServerCall {
         }
         read_message(&mut self.body, &mut self.decoder).await
     }
+}
+
+/// The sending half of a server call.
+pub struct ServerSender {
+    shared: Arc<Shared>,
+    response_compression: Option<Compression>,
+    accepted: Vec<Compression>,
+    max_send: usize,
+}
+
+impl std::fmt::Debug for ServerSender {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerSender").field("compression", &self.response_compression).finish()
+    }
+}
+
+/// Marks a send in progress so the stream task's reset watcher does not
+/// poll h2 at the same time (both would share h2's one send-side waker slot);
+/// the watcher is woken when the send ends.
+struct SendingGuard<'a>(&'a Shared);
+
+impl<'a> SendingGuard<'a> {
+    fn new(shared: &'a Shared) -> SendingGuard<'a> {
+        let _slot = lock(&shared.stream);
+        shared.sending.store(true, Ordering::SeqCst);
+        SendingGuard(shared)
+    }
+}
+
+impl Drop for SendingGuard<'_> {
+    fn drop(&mut self) {
+        {
+            let _slot = lock(&self.0.stream);
+            self.0.sending.store(false, Ordering::SeqCst);
+        }
+        self.0.send_done.notify_one();
+    }
+}
+
+impl ServerSender {
+    /// Sets the response compression. Applied only if the client accepts
+    /// it (its `grpc-accept-encoding`), and only before headers go out.
+    pub fn set_compression(&mut self, c: Compression) {
+        self.response_compression =
+            if c == Compression::Identity || !self.accepted.contains(&c) { None } else { Some(c) };
+    }
+
+    /// True once the client cancelled, the deadline passed or the call ended.
+    pub fn is_cancelled(&self) -> bool {
+        self.shared.cancelled.load(Ordering::Acquire)
+    }
 
     /// Sends the response headers with this metadata (at most once; later
-    /// sends add nothing).
+    /// calls add nothing).
     pub async fn send_initial_metadata(&mut self, md: Metadata) -> Result<(), Status> {
         self.open(md)
     }
@@ -207,11 +273,69 @@ impl ServerCall {
     pub async fn send_with(&mut self, msg: Bytes, compress: bool) -> Result<(), Status> {
         self.open(Metadata::new())?;
         let frame = encode_frame(&msg, if compress { self.response_compression } else { None }, self.max_send)?;
+        let _sending = SendingGuard::new(&self.shared);
         match write_data(&self.shared.stream, frame, false).await {
             Ok(()) => Ok(()),
             Err(WriteError::Closed) => Err(Status::cancelled("the call is closed")),
             Err(WriteError::H2(e)) => Err(Status::from_h2(&e)),
         }
+    }
+}
+
+/// A call as the handler sees it: [`CallInfo`] (method, metadata, deadline,
+/// peer), receive requests, send headers and messages; the status the
+/// handler returns becomes the trailers. [`split`](Self::split) gives halves
+/// that can be used from different tasks or threads.
+#[derive(Debug)]
+pub struct ServerCall {
+    info: Arc<CallInfo>,
+    receiver: ServerReceiver,
+    sender: ServerSender,
+}
+
+impl std::ops::Deref for ServerCall {
+    type Target = CallInfo;
+    fn deref(&self) -> &CallInfo {
+        &self.info
+    }
+}
+
+impl ServerCall {
+    /// The call's facts, shareable.
+    pub fn info(&self) -> &Arc<CallInfo> {
+        &self.info
+    }
+    /// Sets the response compression; see [`ServerSender::set_compression`].
+    pub fn set_compression(&mut self, c: Compression) {
+        self.sender.set_compression(c)
+    }
+    /// True once the client cancelled, the deadline passed or the call ended.
+    pub fn is_cancelled(&self) -> bool {
+        self.sender.is_cancelled()
+    }
+    /// The next request message; `Ok(None)` when the client half-closed.
+    pub async fn recv(&mut self) -> Result<Option<Bytes>, Status> {
+        self.receiver.recv().await
+    }
+    /// The next request message and whether it was compressed on the wire.
+    pub async fn recv_message(&mut self) -> Result<Option<Received>, Status> {
+        self.receiver.recv_message().await
+    }
+    /// Sends the response headers (at most once).
+    pub async fn send_initial_metadata(&mut self, md: Metadata) -> Result<(), Status> {
+        self.sender.send_initial_metadata(md).await
+    }
+    /// Sends one response message.
+    pub async fn send(&mut self, msg: Bytes) -> Result<(), Status> {
+        self.sender.send(msg).await
+    }
+    /// Sends one message, optionally uncompressed.
+    pub async fn send_with(&mut self, msg: Bytes, compress: bool) -> Result<(), Status> {
+        self.sender.send_with(msg, compress).await
+    }
+    /// Splits into the call's facts and its two halves.
+    pub fn split(self) -> (Arc<CallInfo>, ServerReceiver, ServerSender) {
+        (self.info, self.receiver, self.sender)
     }
 }
 
@@ -342,51 +466,54 @@ pub(super) async fn handle_stream(
         .unwrap_or_default();
     let now = tokio::time::Instant::now();
     let deadline = timeout.map(|t| now + t);
-    let shared = Arc::new(Shared { respond: Mutex::new(Some(respond)), stream: Mutex::new(None) });
-    let mut call = ServerCall {
+    let shared = Arc::new(Shared {
+        respond: Mutex::new(Some(respond)),
+        stream: Mutex::new(None),
+        sending: AtomicBool::new(false),
+        send_done: Notify::new(),
+        cancelled: AtomicBool::new(false),
+    });
+    let info = Arc::new(CallInfo {
         method: path,
         metadata: Metadata::from_headers(&parts.headers),
         deadline: deadline.map(|d| d.into_std()),
         peer,
+    });
+    let mut receiver = ServerReceiver {
         body: Some(body),
         decoder: Decoder::new(inner.opts.max_recv_message_size, encoding),
         preread: None,
+    };
+    let mut sender = ServerSender {
         shared: shared.clone(),
         response_compression: None,
         accepted,
         max_send: inner.opts.max_send_message_size,
     };
     if let Some(c) = inner.opts.default_compression {
-        call.set_compression(c);
+        sender.set_compression(c);
     }
     let run = async move {
         if matches!(kind, MethodKind::Unary | MethodKind::ServerStreaming) {
-            let first = match read_message(&mut call.body, &mut call.decoder).await {
+            let first = match receiver.recv_message().await {
                 Ok(Some(m)) => m,
                 Ok(None) => {
-                    return (
-                        Status::internal("grpc: server received no request message for a non-client-streaming RPC"),
-                        None,
-                    )
+                    return Status::internal("grpc: server received no request message for a non-client-streaming RPC")
                 }
-                Err(s) => return (s, None),
+                Err(s) => return s,
             };
-            match read_message(&mut call.body, &mut call.decoder).await {
+            match receiver.recv_message().await {
                 Ok(None) => {}
                 Ok(Some(_)) => {
-                    return (
-                        Status::internal(
-                            "grpc: server received more than one request message for a non-client-streaming RPC",
-                        ),
-                        None,
+                    return Status::internal(
+                        "grpc: server received more than one request message for a non-client-streaming RPC",
                     )
                 }
-                Err(s) => return (s, None),
+                Err(s) => return s,
             }
-            call.preread = Some(first);
+            receiver.preread = Some(first);
         }
-        let compression = call.response_compression;
-        (handler.call(call).await, compression)
+        handler.call(ServerCall { info, receiver, sender }).await
     };
     let run = CatchUnwind(Box::pin(run));
     let deadline_sleep = async {
@@ -397,13 +524,13 @@ pub(super) async fn handle_stream(
     };
     tokio::select! {
         r = run => match r {
-            Ok((status, compression)) => shared.finish(&status, compression),
+            Ok(status) => shared.finish(&status),
             Err(panic) => {
                 tracing::error!(panic = %panic, "handler panicked");
-                shared.finish(&Status::new(Code::Internal, format!("handler panicked: {panic}")), None)
+                shared.finish(&Status::new(Code::Internal, format!("handler panicked: {panic}")))
             }
         },
         _ = deadline_sleep => shared.reset(h2::Reason::CANCEL),
-        _ = poll_fn(|cx| shared.poll_reset(cx)) => {}
+        _ = shared.reset_by_peer() => shared.reset(h2::Reason::CANCEL),
     }
 }

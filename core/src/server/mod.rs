@@ -4,7 +4,7 @@
 mod call;
 mod conn;
 
-pub use call::ServerCall;
+pub use call::{CallInfo, ServerCall, ServerReceiver, ServerSender};
 
 use std::collections::HashMap;
 use std::future::Future;
