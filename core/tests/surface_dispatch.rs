@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use grpc_core::surface::{self, block_on, IncomingCall};
-use grpc_core::{CallOptions, Channel, ChannelOptions, Code, Metadata, MethodKind, Server, ServerOptions, Status};
+use grpc_core::{CallOptions, Channel, ChannelOptions, Code, Metadata, Server, ServerOptions, Status};
 
 fn serve_threads(rx: mpsc::Receiver<IncomingCall>) {
     std::thread::spawn(move || {

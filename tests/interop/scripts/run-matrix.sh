@@ -35,6 +35,7 @@
 # Each server is started once per (server, plain|tls) on a free port and the
 # client cases run against it sequentially; all servers are killed on exit.
 set -uo pipefail
+set -f   # no pathname expansion: PEERS/SKIP/CASES hold glob patterns
 
 SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source=peers.sh
@@ -201,6 +202,9 @@ if [ "$need_our_client" = 1 ]; then
     echo "run-matrix: OUR_CLIENT is not set or not executable ('$OUR_CLIENT')" >&2; exit 2
   fi
 fi
+abs_path() { case "$1" in /*|"") echo "$1" ;; */*) echo "$PWD/$1" ;; *) command -v "$1" || echo "$1" ;; esac; }
+OUR_SERVER="$(abs_path "$OUR_SERVER")"
+OUR_CLIENT="$(abs_path "$OUR_CLIENT")"
 command -v timeout >/dev/null || { echo "run-matrix: 'timeout' (coreutils) is required" >&2; exit 2; }
 command -v setsid >/dev/null || { echo "run-matrix: 'setsid' (util-linux) is required" >&2; exit 2; }
 
@@ -233,8 +237,13 @@ stop_pid() {  # PID: TERM the server's process group, then KILL if needed
   wait "$pid" 2>/dev/null || true
 }
 
+CLIENT_PID=""
 cleanup() {
   local pid
+  if [ -n "$CLIENT_PID" ]; then
+    kill -TERM "$CLIENT_PID" 2>/dev/null   # timeout(1) passes it on to the client
+    wait "$CLIENT_PID" 2>/dev/null
+  fi
   for pid in "${ALL_SERVER_PIDS[@]}"; do stop_pid "$pid"; done
 }
 trap cleanup EXIT
@@ -318,8 +327,12 @@ run_cell() {  # client server mode case
     "--test_case=$tc" $flags
   echo "+ ${PEER_CMD[*]}" >"$log"
   local t0=$SECONDS
-  timeout -k 5 "$CELL_TIMEOUT" "${PEER_CMD[@]}" </dev/null >>"$log" 2>&1
+  # In the background + wait, so INT/TERM reach our trap at once.
+  timeout -k 5 "$CELL_TIMEOUT" "${PEER_CMD[@]}" </dev/null >>"$log" 2>&1 &
+  CLIENT_PID=$!
+  wait "$CLIENT_PID"
   rc=$?
+  CLIENT_PID=""
   echo "+ exit $rc after $((SECONDS - t0))s" >>"$log"
   if [ "$rc" = 0 ]; then
     result PASS "$client" "$server" "$mode" "$tc"

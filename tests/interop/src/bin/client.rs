@@ -14,7 +14,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use grpc_core::typed::{decode, encode};
-use grpc_core::{CallOptions, Channel, ChannelOptions, ClientCall, ClientTlsConfig, Code, Compression, Metadata, Status};
+use grpc_core::{
+    CallOptions, Channel, ChannelOptions, ClientCall, ClientTlsConfig, Code, Compression, Metadata, Status,
+};
 use interop::methods::*;
 use interop::pb::{
     self, BoolValue, EchoStatus, Empty, Payload, PayloadType, ResponseParameters, SimpleRequest, SimpleResponse,
@@ -189,15 +191,13 @@ impl Client {
         } else {
             None
         };
-        let channel_opts =
-            ChannelOptions { tls, max_recv_message_size: MAX_MESSAGE_SIZE, ..ChannelOptions::default() };
+        let channel_opts = ChannelOptions { tls, max_recv_message_size: MAX_MESSAGE_SIZE, ..ChannelOptions::default() };
         let channel = Channel::new(&target, channel_opts.clone()).map_err(|e| format!("bad channel: {e}"))?;
         let mut metadata = Metadata::new();
         if let Some(extra) = flags.opt_string("additional_metadata") {
             for pair in extra.split(';').filter(|p| !p.is_empty()) {
-                let (k, v) = pair
-                    .split_once(':')
-                    .ok_or_else(|| format!("--additional_metadata: {pair:?} is not key:value"))?;
+                let (k, v) =
+                    pair.split_once(':').ok_or_else(|| format!("--additional_metadata: {pair:?} is not key:value"))?;
                 metadata.append_raw(k, v.as_bytes()).map_err(|e| format!("--additional_metadata: {e}"))?;
             }
         }
@@ -288,9 +288,8 @@ impl Client {
             .await
             .ctx("compressed UnaryCall")?;
         check_payload(&r.msg.payload, LARGE_RESP)?;
-        let r: Unary<SimpleResponse> = unary(&self.channel, UNARY_CALL, &expect(false), self.opts(), false)
-            .await
-            .ctx("uncompressed UnaryCall")?;
+        let r: Unary<SimpleResponse> =
+            unary(&self.channel, UNARY_CALL, &expect(false), self.opts(), false).await.ctx("uncompressed UnaryCall")?;
         check_payload(&r.msg.payload, LARGE_RESP)
     }
 

@@ -8,11 +8,12 @@
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use grpc_core::server::ServerBuilder;
 use grpc_core::typed::{decode, encode};
+use grpc_core::Status;
 use grpc_core::{
     Code, Compression, Metadata, MethodKind, Received, Server, ServerCall, ServerOptions, ServerTlsConfig,
 };
-use grpc_core::{ServerBuilder, Status};
 use interop::methods::*;
 use interop::pb::{
     self, BoolValue, EchoStatus, Empty, PayloadType, ResponseParameters, SimpleRequest, SimpleResponse,
