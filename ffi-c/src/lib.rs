@@ -1,0 +1,1 @@
+//! The C ABI of grpc-core (work in progress).
