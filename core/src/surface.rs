@@ -3,8 +3,9 @@
 //! It is the Rust API plus what a foreign language needs: the runtime
 //! helpers, and [`IncomingCall`], a server call handed out of the handler so
 //! that code on any thread (C, Python, Node) can drive it and finish it
-//! later. Every future here can be awaited without a tokio context: they only
-//! wait on channels and h2 streams, never on tokio timers.
+//! later. Client futures use tokio timers: run them on the engine's runtime
+//! ([`spawn`], [`block_on`]). The [`IncomingCall`] halves wait only on h2
+//! streams and channels, so they can be polled from any executor.
 
 pub use crate::client::{
     CallHandle, CallOptions, CallReceiver, CallSender, Channel, ChannelOptions, ClientCall, ConnectivityState,

@@ -252,7 +252,14 @@ impl Connector {
                     return false;
                 }
                 _ = crate::rt::wait_true(closed) => return true,
-                _ = crate::rt::wait_value(invalidate, generation) => return false,
+                _ = crate::rt::wait_value(invalidate, generation) => {
+                    // No new streams fit on this connection (GOAWAY received):
+                    // let its calls finish in the background, connect anew.
+                    crate::rt::spawn(async move {
+                        let _ = conn.await;
+                    });
+                    return false;
+                }
                 _ = ping_due => {
                     let k = keepalive.expect("ping only with keepalive");
                     next_ping = Some(Instant::now() + k);
