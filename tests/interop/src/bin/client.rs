@@ -51,6 +51,7 @@ const CASES: &[&str] = &[
     "pick_first_unary",
     "rpc_soak",
     "channel_soak",
+    "half_duplex",
 ];
 
 const BOOL_FLAGS: &[&str] = &["use_tls", "use_test_ca", "use_alts"];
@@ -252,6 +253,7 @@ impl Client {
             "pick_first_unary" => self.pick_first_unary().await,
             "rpc_soak" => self.soak(false).await,
             "channel_soak" => self.soak(true).await,
+            "half_duplex" => self.half_duplex().await,
             other => Err(format!("unsupported test case {other:?}; supported: {}", CASES.join(" "))),
         }
     }
@@ -414,6 +416,29 @@ impl Client {
         }
         call.close_send().await.ctx("close_send")?;
         ensure!(call.recv().await.ctx("end of FullDuplexCall")?.is_none(), "a response after the last one");
+        Ok(())
+    }
+
+    /// Not an interop-spec case (after grpc-java's halfDuplexCallShouldSucceed):
+    /// ten HalfDuplexCall requests of four responses each, answered in order.
+    async fn half_duplex(&self) -> R {
+        let sizes = [50, 100, 150, 200];
+        let req = StreamingOutputCallRequest {
+            response_parameters: sizes.iter().map(|&s| params(s)).collect(),
+            ..Default::default()
+        };
+        let mut call = self.call(HALF_DUPLEX_CALL, self.opts()).await?;
+        for i in 0..10 {
+            call.send(encode(&req)).await.ctx(&format!("send {i}"))?;
+        }
+        call.close_send().await.ctx("close_send")?;
+        let mut n = 0;
+        while let Some(m) = call.recv().await.ctx("HalfDuplexCall")? {
+            let resp: StreamingOutputCallResponse = decode(&m).ctx("decode")?;
+            check_payload(&resp.payload, sizes[n % sizes.len()]).map_err(|e| format!("response {n}: {e}"))?;
+            n += 1;
+        }
+        ensure!(n == 10 * sizes.len(), "got {n} responses, want {}", 10 * sizes.len());
         Ok(())
     }
 
