@@ -25,7 +25,7 @@ pub use crate::transport::{Address, ClientTlsConfig, ServerTlsConfig};
 
 use std::sync::Arc;
 
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 
 /// A server call handed to a binding. Drive it from anywhere: receive with
 /// [`IncomingCall::receiver`], send with [`IncomingCall::sender`], then
@@ -37,6 +37,8 @@ pub struct IncomingCall {
     receiver: Option<ServerReceiver>,
     sender: Option<ServerSender>,
     finish: Option<oneshot::Sender<Status>>,
+    /// Closed (its sender dropped) once the handler side of the call is over.
+    done: watch::Receiver<()>,
 }
 
 impl IncomingCall {
@@ -72,6 +74,18 @@ impl IncomingCall {
     pub fn is_finished(&self) -> bool {
         self.finish.is_none()
     }
+    /// Resolves once the call is over on the server: finished here, cancelled
+    /// by the client, past its deadline, or cut by a forced shutdown. Pending
+    /// receives and sends may block until then, so bindings race them
+    /// against this to report cancellation. Needs no tokio context.
+    pub fn done(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut rx = self.done.clone();
+        async move { while rx.changed().await.is_ok() {} }
+    }
+    /// True once [`IncomingCall::done`] has resolved (without waiting).
+    pub fn is_done(&self) -> bool {
+        self.done.has_changed().is_err()
+    }
 }
 
 /// A finisher that outlives the halves: lets a binding finish a call after
@@ -97,7 +111,10 @@ where
         async move {
             let (info, receiver, sender) = call.split();
             let (tx, rx) = oneshot::channel();
-            deliver(IncomingCall { info, receiver: Some(receiver), sender: Some(sender), finish: Some(tx) });
+            // Dropped with this future: when the call is finished, cancelled
+            // or past its deadline, which is what `IncomingCall::done` reports.
+            let (_done_tx, done) = watch::channel(());
+            deliver(IncomingCall { info, receiver: Some(receiver), sender: Some(sender), finish: Some(tx), done });
             rx.await.unwrap_or_else(|_| Status::new(Code::Unknown, "handler dropped the call without a status"))
         }
     }

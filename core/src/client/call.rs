@@ -40,6 +40,9 @@ struct Shared {
     /// The call's deadline, to tell a server-side deadline reset from a cancel.
     deadline: Option<tokio::time::Instant>,
     conn: Ready,
+    /// The server's GOAWAY(NO_ERROR) named a last stream below ours: it never
+    /// processed this call, so the call may be retried on a new connection.
+    unprocessed: AtomicBool,
 }
 
 impl Shared {
@@ -144,6 +147,8 @@ pub struct CallReceiver {
     state: RecvState,
     decoder: Decoder,
     initial_metadata: Option<Metadata>,
+    /// Messages read ahead while settling a failed send, for `recv` to return.
+    early: std::collections::VecDeque<Received>,
 }
 
 /// A client call: send messages, half-close, receive messages and the status.
@@ -226,6 +231,7 @@ pub(super) async fn start(inner: &Arc<ChannelInner>, method: &str, opts: CallOpt
         timer: Mutex::new(None),
         deadline,
         conn,
+        unprocessed: AtomicBool::new(false),
     });
     if let Some(d) = deadline {
         let weak = Arc::downgrade(&shared);
@@ -249,6 +255,7 @@ pub(super) async fn start(inner: &Arc<ChannelInner>, method: &str, opts: CallOpt
             state: RecvState::Headers(resp),
             decoder: Decoder::new(inner.opts.max_recv_message_size, None),
             initial_metadata: None,
+            early: Default::default(),
         },
     })
 }
@@ -277,13 +284,20 @@ impl CallSender {
         self.write(frame, last).await
     }
 
-    /// Half-closes: no more messages will be sent.
+    /// Half-closes: no more messages will be sent. Like grpc-go's CloseSend,
+    /// it fails only if the call was cancelled here (cancel, deadline, a
+    /// local error): when the server already ended the call (its trailers
+    /// and RST_STREAM(NO_ERROR) may arrive before our END_STREAM goes out),
+    /// recv/finish report how the call ended.
     pub async fn close_send(&mut self) -> Result<(), Status> {
         if self.half_closed {
             return Ok(());
         }
         self.half_closed = true;
-        self.write(Bytes::new(), true).await
+        match self.write(Bytes::new(), true).await {
+            Err(_) if self.shared.cancel_status().is_none() => Ok(()),
+            r => r,
+        }
     }
 
     async fn write(&mut self, data: Bytes, end: bool) -> Result<(), Status> {
@@ -321,6 +335,25 @@ impl CallReceiver {
 
     /// Like [`recv`](Self::recv), also telling whether the message was compressed.
     pub async fn recv_message(&mut self) -> Result<Option<Received>, Status> {
+        if let Some(m) = self.early.pop_front() {
+            return Ok(Some(m));
+        }
+        self.next_message().await
+    }
+
+    /// Reads to the end of the call, keeping the messages for `recv`, and
+    /// returns the final status.
+    async fn settle(&mut self) -> Status {
+        loop {
+            match self.next_message().await {
+                Ok(Some(m)) => self.early.push_back(m),
+                Ok(None) => return self.status().cloned().unwrap_or_else(Status::ok),
+                Err(s) => return s,
+            }
+        }
+    }
+
+    async fn next_message(&mut self) -> Result<Option<Received>, Status> {
         loop {
             match &self.state {
                 RecvState::Done(s) if s.is_ok() => return Ok(None),
@@ -387,6 +420,12 @@ impl CallReceiver {
             RecvState::Headers(fut) => match shared.or_cancel(fut).await {
                 Err(st) => self.complete(st),
                 Ok(Err(e)) => {
+                    // h2 fails a stream with the peer's graceful GOAWAY only when
+                    // its id is above the GOAWAY's last stream id (streams the
+                    // server took see the connection's end instead).
+                    if e.is_go_away() && e.is_remote() && e.reason() == Some(h2::Reason::NO_ERROR) {
+                        shared.unprocessed.store(true, Ordering::Release);
+                    }
                     let st = shared.h2_status(&e);
                     self.complete(st)
                 }
@@ -508,7 +547,7 @@ impl ClientCall {
                 if let Some(st) = self.receiver.shared.cancel_status() {
                     return Err(st);
                 }
-                let st = tokio::time::timeout(std::time::Duration::from_secs(1), self.receiver.finish()).await;
+                let st = tokio::time::timeout(std::time::Duration::from_secs(1), self.receiver.settle()).await;
                 match st {
                     Ok(st) if !st.is_ok() => Err(st),
                     _ => Err(e),
@@ -560,6 +599,12 @@ impl ClientCall {
             initial_metadata: self.receiver.initial_metadata.clone().unwrap_or_default(),
             trailing_metadata,
         })
+    }
+
+    /// True if the call failed because the server refused its stream
+    /// unprocessed (graceful GOAWAY): safe to retry as a new call.
+    pub(crate) fn unprocessed(&self) -> bool {
+        self.receiver.shared.unprocessed.load(Ordering::Acquire)
     }
 
     /// Cancels the call (CANCELLED).

@@ -84,6 +84,16 @@ impl Connector {
     }
 
     pub(crate) fn invalidate(&self, generation: u64) {
+        // Stop handing out this connection at once (IDLE, so the next pick
+        // asks for a new one): a retry must not get it again before the
+        // driver task has seen the invalidation.
+        self.state.send_if_modified(|s| {
+            let hit = s.conn.as_ref().is_some_and(|c| c.generation == generation);
+            if hit {
+                *s = Snapshot { state: ConnectivityState::Idle, conn: None, error: None };
+            }
+            hit
+        });
         self.invalidate.send_replace(generation);
     }
 
@@ -92,6 +102,11 @@ impl Connector {
     pub(crate) async fn pick(&self, wait_for_ready: bool, deadline: Option<Instant>) -> Result<Ready, Status> {
         let mut rx = self.state.subscribe();
         loop {
+            // close() takes effect at once, before the driver task has
+            // dropped the connection and published SHUTDOWN.
+            if *self.closed.borrow() {
+                return Err(Status::new(Code::Cancelled, "grpc: the client connection is closing"));
+            }
             {
                 let snap = rx.borrow_and_update();
                 match snap.state {
@@ -162,6 +177,10 @@ impl Connector {
                         .max_header_list_size(o.max_header_list_size)
                         .max_frame_size(o.max_frame_size)
                         .max_send_buffer_size(1024 * 1024)
+                        // Until the server's SETTINGS arrive, open one stream
+                        // and queue the rest: streams opened before we know its
+                        // MAX_CONCURRENT_STREAMS would be refused (UNAVAILABLE).
+                        .initial_max_send_streams(1)
                         .enable_push(false);
                     match b.handshake(io).await {
                         Ok(pair) => return Ok(pair),

@@ -223,11 +223,25 @@ impl Channel {
         call::start(&self.inner, method, opts).await
     }
 
-    /// A unary call: one request, one response.
-    pub async fn unary(&self, method: &str, request: Bytes, opts: CallOptions) -> Result<UnaryResponse, Status> {
-        let mut call = self.call(method, opts).await?;
-        call.send_last(request).await?;
-        call.recv_unary().await
+    /// A unary call: one request, one response. A call the server refused
+    /// unprocessed while going away (GOAWAY raced with the request) is
+    /// retried once on a new connection, within the same deadline.
+    pub async fn unary(&self, method: &str, request: Bytes, mut opts: CallOptions) -> Result<UnaryResponse, Status> {
+        opts.deadline = opts.deadline().map(Instant::into_std);
+        opts.timeout = None;
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            let mut call = self.call(method, opts.clone()).await?;
+            let r = match call.send_last(request.clone()).await {
+                Ok(()) => call.recv_unary().await,
+                Err(e) => Err(e),
+            };
+            match r {
+                Err(_) if tries < 2 && call.unprocessed() => continue,
+                r => return r,
+            }
+        }
     }
 }
 

@@ -223,6 +223,10 @@ impl ServerSender {
     /// Sets the response compression. Applied only if the client accepts
     /// it (its `grpc-accept-encoding`), and only before headers go out.
     pub fn set_compression(&mut self, c: Compression) {
+        if lock(&self.shared.respond).is_none() {
+            // Headers are out: the call's grpc-encoding is fixed.
+            return;
+        }
         self.response_compression =
             if c == Compression::Identity || !self.accepted.contains(&c) { None } else { Some(c) };
     }
@@ -408,7 +412,7 @@ pub(super) async fn handle_stream(
         let ct =
             parts.headers.get(http::header::CONTENT_TYPE).map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
         let msg = format!("invalid gRPC request content-type {:?}", ct.unwrap_or_default());
-        return respond_early(respond, StatusCode::UNSUPPORTED_MEDIA_TYPE, Status::internal(msg));
+        return respond_early(respond, StatusCode::UNSUPPORTED_MEDIA_TYPE, Status::invalid_argument(msg));
     }
     let path = parts.uri.path().to_string();
     let (kind, handler): (MethodKind, Arc<dyn Handler>) = match inner.methods.get(&path) {
