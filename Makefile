@@ -6,12 +6,14 @@ export CARGO_TERM_COLOR ?= never
 
 .PHONY: demo test check unit interop toolchain clean
 
+include mk/c.mk
+
 ## The main demo: a Rust greeter server and client over plaintext and TLS.
 demo: toolchain
 	examples/rust/demo.sh
 
 ## Everything: formatting, clippy, unit and behaviour suites, the interop matrix.
-test: check unit interop
+test: check unit interop test-c
 
 toolchain:
 	@command -v cargo >/dev/null || { echo "cargo not found: install Rust (rustup)"; exit 1; }
