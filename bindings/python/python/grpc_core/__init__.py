@@ -1,0 +1,222 @@
+"""grpc_core: grpcio's API on the grpc-core Rust engine.
+
+Change ``import grpc`` to ``import grpc_core as grpc``, or call
+``grpc_core.install_as_grpc()`` first so that code written for grpcio
+(including grpcio-tools-generated ``*_pb2_grpc.py``) runs unchanged.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any, Optional, Sequence, Tuple
+
+from . import _native
+from ._channel import (
+    Channel,
+    StreamStreamMultiCallable,
+    StreamUnaryMultiCallable,
+    UnaryStreamMultiCallable,
+    UnaryUnaryMultiCallable,
+    _ReadyFuture,
+)
+from ._common import (
+    AuthMetadataContext,
+    AuthMetadataPlugin,
+    AuthMetadataPluginCallback,
+    Call,
+    CallCredentials,
+    ChannelConnectivity,
+    ChannelCredentials,
+    ClientCallDetails,
+    Compression,
+    Future,
+    FutureCancelledError,
+    FutureTimeoutError,
+    GenericRpcHandler,
+    HandlerCallDetails,
+    RpcContext,
+    RpcError,
+    RpcMethodHandler,
+    ServerCredentials,
+    ServerInterceptor,
+    ServiceRpcHandler,
+    Status,
+    StatusCode,
+)
+from ._interceptor import (
+    StreamStreamClientInterceptor,
+    StreamUnaryClientInterceptor,
+    UnaryStreamClientInterceptor,
+    UnaryUnaryClientInterceptor,
+    intercept_channel,
+)
+from ._server import (
+    Server,
+    ServicerContext,
+    method_handlers_generic_handler,
+    server,
+    stream_stream_rpc_method_handler,
+    stream_unary_rpc_method_handler,
+    unary_stream_rpc_method_handler,
+    unary_unary_rpc_method_handler,
+)
+
+__version__: str = _native.VERSION
+
+__all__ = [
+    "AuthMetadataContext",
+    "AuthMetadataPlugin",
+    "AuthMetadataPluginCallback",
+    "Call",
+    "CallCredentials",
+    "Channel",
+    "ChannelConnectivity",
+    "ChannelCredentials",
+    "ClientCallDetails",
+    "Compression",
+    "Future",
+    "FutureCancelledError",
+    "FutureTimeoutError",
+    "GenericRpcHandler",
+    "HandlerCallDetails",
+    "RpcContext",
+    "RpcError",
+    "RpcMethodHandler",
+    "Server",
+    "ServerCredentials",
+    "ServerInterceptor",
+    "ServiceRpcHandler",
+    "ServicerContext",
+    "Status",
+    "StatusCode",
+    "StreamStreamClientInterceptor",
+    "StreamStreamMultiCallable",
+    "StreamUnaryClientInterceptor",
+    "UnaryStreamClientInterceptor",
+    "UnaryUnaryClientInterceptor",
+    "intercept_channel",
+    "StreamUnaryMultiCallable",
+    "UnaryStreamMultiCallable",
+    "UnaryUnaryMultiCallable",
+    "access_token_call_credentials",
+    "channel_ready_future",
+    "composite_call_credentials",
+    "composite_channel_credentials",
+    "experimental",
+    "insecure_channel",
+    "install_as_grpc",
+    "metadata_call_credentials",
+    "method_handlers_generic_handler",
+    "secure_channel",
+    "server",
+    "ssl_channel_credentials",
+    "ssl_server_credentials",
+    "stream_stream_rpc_method_handler",
+    "stream_unary_rpc_method_handler",
+    "unary_stream_rpc_method_handler",
+    "unary_unary_rpc_method_handler",
+]
+
+
+def insecure_channel(
+    target: str,
+    options: Optional[Sequence[Tuple[str, Any]]] = None,
+    compression: Optional[Compression] = None,
+) -> Channel:
+    """A plaintext channel to ``target`` (``host:port``, ``dns:///host:port``, ``unix:path``)."""
+    return Channel(target, options, None, compression)
+
+
+def secure_channel(
+    target: str,
+    credentials: ChannelCredentials,
+    options: Optional[Sequence[Tuple[str, Any]]] = None,
+    compression: Optional[Compression] = None,
+) -> Channel:
+    """A TLS channel to ``target``."""
+    return Channel(target, options, credentials, compression)
+
+
+def ssl_channel_credentials(
+    root_certificates: Optional[bytes] = None,
+    private_key: Optional[bytes] = None,
+    certificate_chain: Optional[bytes] = None,
+) -> ChannelCredentials:
+    """TLS credentials: PEM roots (None: the system's), and a key and chain for mutual TLS."""
+    return ChannelCredentials(root_certificates, private_key, certificate_chain)
+
+
+def ssl_server_credentials(
+    private_key_certificate_chain_pairs: Sequence[Tuple[bytes, bytes]],
+    root_certificates: Optional[bytes] = None,
+    require_client_auth: bool = False,
+) -> ServerCredentials:
+    """Server TLS from ``[(private_key_pem, certificate_chain_pem)]``; roots verify client certificates."""
+    if not private_key_certificate_chain_pairs:
+        raise ValueError("At least one private key-certificate chain pair is required!")
+    if require_client_auth and root_certificates is None:
+        raise ValueError("Illegal to require client auth without providing root certificates!")
+    return ServerCredentials(private_key_certificate_chain_pairs, root_certificates, require_client_auth)
+
+
+class _MetadataPlugin:
+    def __init__(self, plugin: Any) -> None:
+        self._plugin = plugin
+
+    def __call__(self, context: Any, callback: Any) -> None:
+        self._plugin(context, callback)
+
+
+class _AccessTokenPlugin:
+    def __init__(self, token: str) -> None:
+        self._token = token
+
+    def __call__(self, context: Any, callback: Any) -> None:
+        callback((("authorization", f"Bearer {self._token}"),), None)
+
+
+def metadata_call_credentials(metadata_plugin: AuthMetadataPlugin, name: Optional[str] = None) -> CallCredentials:
+    """Call credentials whose metadata ``metadata_plugin(context, callback)`` makes."""
+    return CallCredentials([_MetadataPlugin(metadata_plugin)])
+
+
+def access_token_call_credentials(access_token: str) -> CallCredentials:
+    """Call credentials sending ``authorization: Bearer <token>``."""
+    return CallCredentials([_AccessTokenPlugin(access_token)])
+
+
+def composite_call_credentials(*call_credentials: CallCredentials) -> CallCredentials:
+    """All these call credentials together."""
+    return CallCredentials([p for c in call_credentials for p in c._plugins])
+
+
+def composite_channel_credentials(
+    channel_credentials: ChannelCredentials, *call_credentials: CallCredentials
+) -> ChannelCredentials:
+    """Channel credentials that also add these call credentials to every call."""
+    return ChannelCredentials(
+        channel_credentials._root_certificates,
+        channel_credentials._private_key,
+        channel_credentials._certificate_chain,
+        channel_credentials._call_credentials + tuple(call_credentials),
+        channel_credentials._insecure,
+    )
+
+
+def channel_ready_future(channel: Channel) -> Future:
+    """A future that resolves once ``channel`` is READY."""
+    return _ReadyFuture(channel)
+
+
+def install_as_grpc() -> None:
+    """Makes ``import grpc`` (and ``grpc.aio``, ``grpc.experimental``, ``grpc._utilities``) give grpc_core."""
+    from . import _utilities, aio, experimental
+
+    this = sys.modules[__name__]
+    sys.modules["grpc"] = this
+    sys.modules["grpc._utilities"] = _utilities
+    sys.modules["grpc.experimental"] = experimental
+    sys.modules["grpc.aio"] = aio
+
+
+from . import aio, experimental  # noqa: E402  (they need the names above)

@@ -1,0 +1,116 @@
+"""The compiled half of grpc_core (Rust, PyO3). Hand-written stubs."""
+
+from typing import Iterable, List, Optional, Tuple, Union, final
+
+
+__all__ = ["RpcStatus", "NativeChannel", "NativeCall", "CallQueue", "NativeServer", "NativeServerCall", "VERSION"]
+
+_MetadataIn = Optional[Iterable[Tuple[str, Union[str, bytes]]]]
+_MetadataOut = Tuple[Tuple[str, Union[str, bytes]], ...]
+
+VERSION: str
+
+class RpcStatus(Exception):
+    """A call ended with a non-OK status: args are (code, details, trailing)."""
+
+@final
+class NativeChannel:
+    def __new__(
+        cls,
+        target: str,
+        *,
+        tls: bool = False,
+        root_certs: Optional[bytes] = None,
+        private_key: Optional[bytes] = None,
+        cert_chain: Optional[bytes] = None,
+        server_name_override: Optional[str] = None,
+        authority: Optional[str] = None,
+        user_agent: Optional[str] = None,
+        max_recv: Optional[int] = None,
+        max_send: Optional[int] = None,
+        keepalive_time_ms: Optional[int] = None,
+        keepalive_timeout_ms: Optional[int] = None,
+        keepalive_permit_without_calls: bool = False,
+        compression: Optional[int] = None,
+    ) -> NativeChannel: ...
+    def unary(
+        self,
+        method: str,
+        request: bytes,
+        timeout: Optional[float] = None,
+        metadata: _MetadataIn = None,
+        compression: Optional[int] = None,
+        wait_for_ready: bool = False,
+    ) -> Tuple[bytes, _MetadataOut, _MetadataOut]: ...
+    def start(
+        self,
+        method: str,
+        timeout: Optional[float] = None,
+        metadata: _MetadataIn = None,
+        compression: Optional[int] = None,
+        wait_for_ready: bool = False,
+    ) -> NativeCall: ...
+    def state(self) -> int: ...
+    def connect(self) -> None: ...
+    def wait_for_state_change(self, state: int, timeout: Optional[float] = None) -> bool: ...
+    def close(self) -> None: ...
+
+@final
+class NativeCall:
+    def send(self, message: bytes, last: bool = False) -> bool: ...
+    def close_send(self) -> bool: ...
+    def initial_metadata(self) -> _MetadataOut: ...
+    def recv(self) -> Optional[bytes]: ...
+    def finish(self) -> Tuple[int, str, _MetadataOut]: ...
+    def cancel(self) -> None: ...
+
+@final
+class CallQueue:
+    def __new__(cls) -> CallQueue: ...
+    def next(self, timeout: Optional[float] = None) -> Optional[NativeServerCall]: ...
+    def close(self) -> None: ...
+
+@final
+class NativeServer:
+    def __new__(
+        cls,
+        queue: CallQueue,
+        *,
+        cert_chain: Optional[bytes] = None,
+        private_key: Optional[bytes] = None,
+        client_ca: Optional[bytes] = None,
+        require_client_auth: bool = False,
+        max_recv: Optional[int] = None,
+        max_send: Optional[int] = None,
+        max_concurrent_streams: Optional[int] = None,
+        keepalive_time_ms: Optional[int] = None,
+        keepalive_timeout_ms: Optional[int] = None,
+        keepalive_min_time_ms: Optional[int] = None,
+        keepalive_permit_without_calls: Optional[bool] = None,
+        max_connection_idle_ms: Optional[int] = None,
+        max_connection_age_ms: Optional[int] = None,
+        max_connection_age_grace_ms: Optional[int] = None,
+        compression: Optional[int] = None,
+    ) -> NativeServer: ...
+    def bind(self, address: str) -> int: ...
+    def start(self) -> None: ...
+    def shutdown(self, grace: float) -> None: ...
+
+@final
+class NativeServerCall:
+    @property
+    def method(self) -> str: ...
+    @property
+    def peer(self) -> str: ...
+    def metadata(self) -> _MetadataOut: ...
+    def peer_certificates(self) -> List[bytes]: ...
+    def time_remaining(self) -> Optional[float]: ...
+    def recv(self) -> Optional[bytes]: ...
+    def send_initial_metadata(self, metadata: _MetadataIn) -> None: ...
+    def send(self, message: bytes, compress: bool = True) -> None: ...
+    def set_compression(self, compression: int) -> None: ...
+    def reply(self, message: bytes, compress: bool = True, trailing_metadata: _MetadataIn = None) -> bool: ...
+    def finish(self, code: int, details: str, trailing_metadata: _MetadataIn = None) -> bool: ...
+    def is_active(self) -> bool: ...
+    def wait_done(self, timeout: Optional[float] = None) -> bool: ...
+
