@@ -8,7 +8,7 @@ use tokio::sync::watch;
 
 use crate::server::{Handler, MethodKind, ServerCall};
 use crate::status::{Code, Status};
-use crate::typed::{decode, encode};
+use crate::typed::{encode, recv_one};
 
 /// `grpc.health.v1.HealthCheckRequest`.
 #[derive(Clone, PartialEq, prost::Message)]
@@ -90,12 +90,8 @@ pub(crate) fn handlers(r: &HealthReporter) -> Vec<(&'static str, MethodKind, Arc
             Arc::new(move |mut call: ServerCall| {
                 let r = check.clone();
                 async move {
-                    let req: HealthCheckRequest = match call.recv().await {
-                        Ok(Some(b)) => match decode(&b) {
-                            Ok(r) => r,
-                            Err(s) => return s,
-                        },
-                        Ok(None) => return Status::internal("no request"),
+                    let req: HealthCheckRequest = match recv_one(&mut call).await {
+                        Ok(r) => r,
                         Err(s) => return s,
                     };
                     match r.get(&req.service) {
@@ -114,12 +110,8 @@ pub(crate) fn handlers(r: &HealthReporter) -> Vec<(&'static str, MethodKind, Arc
             Arc::new(move |mut call: ServerCall| {
                 let r = watch_r.clone();
                 async move {
-                    let req: HealthCheckRequest = match call.recv().await {
-                        Ok(Some(b)) => match decode(&b) {
-                            Ok(r) => r,
-                            Err(s) => return s,
-                        },
-                        Ok(None) => return Status::internal("no request"),
+                    let req: HealthCheckRequest = match recv_one(&mut call).await {
+                        Ok(r) => r,
                         Err(s) => return s,
                     };
                     let mut rx = r.sender(&req.service).subscribe();

@@ -19,6 +19,14 @@ pub fn decode<M: prost::Message + Default>(b: &[u8]) -> Result<M, Status> {
     M::decode(b).map_err(|e| Status::internal(format!("grpc: failed to unmarshal the received message: {e}")))
 }
 
+/// Receives and parses the one request of a unary or server-streaming call.
+pub async fn recv_one<M: prost::Message + Default>(call: &mut ServerCall) -> Result<M, Status> {
+    match call.recv().await? {
+        Some(b) => decode(&b),
+        None => Err(Status::internal("no request message")),
+    }
+}
+
 /// A typed unary call.
 pub async fn unary<Req, Resp>(channel: &Channel, method: &str, req: &Req, opts: CallOptions) -> Result<Resp, Status>
 where
@@ -41,12 +49,8 @@ where
     move |mut call: ServerCall| {
         let f = f.clone();
         async move {
-            let req = match call.recv().await {
-                Ok(Some(b)) => match decode::<Req>(&b) {
-                    Ok(r) => r,
-                    Err(s) => return s,
-                },
-                Ok(None) => return Status::internal("no request message"),
+            let req: Req = match recv_one(&mut call).await {
+                Ok(r) => r,
                 Err(s) => return s,
             };
             match f(req, call.metadata().clone()).await {

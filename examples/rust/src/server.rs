@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use examples_rust::{HelloReply, HelloRequest, SAY_HELLO, SAY_HELLO_STREAM};
-use grpc_core::typed::{decode, encode, unary_handler};
+use grpc_core::typed::{encode, recv_one, unary_handler};
 use grpc_core::{MethodKind, Server, ServerCall, ServerOptions, ServerTlsConfig, Status};
 
 #[derive(Parser)]
@@ -22,12 +22,8 @@ struct Args {
 }
 
 async fn stream_reply(mut call: ServerCall) -> Status {
-    let req: HelloRequest = match call.recv().await {
-        Ok(Some(b)) => match decode(&b) {
-            Ok(r) => r,
-            Err(s) => return s,
-        },
-        Ok(None) => return Status::internal("no request"),
+    let req: HelloRequest = match recv_one(&mut call).await {
+        Ok(r) => r,
         Err(s) => return s,
     };
     for greeting in ["Hello", "Bonjour", "Hallo", "Hola"] {
