@@ -8,13 +8,14 @@ export CARGO_TERM_COLOR ?= never
 
 include mk/c.mk
 include mk/python.mk
+include mk/node.mk
 
 ## The main demo: a Rust greeter server and client over plaintext and TLS.
 demo: toolchain
 	examples/rust/demo.sh
 
 ## Everything: formatting, clippy, unit and behaviour suites, the interop matrix.
-test: check unit interop test-c test-python
+test: check unit interop test-c test-python test-node
 
 toolchain:
 	@command -v cargo >/dev/null || { echo "cargo not found: install Rust (rustup)"; exit 1; }

@@ -1,0 +1,330 @@
+// Type definitions for grpc-core (Node): the @grpc/grpc-js API plus `promisify`.
+/// <reference types="node" />
+import { EventEmitter } from 'node:events';
+import { Duplex, Readable, Writable } from 'node:stream';
+
+export declare enum status {
+  OK = 0,
+  CANCELLED = 1,
+  UNKNOWN = 2,
+  INVALID_ARGUMENT = 3,
+  DEADLINE_EXCEEDED = 4,
+  NOT_FOUND = 5,
+  ALREADY_EXISTS = 6,
+  PERMISSION_DENIED = 7,
+  RESOURCE_EXHAUSTED = 8,
+  FAILED_PRECONDITION = 9,
+  ABORTED = 10,
+  OUT_OF_RANGE = 11,
+  UNIMPLEMENTED = 12,
+  INTERNAL = 13,
+  UNAVAILABLE = 14,
+  DATA_LOSS = 15,
+  UNAUTHENTICATED = 16,
+}
+
+export declare enum compressionAlgorithms {
+  identity = 0,
+  deflate = 1,
+  gzip = 2,
+  zstd = 3,
+}
+
+export declare enum connectivityState {
+  IDLE = 0,
+  CONNECTING = 1,
+  READY = 2,
+  TRANSIENT_FAILURE = 3,
+  SHUTDOWN = 4,
+}
+
+export type MetadataValue = string | Buffer;
+export type MetadataObject = Map<string, MetadataValue[]>;
+
+export interface MetadataOptions {
+  idempotentRequest?: boolean;
+  waitForReady?: boolean;
+  cacheableRequest?: boolean;
+  corked?: boolean;
+}
+
+export declare class Metadata {
+  protected internalRepr: MetadataObject;
+  constructor(options?: MetadataOptions);
+  set(key: string, value: MetadataValue): void;
+  add(key: string, value: MetadataValue): void;
+  remove(key: string): void;
+  get(key: string): MetadataValue[];
+  getMap(): { [key: string]: MetadataValue };
+  clone(): Metadata;
+  merge(other: Metadata): void;
+  setOptions(options: MetadataOptions): void;
+  getOptions(): MetadataOptions;
+  toJSON(): { [key: string]: MetadataValue[] };
+}
+
+export interface StatusObject {
+  code: status;
+  details: string;
+  metadata: Metadata;
+}
+
+export type ServiceError = StatusObject & Error;
+
+export interface ServerErrorResponse extends Partial<Error> {
+  code?: status;
+  details?: string;
+  metadata?: Metadata | null;
+}
+export type ServerStatusResponse = Partial<StatusObject>;
+
+export interface CallMetadataOptions {
+  service_url: string;
+}
+export type CallMetadataGenerator = (options: CallMetadataOptions, cb: (err: Error | null, metadata?: Metadata) => void) => void;
+
+export declare class CallCredentials {
+  static createFromMetadataGenerator(generator: CallMetadataGenerator): CallCredentials;
+  compose(other: CallCredentials): CallCredentials;
+}
+
+export declare class ChannelCredentials {
+  static createInsecure(): ChannelCredentials;
+  static createSsl(rootCerts?: Buffer | null, privateKey?: Buffer | null, certChain?: Buffer | null, verifyOptions?: object): ChannelCredentials;
+  compose(callCredentials: CallCredentials): ChannelCredentials;
+  _isSecure(): boolean;
+}
+
+export interface KeyCertPair {
+  private_key: Buffer;
+  cert_chain: Buffer;
+}
+
+export declare class ServerCredentials {
+  static createInsecure(): ServerCredentials;
+  static createSsl(rootCerts: Buffer | null, keyCertPairs: KeyCertPair[], checkClientCertificate?: boolean): ServerCredentials;
+  _isSecure(): boolean;
+}
+
+export declare const credentials: {
+  createInsecure: typeof ChannelCredentials.createInsecure;
+  createSsl: typeof ChannelCredentials.createSsl;
+  createFromMetadataGenerator: typeof CallCredentials.createFromMetadataGenerator;
+  combineChannelCredentials(channelCredentials: ChannelCredentials, ...callCredentials: CallCredentials[]): ChannelCredentials;
+  combineCallCredentials(first: CallCredentials, ...additional: CallCredentials[]): CallCredentials;
+};
+
+export interface ChannelOptions {
+  'grpc.ssl_target_name_override'?: string;
+  'grpc.primary_user_agent'?: string;
+  'grpc.default_authority'?: string;
+  'grpc.max_send_message_length'?: number;
+  'grpc.max_receive_message_length'?: number;
+  'grpc.default_compression_algorithm'?: compressionAlgorithms;
+  [key: string]: any;
+}
+
+export declare class Channel {
+  constructor(target: string, credentials: ChannelCredentials, options?: ChannelOptions);
+  getTarget(): string;
+  getConnectivityState(tryToConnect: boolean): connectivityState;
+  watchConnectivityState(currentState: connectivityState, deadline: Deadline, callback: (error?: Error) => void): void;
+  close(): void;
+}
+
+export type Deadline = Date | number;
+
+export interface CallOptions {
+  deadline?: Deadline;
+  waitForReady?: boolean;
+  [key: string]: any;
+}
+
+export interface ClientOptions extends ChannelOptions {
+  channelOverride?: Channel;
+}
+
+export type requestCallback<ResponseType> = (err: ServiceError | null, value?: ResponseType) => void;
+export type UnaryCallback<ResponseType> = requestCallback<ResponseType>;
+
+export interface SurfaceCall {
+  cancel(): void;
+  getPeer(): string;
+}
+
+export interface ClientUnaryCall extends EventEmitter, SurfaceCall {
+  on(event: 'metadata', listener: (metadata: Metadata) => void): this;
+  on(event: 'status', listener: (status: StatusObject) => void): this;
+  on(event: string | symbol, listener: (...args: any[]) => void): this;
+}
+
+export interface ClientReadableStream<ResponseType> extends Readable, SurfaceCall {
+  read(size?: number): any;
+  on(event: 'data', listener: (data: ResponseType) => void): this;
+  on(event: 'metadata', listener: (metadata: Metadata) => void): this;
+  on(event: 'status', listener: (status: StatusObject) => void): this;
+  on(event: 'error', listener: (err: ServiceError) => void): this;
+  on(event: string | symbol, listener: (...args: any[]) => void): this;
+  [Symbol.asyncIterator](): AsyncIterableIterator<ResponseType>;
+}
+
+export interface ClientWritableStream<RequestType> extends Writable, SurfaceCall {
+  write(message: RequestType, cb?: (error: Error | null | undefined) => void): boolean;
+  write(message: RequestType, encoding: BufferEncoding, cb?: (error: Error | null | undefined) => void): boolean;
+  on(event: 'metadata', listener: (metadata: Metadata) => void): this;
+  on(event: 'status', listener: (status: StatusObject) => void): this;
+  on(event: string | symbol, listener: (...args: any[]) => void): this;
+}
+
+export interface ClientDuplexStream<RequestType, ResponseType> extends Duplex, SurfaceCall {
+  write(message: RequestType, cb?: (error: Error | null | undefined) => void): boolean;
+  write(message: RequestType, encoding: BufferEncoding, cb?: (error: Error | null | undefined) => void): boolean;
+  read(size?: number): any;
+  on(event: 'data', listener: (data: ResponseType) => void): this;
+  on(event: 'metadata', listener: (metadata: Metadata) => void): this;
+  on(event: 'status', listener: (status: StatusObject) => void): this;
+  on(event: 'error', listener: (err: ServiceError) => void): this;
+  on(event: string | symbol, listener: (...args: any[]) => void): this;
+  [Symbol.asyncIterator](): AsyncIterableIterator<ResponseType>;
+}
+
+export type Serialize<T> = (value: T) => Buffer;
+export type Deserialize<T> = (bytes: Buffer) => T;
+
+export declare class Client {
+  constructor(address: string, credentials: ChannelCredentials, options?: ClientOptions);
+  close(): void;
+  getChannel(): Channel;
+  waitForReady(deadline: Deadline, callback: (error?: Error) => void): void;
+  makeUnaryRequest<RequestType, ResponseType>(method: string, serialize: Serialize<RequestType>, deserialize: Deserialize<ResponseType>, argument: RequestType, metadata: Metadata, options: CallOptions, callback: UnaryCallback<ResponseType>): ClientUnaryCall;
+  makeUnaryRequest<RequestType, ResponseType>(method: string, serialize: Serialize<RequestType>, deserialize: Deserialize<ResponseType>, argument: RequestType, metadata: Metadata, callback: UnaryCallback<ResponseType>): ClientUnaryCall;
+  makeUnaryRequest<RequestType, ResponseType>(method: string, serialize: Serialize<RequestType>, deserialize: Deserialize<ResponseType>, argument: RequestType, options: CallOptions, callback: UnaryCallback<ResponseType>): ClientUnaryCall;
+  makeUnaryRequest<RequestType, ResponseType>(method: string, serialize: Serialize<RequestType>, deserialize: Deserialize<ResponseType>, argument: RequestType, callback: UnaryCallback<ResponseType>): ClientUnaryCall;
+  makeClientStreamRequest<RequestType, ResponseType>(method: string, serialize: Serialize<RequestType>, deserialize: Deserialize<ResponseType>, metadata: Metadata, options: CallOptions, callback: UnaryCallback<ResponseType>): ClientWritableStream<RequestType>;
+  makeClientStreamRequest<RequestType, ResponseType>(method: string, serialize: Serialize<RequestType>, deserialize: Deserialize<ResponseType>, metadata: Metadata, callback: UnaryCallback<ResponseType>): ClientWritableStream<RequestType>;
+  makeClientStreamRequest<RequestType, ResponseType>(method: string, serialize: Serialize<RequestType>, deserialize: Deserialize<ResponseType>, options: CallOptions, callback: UnaryCallback<ResponseType>): ClientWritableStream<RequestType>;
+  makeClientStreamRequest<RequestType, ResponseType>(method: string, serialize: Serialize<RequestType>, deserialize: Deserialize<ResponseType>, callback: UnaryCallback<ResponseType>): ClientWritableStream<RequestType>;
+  makeServerStreamRequest<RequestType, ResponseType>(method: string, serialize: Serialize<RequestType>, deserialize: Deserialize<ResponseType>, argument: RequestType, metadata?: Metadata, options?: CallOptions): ClientReadableStream<ResponseType>;
+  makeServerStreamRequest<RequestType, ResponseType>(method: string, serialize: Serialize<RequestType>, deserialize: Deserialize<ResponseType>, argument: RequestType, options?: CallOptions): ClientReadableStream<ResponseType>;
+  makeBidiStreamRequest<RequestType, ResponseType>(method: string, serialize: Serialize<RequestType>, deserialize: Deserialize<ResponseType>, metadata?: Metadata, options?: CallOptions): ClientDuplexStream<RequestType, ResponseType>;
+  makeBidiStreamRequest<RequestType, ResponseType>(method: string, serialize: Serialize<RequestType>, deserialize: Deserialize<ResponseType>, options?: CallOptions): ClientDuplexStream<RequestType, ResponseType>;
+}
+
+export interface MethodDefinition<RequestType, ResponseType> {
+  path: string;
+  requestStream: boolean;
+  responseStream: boolean;
+  requestSerialize: Serialize<RequestType>;
+  responseSerialize: Serialize<ResponseType>;
+  requestDeserialize: Deserialize<RequestType>;
+  responseDeserialize: Deserialize<ResponseType>;
+  originalName?: string;
+}
+
+export type ServiceDefinition<Impl = UntypedServiceImplementation> = {
+  readonly [index in keyof Impl]: MethodDefinition<any, any>;
+};
+
+export interface ServiceClient extends Client {
+  [methodName: string]: Function;
+}
+export interface ServiceClientConstructor {
+  new (address: string, credentials: ChannelCredentials, options?: ClientOptions): ServiceClient;
+  service: ServiceDefinition;
+  serviceName: string;
+}
+
+export declare function makeClientConstructor(methods: ServiceDefinition, serviceName: string, classOptions?: object): ServiceClientConstructor;
+export declare const makeGenericClientConstructor: typeof makeClientConstructor;
+
+export interface ProtobufTypeDefinition {
+  format: string;
+  type: object;
+  fileDescriptorProtos: Buffer[];
+}
+export interface GrpcObject {
+  [index: string]: GrpcObject | ServiceClientConstructor | ProtobufTypeDefinition;
+}
+export interface PackageDefinition {
+  [index: string]: ServiceDefinition | ProtobufTypeDefinition | any;
+}
+export declare function loadPackageDefinition(packageDef: PackageDefinition): GrpcObject;
+
+export declare function waitForClientReady(client: Client, deadline: Deadline, callback: (error?: Error) => void): void;
+export declare function closeClient(client: Client): void;
+export declare function getClientChannel(client: Client): Channel;
+
+// ---------------------------------------------------------------- server
+
+interface ServerSurfaceCall extends EventEmitter {
+  readonly cancelled: boolean;
+  readonly metadata: Metadata;
+  getPeer(): string;
+  sendMetadata(responseMetadata: Metadata): void;
+  getDeadline(): Deadline;
+  getPath(): string;
+  on(event: 'cancelled', listener: (reason: string) => void): this;
+  on(event: string | symbol, listener: (...args: any[]) => void): this;
+}
+
+export type ServerUnaryCall<RequestType, ResponseType> = ServerSurfaceCall & { request: RequestType };
+export type ServerReadableStream<RequestType, ResponseType> = ServerSurfaceCall & Readable & AsyncIterable<RequestType>;
+export type ServerWritableStream<RequestType, ResponseType> = ServerSurfaceCall &
+  Writable & {
+    request: RequestType;
+    end: (metadata?: Metadata) => void;
+  };
+export type ServerDuplexStream<RequestType, ResponseType> = ServerSurfaceCall &
+  Duplex &
+  AsyncIterable<RequestType> & {
+    end: (metadata?: Metadata) => void;
+  };
+
+export type sendUnaryData<ResponseType> = (error: ServerErrorResponse | ServerStatusResponse | null, value?: ResponseType | null, trailer?: Metadata, flags?: number) => void;
+
+/** Handlers may also return a Promise of the response (beyond grpc-js). */
+export type handleUnaryCall<RequestType, ResponseType> = (call: ServerUnaryCall<RequestType, ResponseType>, callback: sendUnaryData<ResponseType>) => void | Promise<ResponseType | void>;
+export type handleClientStreamingCall<RequestType, ResponseType> = (call: ServerReadableStream<RequestType, ResponseType>, callback: sendUnaryData<ResponseType>) => void | Promise<ResponseType | void>;
+/** Server-streaming handlers may also be async generators (beyond grpc-js). */
+export type handleServerStreamingCall<RequestType, ResponseType> = (call: ServerWritableStream<RequestType, ResponseType>) => void | AsyncIterable<ResponseType> | Promise<void>;
+export type handleBidiStreamingCall<RequestType, ResponseType> = (call: ServerDuplexStream<RequestType, ResponseType>) => void | AsyncIterable<ResponseType> | Promise<void>;
+
+export type HandleCall<RequestType, ResponseType> =
+  | handleUnaryCall<RequestType, ResponseType>
+  | handleClientStreamingCall<RequestType, ResponseType>
+  | handleServerStreamingCall<RequestType, ResponseType>
+  | handleBidiStreamingCall<RequestType, ResponseType>;
+
+export type UntypedHandleCall = HandleCall<any, any>;
+export interface UntypedServiceImplementation {
+  [name: string]: UntypedHandleCall;
+}
+
+export interface ServerOptions extends ChannelOptions {}
+
+export declare class Server {
+  constructor(options?: ServerOptions);
+  addService(service: ServiceDefinition, implementation: UntypedServiceImplementation): void;
+  removeService(service: ServiceDefinition): void;
+  register<RequestType, ResponseType>(name: string, handler: HandleCall<RequestType, ResponseType>, serialize: Serialize<ResponseType>, deserialize: Deserialize<RequestType>, type: 'unary' | 'clientStream' | 'serverStream' | 'bidi'): boolean;
+  unregister(name: string): boolean;
+  bindAsync(port: string, creds: ServerCredentials, callback: (error: Error | null, port: number) => void): void;
+  /** @deprecated bindAsync already starts serving. */
+  start(): void;
+  tryShutdown(callback: (error?: Error) => void): void;
+  forceShutdown(): void;
+}
+
+// ---------------------------------------------------------------- Promise API (beyond grpc-js)
+
+/**
+ * Wraps a generated client: unary and client-streaming methods return
+ * Promises (client streaming takes an iterable or async iterable of
+ * requests); server-streaming and bidi methods return async-iterable streams.
+ */
+export interface PromiseClient {
+  client: Client;
+  close(): void;
+  [methodName: string]: any;
+}
+export declare function promisify(client: Client): PromiseClient;

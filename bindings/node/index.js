@@ -1,0 +1,1280 @@
+'use strict';
+// grpc-core for Node: the @grpc/grpc-js API over the grpc-core Rust engine,
+// plus a Promise / async-iterator API (`promisify`).
+//
+// Every native operation completes as an event on one queue; the addon wakes
+// this thread once per batch (`dispatch`). A ref'd timer keeps the process
+// alive while calls, binds or servers are open, and is unref'd otherwise.
+
+const { EventEmitter } = require('node:events');
+const { Readable, Writable, Duplex } = require('node:stream');
+const path = require('node:path');
+
+const native = require(path.join(__dirname, 'lib', 'grpc_core_node.node'));
+
+// ---------------------------------------------------------------- events
+
+const handlers = new Map();
+let nextId = 1;
+
+function dispatch(batch) {
+  for (const ev of batch) {
+    const h = handlers.get(ev.id);
+    if (h === undefined) continue;
+    try {
+      h(ev);
+    } catch (e) {
+      process.nextTick(() => {
+        throw e;
+      });
+    }
+  }
+}
+native.init(dispatch);
+
+function newId() {
+  const id = nextId++;
+  if (nextId >= 0x7fffffff) nextId = 1;
+  return id;
+}
+
+/** Registers a one-shot completion handler; returns its id. */
+function once(fn) {
+  const id = newId();
+  handlers.set(id, (ev) => {
+    handlers.delete(id);
+    fn(ev);
+  });
+  return id;
+}
+
+let active = 0;
+let keeper = null;
+function hold() {
+  if (active++ === 0) {
+    if (keeper === null) keeper = setInterval(() => {}, 1 << 30);
+    keeper.ref();
+  }
+}
+function release() {
+  if (--active === 0) keeper.unref();
+}
+
+// ---------------------------------------------------------------- status
+
+const status = Object.freeze({
+  OK: 0,
+  CANCELLED: 1,
+  UNKNOWN: 2,
+  INVALID_ARGUMENT: 3,
+  DEADLINE_EXCEEDED: 4,
+  NOT_FOUND: 5,
+  ALREADY_EXISTS: 6,
+  PERMISSION_DENIED: 7,
+  RESOURCE_EXHAUSTED: 8,
+  FAILED_PRECONDITION: 9,
+  ABORTED: 10,
+  OUT_OF_RANGE: 11,
+  UNIMPLEMENTED: 12,
+  INTERNAL: 13,
+  UNAVAILABLE: 14,
+  DATA_LOSS: 15,
+  UNAUTHENTICATED: 16,
+  0: 'OK',
+  1: 'CANCELLED',
+  2: 'UNKNOWN',
+  3: 'INVALID_ARGUMENT',
+  4: 'DEADLINE_EXCEEDED',
+  5: 'NOT_FOUND',
+  6: 'ALREADY_EXISTS',
+  7: 'PERMISSION_DENIED',
+  8: 'RESOURCE_EXHAUSTED',
+  9: 'FAILED_PRECONDITION',
+  10: 'ABORTED',
+  11: 'OUT_OF_RANGE',
+  12: 'UNIMPLEMENTED',
+  13: 'INTERNAL',
+  14: 'UNAVAILABLE',
+  15: 'DATA_LOSS',
+  16: 'UNAUTHENTICATED',
+});
+
+const compressionAlgorithms = Object.freeze({ identity: 0, deflate: 1, gzip: 2, zstd: 3, 0: 'identity', 1: 'deflate', 2: 'gzip', 3: 'zstd' });
+const connectivityState = Object.freeze({ IDLE: 0, CONNECTING: 1, READY: 2, TRANSIENT_FAILURE: 3, SHUTDOWN: 4 });
+
+// ---------------------------------------------------------------- metadata
+
+const KEY_RE = /^[0-9a-z_.-]+$/;
+const RESERVED = new Set(['content-type', 'te', 'user-agent', 'host', 'connection', 'transfer-encoding', 'upgrade']);
+
+function checkKey(key) {
+  if (!KEY_RE.test(key)) throw new Error(`Metadata key "${key}" contains illegal characters`);
+}
+function checkValue(key, value) {
+  if (key.endsWith('-bin')) {
+    if (!Buffer.isBuffer(value)) throw new Error("keys that end with '-bin' must have Buffer values");
+  } else {
+    if (Buffer.isBuffer(value)) throw new Error("keys that don't end with '-bin' must have String values");
+    if (!/^[\x20-\x7e]*$/.test(value)) throw new Error(`Metadata string value "${value}" contains illegal characters`);
+  }
+}
+
+class Metadata {
+  constructor(options = {}) {
+    this.internalRepr = new Map();
+    this.options = options;
+  }
+  set(key, value) {
+    key = key.toLowerCase();
+    checkKey(key);
+    checkValue(key, value);
+    this.internalRepr.set(key, [value]);
+  }
+  add(key, value) {
+    key = key.toLowerCase();
+    checkKey(key);
+    checkValue(key, value);
+    const cur = this.internalRepr.get(key);
+    if (cur === undefined) this.internalRepr.set(key, [value]);
+    else cur.push(value);
+  }
+  remove(key) {
+    this.internalRepr.delete(key.toLowerCase());
+  }
+  get(key) {
+    return this.internalRepr.get(key.toLowerCase()) || [];
+  }
+  getMap() {
+    const out = {};
+    for (const [k, v] of this.internalRepr) if (v.length > 0) out[k] = v[0];
+    return out;
+  }
+  clone() {
+    const m = new Metadata(this.options);
+    for (const [k, v] of this.internalRepr) m.internalRepr.set(k, v.map((x) => (Buffer.isBuffer(x) ? Buffer.from(x) : x)));
+    return m;
+  }
+  merge(other) {
+    for (const [k, v] of other.internalRepr) this.internalRepr.set(k, (this.internalRepr.get(k) || []).concat(v));
+  }
+  setOptions(options) {
+    this.options = options;
+  }
+  getOptions() {
+    return this.options;
+  }
+  toJSON() {
+    const out = {};
+    for (const [k, v] of this.internalRepr) out[k] = v;
+    return out;
+  }
+  /** Flat `[key, value, ...]` for the addon; reserved keys are dropped. */
+  _toList() {
+    const out = [];
+    for (const [k, vs] of this.internalRepr) {
+      if (k.startsWith('grpc-') || RESERVED.has(k)) continue;
+      for (const v of vs) out.push(k, v);
+    }
+    return out;
+  }
+  static _fromList(list) {
+    const m = new Metadata();
+    if (list) {
+      for (let i = 0; i + 1 < list.length; i += 2) {
+        const cur = m.internalRepr.get(list[i]);
+        if (cur === undefined) m.internalRepr.set(list[i], [list[i + 1]]);
+        else cur.push(list[i + 1]);
+      }
+    }
+    return m;
+  }
+}
+
+function statusFromEvent(ev) {
+  return { code: ev.code, details: ev.details || '', metadata: Metadata._fromList(ev.trailers) };
+}
+
+/** An Error shaped like grpc-js's ServiceError. */
+function callErrorFromStatus(st) {
+  const err = new Error(`${st.code} ${status[st.code] || 'UNKNOWN'}: ${st.details}`);
+  return Object.assign(err, { code: st.code, details: st.details, metadata: st.metadata });
+}
+
+// ---------------------------------------------------------------- credentials
+
+class ChannelCredentials {
+  constructor(secure, rootCerts, privateKey, certChain, callCreds) {
+    this._secure = secure;
+    this._rootCerts = rootCerts || null;
+    this._privateKey = privateKey || null;
+    this._certChain = certChain || null;
+    this._callCreds = callCreds || [];
+  }
+  _isSecure() {
+    return this._secure;
+  }
+  compose(callCredentials) {
+    if (!this._secure) throw new Error('Cannot compose insecure credentials');
+    return new ChannelCredentials(true, this._rootCerts, this._privateKey, this._certChain, this._callCreds.concat([callCredentials]));
+  }
+  static createInsecure() {
+    return new ChannelCredentials(false);
+  }
+  static createSsl(rootCerts, privateKey, certChain) {
+    if (privateKey && !certChain) throw new Error('Private key must be given with accompanying certificate chain');
+    if (!privateKey && certChain) throw new Error('Certificate chain must be given with accompanying private key');
+    return new ChannelCredentials(true, rootCerts, privateKey, certChain);
+  }
+}
+
+class CallCredentials {
+  constructor(generator) {
+    this._generator = generator;
+  }
+  static createFromMetadataGenerator(generator) {
+    return new CallCredentials(generator);
+  }
+  compose(other) {
+    const a = this._generator;
+    const b = other._generator;
+    return new CallCredentials((opts, cb) =>
+      a(opts, (e1, m1) => {
+        if (e1) return cb(e1);
+        b(opts, (e2, m2) => {
+          if (e2) return cb(e2);
+          const m = m1.clone();
+          m.merge(m2);
+          cb(null, m);
+        });
+      }),
+    );
+  }
+}
+
+class ServerCredentials {
+  constructor(tls) {
+    this._tls = tls;
+  }
+  _isSecure() {
+    return this._tls !== null;
+  }
+  static createInsecure() {
+    return new ServerCredentials(null);
+  }
+  static createSsl(rootCerts, keyCertPairs, checkClientCertificate = false) {
+    if (!Array.isArray(keyCertPairs) || keyCertPairs.length === 0) throw new TypeError('keyCertPairs must be a non-empty array');
+    const pair = keyCertPairs[0];
+    return new ServerCredentials({
+      certChain: pair.cert_chain,
+      privateKey: pair.private_key,
+      rootCerts: rootCerts || undefined,
+      requireClientCert: !!checkClientCertificate,
+    });
+  }
+}
+
+const credentials = {
+  createInsecure: ChannelCredentials.createInsecure,
+  createSsl: ChannelCredentials.createSsl,
+  createFromMetadataGenerator: CallCredentials.createFromMetadataGenerator,
+  combineChannelCredentials(channelCredentials, ...callCredentials) {
+    return callCredentials.reduce((acc, c) => acc.compose(c), channelCredentials);
+  },
+  combineCallCredentials(first, ...rest) {
+    return rest.reduce((acc, c) => acc.compose(c), first);
+  },
+};
+
+// ---------------------------------------------------------------- channel
+
+function sizeOption(v) {
+  return typeof v === 'number' ? v : undefined;
+}
+
+class Channel {
+  constructor(target, creds, options = {}) {
+    if (!(creds instanceof ChannelCredentials)) throw new TypeError('Channel credentials must be a ChannelCredentials object');
+    this._target = target;
+    this._creds = creds;
+    const cfg = {
+      secure: creds._secure,
+      serverNameOverride: options['grpc.ssl_target_name_override'],
+      authority: options['grpc.default_authority'],
+      userAgent: options['grpc.primary_user_agent'],
+      maxRecv: sizeOption(options['grpc.max_receive_message_length']),
+      maxSend: sizeOption(options['grpc.max_send_message_length']),
+      compression: options['grpc.default_compression_algorithm'],
+    };
+    if (creds._secure) {
+      if (creds._rootCerts) cfg.rootCerts = creds._rootCerts;
+      if (creds._privateKey) cfg.privateKey = creds._privateKey;
+      if (creds._certChain) cfg.certChain = creds._certChain;
+    }
+    this._native = new native.ChannelNative(target, cfg);
+  }
+  getTarget() {
+    return this._target;
+  }
+  getConnectivityState(tryToConnect) {
+    return this._native.state(!!tryToConnect);
+  }
+  close() {
+    this._native.close();
+  }
+  watchConnectivityState(currentState, deadline, callback) {
+    hold();
+    this._native.watchState(
+      once((ev) => {
+        release();
+        if (ev.code === 0) callback();
+        else callback(new Error('Deadline passed without connectivity state change'));
+      }),
+      currentState,
+      timeoutOf(deadline),
+    );
+  }
+  /** Connects and calls back once ready or when `deadline` passes. */
+  _waitReady(deadline, callback) {
+    hold();
+    this._native.waitReady(
+      once((ev) => {
+        release();
+        if (ev.code === 0) callback();
+        else callback(new Error(ev.code === status.DEADLINE_EXCEEDED ? 'Failed to connect before the deadline' : ev.details));
+      }),
+      timeoutOf(deadline),
+    );
+  }
+}
+
+function timeoutOf(deadline) {
+  if (deadline === undefined || deadline === null || deadline === Infinity) return undefined;
+  const at = deadline instanceof Date ? deadline.getTime() : Number(deadline);
+  if (!Number.isFinite(at)) return undefined;
+  return Math.max(0, at - Date.now());
+}
+
+// ---------------------------------------------------------------- client calls
+
+function normalizeArgs(metadata, options, callback) {
+  if (typeof metadata === 'function') return { metadata: new Metadata(), options: {}, callback: metadata };
+  if (typeof options === 'function') {
+    if (metadata instanceof Metadata) return { metadata, options: {}, callback: options };
+    return { metadata: new Metadata(), options: metadata || {}, callback: options };
+  }
+  if (!(metadata instanceof Metadata)) return { metadata: new Metadata(), options: metadata || {}, callback };
+  return { metadata, options: options || {}, callback };
+}
+
+/** Runs call credentials (if any), then `start(metadata)`, or fails with `fail(status)`. */
+function withCallCreds(channel, method, metadata, start, fail) {
+  const gens = channel._creds._callCreds;
+  if (gens.length === 0) return start(metadata);
+  const md = metadata.clone();
+  const serviceUrl = `https://${channel._target}${method.substring(0, method.lastIndexOf('/'))}`;
+  let i = 0;
+  const next = () => {
+    if (i === gens.length) return start(md);
+    gens[i++]._generator({ service_url: serviceUrl }, (err, extra) => {
+      if (err) return fail({ code: typeof err.code === 'number' ? err.code : status.UNAVAILABLE, details: err.message, metadata: new Metadata() });
+      if (extra) md.merge(extra);
+      next();
+    });
+  };
+  next();
+}
+
+class ClientUnaryCallImpl extends EventEmitter {
+  constructor(peer) {
+    super();
+    this._native = null;
+    this._peer = peer;
+    this._cancelled = false;
+  }
+  cancel() {
+    this._cancelled = true;
+    if (this._native) this._native.cancel();
+  }
+  getPeer() {
+    return this._peer;
+  }
+}
+
+function fixCancelDetails(call, st) {
+  if (call._cancelled && st.code === status.CANCELLED) st.details = 'Cancelled on client';
+  return st;
+}
+
+const READ_CREDIT = 16;
+const WRITE_WINDOW = 32;
+
+/** The state machine shared by the three streaming kinds on the client. */
+class StreamCall {
+  constructor(stream, deserialize) {
+    this.stream = stream;
+    this.deserialize = deserialize;
+    this.native = null;
+    this.reading = false;
+    this.done = false;
+    this.wantRead = false;
+    this.pendingWrites = [];
+  }
+  attach(nativeCall) {
+    this.native = nativeCall;
+    if (this.wantRead) this.pull();
+    for (const w of this.pendingWrites.splice(0)) w();
+  }
+  pull() {
+    if (this.done || this.reading) return;
+    if (this.native === null) {
+      this.wantRead = true;
+      return;
+    }
+    // One native read delivers up to READ_CREDIT messages as they arrive
+    // (batched into few wake-ups); `more` marks the end of the credit.
+    this.reading = true;
+    this.paused = false;
+    const id = newId();
+    handlers.set(id, (ev) => {
+      if (ev.md) this.stream.emit('metadata', Metadata._fromList(ev.md));
+      if (ev.msg) {
+        if (ev.more) {
+          handlers.delete(id);
+          this.reading = false;
+        }
+        if (this.done) return;
+        let value;
+        try {
+          value = this.deserialize(ev.msg);
+        } catch (e) {
+          handlers.delete(id);
+          this.native.cancel();
+          return this.end({ code: status.INTERNAL, details: 'Failed to parse server response', metadata: new Metadata() });
+        }
+        if (!this.stream.push(value)) this.paused = true;
+        if (ev.more && !this.paused) this.pull();
+      } else if (ev.code !== undefined && ev.code !== null) {
+        handlers.delete(id);
+        this.reading = false;
+        this.end(fixCancelDetails(this.stream, statusFromEvent(ev)));
+      }
+    });
+    this.native.read(id, READ_CREDIT);
+  }
+  end(st) {
+    if (this.done) return;
+    this.done = true;
+    release();
+    this.stream.push(null);
+    if (st.code !== status.OK) this.stream.emit('error', callErrorFromStatus(st));
+    this.stream.emit('status', st);
+  }
+  fail(st) {
+    this.end(st);
+  }
+  write(chunk, serialize, cb) {
+    const go = () => {
+      let buf;
+      try {
+        buf = serialize(chunk);
+      } catch (e) {
+        return cb(e);
+      }
+      this.native.write(once(() => cb()), buf, false);
+    };
+    if (this.native === null) this.pendingWrites.push(go);
+    else go();
+  }
+  final(cb) {
+    const go = () => {
+      this.native.writesDone(0);
+      cb();
+    };
+    if (this.native === null) this.pendingWrites.push(go);
+    else go();
+  }
+  cancel() {
+    this.stream._cancelled = true;
+    if (this.native) {
+      this.native.cancel();
+      this.reading = this.reading && true;
+      this.pull();
+    }
+  }
+}
+
+class ClientReadableStreamImpl extends Readable {
+  constructor(deserialize, peer) {
+    super({ objectMode: true });
+    this._call = new StreamCall(this, deserialize);
+    this._peer = peer;
+    this._cancelled = false;
+  }
+  _read() {
+    this._call.pull();
+  }
+  cancel() {
+    this._call.cancel();
+  }
+  getPeer() {
+    return this._peer;
+  }
+}
+
+class ClientWritableStreamImpl extends Writable {
+  constructor(serialize, peer) {
+    super({ objectMode: true });
+    this._serialize = serialize;
+    this._peer = peer;
+    this._native = null;
+    this._cancelled = false;
+    this._queue = [];
+  }
+  _attach(n) {
+    this._native = n;
+    for (const w of this._queue.splice(0)) w();
+  }
+  _write(chunk, _enc, cb) {
+    const go = () => {
+      let buf;
+      try {
+        buf = this._serialize(chunk);
+      } catch (e) {
+        return cb(e);
+      }
+      this._native.write(once(() => cb()), buf, false);
+    };
+    if (this._native === null) this._queue.push(go);
+    else go();
+  }
+  _final(cb) {
+    const go = () => {
+      this._native.writesDone(0);
+      cb();
+    };
+    if (this._native === null) this._queue.push(go);
+    else go();
+  }
+  cancel() {
+    this._cancelled = true;
+    if (this._native) this._native.cancel();
+  }
+  getPeer() {
+    return this._peer;
+  }
+}
+
+class ClientDuplexStreamImpl extends Duplex {
+  constructor(serialize, deserialize, peer) {
+    super({ objectMode: true });
+    this._serialize = serialize;
+    this._call = new StreamCall(this, deserialize);
+    this._peer = peer;
+    this._cancelled = false;
+  }
+  _read() {
+    this._call.pull();
+  }
+  _write(chunk, _enc, cb) {
+    this._call.write(chunk, this._serialize, cb);
+  }
+  _final(cb) {
+    this._call.final(cb);
+  }
+  cancel() {
+    this._call.cancel();
+  }
+  getPeer() {
+    return this._peer;
+  }
+}
+
+// ---------------------------------------------------------------- Client
+
+const kChannel = Symbol('channel');
+
+class Client {
+  constructor(address, creds, options = {}) {
+    this[kChannel] = options.channelOverride || new Channel(address, creds, options);
+  }
+  close() {
+    this[kChannel].close();
+  }
+  getChannel() {
+    return this[kChannel];
+  }
+  waitForReady(deadline, callback) {
+    this[kChannel]._waitReady(deadline, callback);
+  }
+
+  makeUnaryRequest(method, serialize, deserialize, argument, metadata, options, callback) {
+    ({ metadata, options, callback } = normalizeArgs(metadata, options, callback));
+    if (typeof callback !== 'function') throw new Error('callback must be a function');
+    const channel = this[kChannel];
+    const call = new ClientUnaryCallImpl(channel.getTarget());
+    const onStatus = (st, msg) => {
+      fixCancelDetails(call, st);
+      if (st.code === status.OK) {
+        let value;
+        try {
+          value = deserialize(msg);
+        } catch (e) {
+          const bad = { code: status.INTERNAL, details: 'Failed to parse server response', metadata: st.metadata };
+          callback(callErrorFromStatus(bad));
+          return call.emit('status', bad);
+        }
+        callback(null, value);
+      } else {
+        callback(callErrorFromStatus(st));
+      }
+      call.emit('status', st);
+    };
+    let buf;
+    try {
+      buf = serialize(argument);
+    } catch (e) {
+      process.nextTick(onStatus, { code: status.INTERNAL, details: `Request message serialization failure: ${e.message}`, metadata: new Metadata() });
+      return call;
+    }
+    hold();
+    const start = (md) => {
+      if (call._cancelled) {
+        release();
+        return onStatus({ code: status.CANCELLED, details: 'Cancelled on client', metadata: new Metadata() });
+      }
+      const id = once((ev) => {
+        release();
+        if (ev.md) call.emit('metadata', Metadata._fromList(ev.md));
+        onStatus(statusFromEvent(ev), ev.msg);
+      });
+      call._native = channel._native.unary(id, method, buf, md._toList(), timeoutOf(options.deadline), !!options.waitForReady);
+    };
+    withCallCreds(channel, method, metadata, start, (st) => {
+      release();
+      onStatus(st);
+    });
+    return call;
+  }
+
+  makeClientStreamRequest(method, serialize, deserialize, metadata, options, callback) {
+    ({ metadata, options, callback } = normalizeArgs(metadata, options, callback));
+    if (typeof callback !== 'function') throw new Error('callback must be a function');
+    const channel = this[kChannel];
+    const stream = new ClientWritableStreamImpl(serialize, channel.getTarget());
+    const onStatus = (st, msg) => {
+      fixCancelDetails(stream, st);
+      if (st.code === status.OK) {
+        let value;
+        try {
+          value = deserialize(msg);
+        } catch (e) {
+          const bad = { code: status.INTERNAL, details: 'Failed to parse server response', metadata: st.metadata };
+          callback(callErrorFromStatus(bad));
+          return stream.emit('status', bad);
+        }
+        callback(null, value);
+      } else {
+        callback(callErrorFromStatus(st));
+      }
+      stream.emit('status', st);
+    };
+    hold();
+    const start = (md) => {
+      const n = channel._native.start(method, md._toList(), timeoutOf(options.deadline), !!options.waitForReady);
+      if (stream._cancelled) n.cancel();
+      n.readUnary(
+        once((ev) => {
+          release();
+          if (ev.md) stream.emit('metadata', Metadata._fromList(ev.md));
+          onStatus(statusFromEvent(ev), ev.msg);
+        }),
+      );
+      stream._attach(n);
+    };
+    withCallCreds(channel, method, metadata, start, (st) => {
+      release();
+      onStatus(st);
+    });
+    return stream;
+  }
+
+  makeServerStreamRequest(method, serialize, deserialize, argument, metadata, options) {
+    ({ metadata, options } = normalizeArgs(metadata, options, undefined));
+    const channel = this[kChannel];
+    const stream = new ClientReadableStreamImpl(deserialize, channel.getTarget());
+    hold();
+    let buf;
+    try {
+      buf = serialize(argument);
+    } catch (e) {
+      process.nextTick(() => stream._call.end({ code: status.INTERNAL, details: `Request message serialization failure: ${e.message}`, metadata: new Metadata() }));
+      return stream;
+    }
+    const start = (md) => {
+      const n = channel._native.start(method, md._toList(), timeoutOf(options.deadline), !!options.waitForReady);
+      if (stream._cancelled) n.cancel();
+      n.write(0, buf, true);
+      stream._call.attach(n);
+      stream._call.pull();
+    };
+    withCallCreds(channel, method, metadata, start, (st) => stream._call.end(st));
+    return stream;
+  }
+
+  makeBidiStreamRequest(method, serialize, deserialize, metadata, options) {
+    ({ metadata, options } = normalizeArgs(metadata, options, undefined));
+    const channel = this[kChannel];
+    const stream = new ClientDuplexStreamImpl(serialize, deserialize, channel.getTarget());
+    hold();
+    const start = (md) => {
+      const n = channel._native.start(method, md._toList(), timeoutOf(options.deadline), !!options.waitForReady);
+      if (stream._cancelled) n.cancel();
+      stream._call.attach(n);
+      stream._call.pull();
+    };
+    withCallCreds(channel, method, metadata, start, (st) => stream._call.end(st));
+    return stream;
+  }
+}
+
+function makeClientConstructor(methods, serviceName, _classOptions) {
+  class ServiceClientImpl extends Client {}
+  for (const name of Object.keys(methods)) {
+    if (['__proto__', 'prototype', 'constructor'].includes(name)) continue;
+    const def = methods[name];
+    let fn;
+    if (def.requestStream && def.responseStream) {
+      fn = function (metadata, options) {
+        return this.makeBidiStreamRequest(def.path, def.requestSerialize, def.responseDeserialize, metadata, options);
+      };
+    } else if (def.requestStream) {
+      fn = function (metadata, options, callback) {
+        return this.makeClientStreamRequest(def.path, def.requestSerialize, def.responseDeserialize, metadata, options, callback);
+      };
+    } else if (def.responseStream) {
+      fn = function (argument, metadata, options) {
+        return this.makeServerStreamRequest(def.path, def.requestSerialize, def.responseDeserialize, argument, metadata, options);
+      };
+    } else {
+      fn = function (argument, metadata, options, callback) {
+        return this.makeUnaryRequest(def.path, def.requestSerialize, def.responseDeserialize, argument, metadata, options, callback);
+      };
+    }
+    ServiceClientImpl.prototype[name] = fn;
+    if (def.originalName && !ServiceClientImpl.prototype[def.originalName]) ServiceClientImpl.prototype[def.originalName] = fn;
+  }
+  ServiceClientImpl.service = methods;
+  ServiceClientImpl.serviceName = serviceName;
+  return ServiceClientImpl;
+}
+
+function loadPackageDefinition(packageDef) {
+  const result = {};
+  for (const fqn of Object.keys(packageDef)) {
+    const service = packageDef[fqn];
+    const parts = fqn.split('.');
+    if (parts.some((p) => ['__proto__', 'prototype', 'constructor'].includes(p))) continue;
+    const name = parts[parts.length - 1];
+    let cur = result;
+    for (const p of parts.slice(0, -1)) {
+      if (!cur[p]) cur[p] = {};
+      cur = cur[p];
+    }
+    cur[name] = service && typeof service.format === 'string' ? service : makeClientConstructor(service, name, {});
+  }
+  return result;
+}
+
+// ---------------------------------------------------------------- server calls
+
+function errorToStatus(err) {
+  const code = err && typeof err.code === 'number' && err.code >= 1 && err.code <= 16 ? err.code : status.UNKNOWN;
+  let details = 'Unknown Error';
+  if (err && typeof err.details === 'string') details = err.details;
+  else if (err && typeof err.message === 'string') details = err.message;
+  const metadata = err && err.metadata instanceof Metadata ? err.metadata : null;
+  return { code, details, metadata };
+}
+
+/** What every server call object has (mixed into the four classes). */
+const serverCallMethods = {
+  _init(nativeCall, ev) {
+    this._native = nativeCall;
+    this.metadata = Metadata._fromList(ev.md);
+    this.cancelled = false;
+    this._finished = false;
+    this._deadline = ev.deadline === undefined || ev.deadline === null ? Infinity : new Date(ev.deadline);
+    this._peer = ev.peer;
+    this._path = ev.method;
+    this._token = nativeCall.token;
+    handlers.set(this._token, (e) => (e.code === 0 ? handlers.delete(this._token) : this._onCancelled()));
+  },
+  _onCancelled() {
+    handlers.delete(this._token);
+    if (this.cancelled) return;
+    this._finished = true;
+    this.cancelled = true;
+    this.emit('cancelled', 'cancelled');
+    if (typeof this.push === 'function' && !this.readableEnded) this.push(null);
+  },
+  getDeadline() {
+    return this._deadline;
+  },
+  getPeer() {
+    return this._peer;
+  },
+  getPath() {
+    return this._path;
+  },
+  getHost() {
+    return this.metadata.get(':authority')[0] || '';
+  },
+  sendMetadata(md) {
+    if (this._finished) return;
+    this._native.sendMetadata(md._toList());
+  },
+  _finish(code, details, trailers, msg) {
+    if (this._finished) return;
+    this._finished = true;
+    // A streaming call's token handler stays until the addon reports the
+    // end, so a cancellation that races this finish is still reported.
+    if (this instanceof ServerUnaryCallImpl) handlers.delete(this._token);
+    this._native.finish(code, details, trailers ? trailers._toList() : undefined, msg);
+  },
+  _finishError(err) {
+    const st = errorToStatus(err);
+    // Messages written before the error go out first, as with grpc-js.
+    if (typeof this.writableLength === 'number' && this.writableLength > 0 && !this._finished) {
+      this._afterWrites = () => this._finish(st.code, st.details, st.metadata);
+      return;
+    }
+    this._finish(st.code, st.details, st.metadata);
+  },
+  _respond(err, value, trailer, serialize) {
+    if (err) return this._finishError(err);
+    let buf;
+    try {
+      buf = serialize(value);
+    } catch (e) {
+      return this._finish(status.INTERNAL, `Failed to serialize response: ${e.message}`);
+    }
+    this._finish(status.OK, '', trailer, buf);
+  },
+};
+
+class ServerUnaryCallImpl extends EventEmitter {
+  constructor(nativeCall, ev, request) {
+    super();
+    this._init(nativeCall, ev);
+    this.request = request;
+  }
+}
+Object.assign(ServerUnaryCallImpl.prototype, serverCallMethods);
+
+/** Reads requests in credits of READ_CREDIT, as the client side does. */
+function readRequests(stream, deserialize) {
+  if (stream._reading || stream._finished) return;
+  stream._reading = true;
+  let paused = false;
+  const id = newId();
+  handlers.set(id, (ev) => {
+    if (ev.msg) {
+      if (ev.more) {
+        handlers.delete(id);
+        stream._reading = false;
+      }
+      if (stream.readableEnded) return;
+      let v;
+      try {
+        v = deserialize(ev.msg);
+      } catch (e) {
+        handlers.delete(id);
+        stream._finish(status.INTERNAL, 'Failed to parse request');
+        return stream.push(null);
+      }
+      if (!stream.push(v)) paused = true;
+      if (ev.more && !paused) readRequests(stream, deserialize);
+    } else {
+      handlers.delete(id);
+      stream._reading = false;
+      if (ev.code !== 0) stream._onCancelled();
+      if (!stream.readableEnded) stream.push(null);
+    }
+  });
+  stream._native.read(id, READ_CREDIT);
+}
+
+class ServerReadableStreamImpl extends Readable {
+  constructor(nativeCall, ev, deserialize) {
+    super({ objectMode: true });
+    this._init(nativeCall, ev);
+    this._deserialize = deserialize;
+    this._reading = false;
+  }
+  _read() {
+    readRequests(this, this._deserialize);
+  }
+}
+Object.assign(ServerReadableStreamImpl.prototype, serverCallMethods);
+
+/**
+ * Server writes are pipelined: the addon runs them in order, and the
+ * Writable's callback is called at once while fewer than WRITE_WINDOW are
+ * in flight (else when one completes), which gives back-pressure without a
+ * round trip per message.
+ */
+function writeResponse(stream, chunk, cb) {
+  if (stream._finished) return cb();
+  let buf;
+  try {
+    buf = stream._serialize(chunk);
+  } catch (e) {
+    stream._finish(status.INTERNAL, `Failed to serialize response: ${e.message}`);
+    return cb();
+  }
+  stream._inflight = (stream._inflight || 0) + 1;
+  stream._native.write(
+    once(() => {
+      stream._inflight--;
+      if (stream._deferredCb) {
+        const d = stream._deferredCb;
+        stream._deferredCb = null;
+        d();
+      }
+      if (stream._afterWrites && stream.writableLength === 0) {
+        const f = stream._afterWrites;
+        stream._afterWrites = null;
+        f();
+      }
+    }),
+    buf,
+  );
+  if (stream._inflight < WRITE_WINDOW) cb();
+  else stream._deferredCb = cb;
+}
+
+class ServerWritableStreamImpl extends Writable {
+  constructor(nativeCall, ev, request, serialize) {
+    super({ objectMode: true });
+    this._init(nativeCall, ev);
+    this.request = request;
+    this._serialize = serialize;
+    this._trailers = null;
+    this.on('error', (err) => this._finishError(err));
+  }
+  _write(chunk, _enc, cb) {
+    writeResponse(this, chunk, cb);
+  }
+  _final(cb) {
+    this._finish(status.OK, '', this._trailers);
+    cb();
+  }
+  end(metadata, ...rest) {
+    if (metadata instanceof Metadata) {
+      this._trailers = metadata;
+      return super.end(...rest);
+    }
+    return super.end(metadata, ...rest);
+  }
+}
+Object.assign(ServerWritableStreamImpl.prototype, serverCallMethods);
+
+class ServerDuplexStreamImpl extends Duplex {
+  constructor(nativeCall, ev, serialize, deserialize) {
+    super({ objectMode: true });
+    this._init(nativeCall, ev);
+    this._serialize = serialize;
+    this._deserialize = deserialize;
+    this._reading = false;
+    this._trailers = null;
+    this.on('error', (err) => this._finishError(err));
+  }
+  _read() {
+    readRequests(this, this._deserialize);
+  }
+  _write(chunk, _enc, cb) {
+    writeResponse(this, chunk, cb);
+  }
+  _final(cb) {
+    this._finish(status.OK, '', this._trailers);
+    cb();
+  }
+  end(metadata, ...rest) {
+    if (metadata instanceof Metadata) {
+      this._trailers = metadata;
+      return super.end(...rest);
+    }
+    return super.end(metadata, ...rest);
+  }
+}
+Object.assign(ServerDuplexStreamImpl.prototype, serverCallMethods);
+
+function isThenable(v) {
+  return v !== null && typeof v === 'object' && typeof v.then === 'function';
+}
+
+// ---------------------------------------------------------------- Server
+
+const KIND = { unary: 0, clientStream: 1, serverStream: 2, bidi: 3 };
+
+class Server {
+  constructor(options = {}) {
+    this._options = options;
+    this._handlers = new Map();
+    this._native = null;
+    this._id = 0;
+    this._listening = false;
+    this._shutdown = false;
+  }
+
+  addService(service, implementation) {
+    if (service === null || typeof service !== 'object' || implementation === null || typeof implementation !== 'object') {
+      throw new Error('addService() requires two objects as arguments');
+    }
+    const names = Object.keys(service);
+    if (names.length === 0) throw new Error('Cannot add an empty service to a server');
+    for (const name of names) {
+      const def = service[name];
+      let impl = implementation[name];
+      if (impl === undefined && def.originalName) impl = implementation[def.originalName];
+      const type = def.requestStream ? (def.responseStream ? 'bidi' : 'clientStream') : def.responseStream ? 'serverStream' : 'unary';
+      const handler =
+        impl !== undefined
+          ? impl.bind(implementation)
+          : (call, callback) => {
+              const err = { code: status.UNIMPLEMENTED, details: `The server does not implement the method ${name}` };
+              if (callback) callback(err);
+              else call.emit('error', err);
+            };
+      this.register(def.path, handler, def.responseSerialize, def.requestDeserialize, type);
+    }
+  }
+
+  removeService(service) {
+    for (const name of Object.keys(service)) this.unregister(service[name].path);
+  }
+
+  register(name, handler, serialize, deserialize, type) {
+    if (this._handlers.has(name)) return false;
+    if (this._native !== null) throw new Error('grpc-core: register services before the first bindAsync');
+    this._handlers.set(name, { handler, serialize, deserialize, type });
+    return true;
+  }
+
+  unregister(name) {
+    if (this._native !== null) this._native.removeMethod(name);
+    return this._handlers.delete(name);
+  }
+
+  bindAsync(port, creds, callback) {
+    if (typeof callback !== 'function') throw new TypeError('callback must be a function');
+    if (!(creds instanceof ServerCredentials)) throw new TypeError('creds must be a ServerCredentials object');
+    if (this._shutdown) return process.nextTick(callback, new Error('bindAsync called after shutdown'), -1);
+    if (this._native === null) {
+      this._id = newId();
+      handlers.set(this._id, (ev) => this._onCall(ev));
+      const o = this._options;
+      this._native = new native.ServerNative(this._id, {
+        maxRecv: sizeOption(o['grpc.max_receive_message_length']),
+        maxSend: sizeOption(o['grpc.max_send_message_length']),
+        compression: o['grpc.default_compression_algorithm'],
+      });
+      for (const [p, h] of this._handlers) this._native.addMethod(p, KIND[h.type]);
+    }
+    let addr = String(port);
+    if (addr.startsWith('dns:')) addr = addr.replace(/^dns:(\/\/\/)?/, '');
+    if (addr.startsWith('[::]:')) addr = `0.0.0.0:${addr.slice(5)}`;
+    hold();
+    try {
+      this._native.bind(
+        once((ev) => {
+          release();
+          if (ev.code !== undefined && ev.code !== null) return callback(new Error(`No address added out of total 1 resolved: ${ev.details}`), -1);
+          if (!this._listening) {
+            this._listening = true;
+            hold();
+          }
+          callback(null, ev.port);
+        }),
+        addr,
+        creds._tls,
+      );
+    } catch (e) {
+      release();
+      process.nextTick(callback, e, -1);
+    }
+  }
+
+  /** Kept for grpc-js compatibility: bindAsync already starts serving. */
+  start() {}
+
+  _stop(graceMs, callback) {
+    const wasListening = this._listening;
+    this._listening = false;
+    this._shutdown = true;
+    if (this._native === null) {
+      if (callback) process.nextTick(callback);
+      return;
+    }
+    hold();
+    this._native.shutdown(
+      once(() => {
+        release();
+        if (wasListening) release();
+        handlers.delete(this._id);
+        if (callback) callback();
+      }),
+      graceMs,
+    );
+  }
+
+  tryShutdown(callback) {
+    this._stop(2 ** 31, callback);
+  }
+
+  forceShutdown() {
+    this._stop(0);
+  }
+
+  _onCall(ev) {
+    const h = this._handlers.get(ev.method);
+    const call = ev.call;
+    if (h === undefined) {
+      call.finish(status.UNIMPLEMENTED, `The server does not implement the method ${ev.method}`);
+      return;
+    }
+    try {
+      switch (h.type) {
+        case 'unary': {
+          let request;
+          try {
+            request = h.deserialize(ev.msg);
+          } catch (e) {
+            return call.finish(status.INTERNAL, 'Failed to parse request');
+          }
+          const c = new ServerUnaryCallImpl(call, ev, request);
+          const cb = (err, value, trailer) => c._respond(err, value, trailer, h.serialize);
+          const r = h.handler(c, cb);
+          if (isThenable(r)) r.then((v) => v !== undefined && cb(null, v), cb);
+          break;
+        }
+        case 'clientStream': {
+          const c = new ServerReadableStreamImpl(call, ev, h.deserialize);
+          const cb = (err, value, trailer) => c._respond(err, value, trailer, h.serialize);
+          const r = h.handler(c, cb);
+          if (isThenable(r)) r.then((v) => v !== undefined && cb(null, v), cb);
+          break;
+        }
+        case 'serverStream': {
+          let request;
+          try {
+            request = h.deserialize(ev.msg);
+          } catch (e) {
+            return call.finish(status.INTERNAL, 'Failed to parse request');
+          }
+          const c = new ServerWritableStreamImpl(call, ev, request, h.serialize);
+          const r = h.handler(c);
+          if (r && typeof r[Symbol.asyncIterator] === 'function') pipeAsyncIterable(r, c);
+          else if (isThenable(r)) r.catch((e) => c._finishError(e));
+          break;
+        }
+        default: {
+          const c = new ServerDuplexStreamImpl(call, ev, h.serialize, h.deserialize);
+          const r = h.handler(c);
+          if (r && typeof r[Symbol.asyncIterator] === 'function') pipeAsyncIterable(r, c);
+          else if (isThenable(r)) r.catch((e) => c._finishError(e));
+        }
+      }
+    } catch (e) {
+      call.finish(status.UNKNOWN, e && e.message ? e.message : String(e));
+    }
+  }
+}
+
+/** Server streaming from an async generator (beyond grpc-js). */
+async function pipeAsyncIterable(iterable, call) {
+  try {
+    for await (const v of iterable) {
+      if (call._finished) return;
+      if (!call.write(v)) await new Promise((r) => call.once('drain', r));
+    }
+    call.end();
+  } catch (e) {
+    call._finishError(e);
+  }
+}
+
+// ---------------------------------------------------------------- Promise API
+
+/**
+ * Wraps a generated client: unary and client-streaming methods return
+ * Promises (client streaming takes an iterable or async iterable of
+ * requests); streaming responses are async-iterable Node streams.
+ */
+function promisify(client) {
+  const service = client.constructor.service;
+  if (!service) throw new TypeError('promisify() needs a client made by makeGenericClientConstructor or loadPackageDefinition');
+  // Optional arguments are passed on only when given, so that a grpc-js
+  // client (whose Metadata class differs) can be wrapped too.
+  const extra = (metadata, options) => (metadata ? (options ? [metadata, options] : [metadata]) : options ? [options] : []);
+  const out = { client };
+  for (const name of Object.keys(service)) {
+    const def = service[name];
+    let fn;
+    if (!def.requestStream && !def.responseStream) {
+      fn = (req, metadata, options) =>
+        new Promise((resolve, reject) => {
+          client.makeUnaryRequest(def.path, def.requestSerialize, def.responseDeserialize, req, ...extra(metadata, options), (err, v) => (err ? reject(err) : resolve(v)));
+        });
+    } else if (def.requestStream && !def.responseStream) {
+      fn = (requests, metadata, options) =>
+        new Promise((resolve, reject) => {
+          const call = client.makeClientStreamRequest(def.path, def.requestSerialize, def.responseDeserialize, ...extra(metadata, options), (err, v) => (err ? reject(err) : resolve(v)));
+          (async () => {
+            for await (const r of requests) {
+              if (!call.write(r)) await new Promise((ok) => call.once('drain', ok));
+            }
+            call.end();
+          })().catch((e) => {
+            call.cancel();
+            reject(e);
+          });
+        });
+    } else if (!def.requestStream) {
+      fn = (req, metadata, options) => client.makeServerStreamRequest(def.path, def.requestSerialize, def.responseDeserialize, req, ...extra(metadata, options));
+    } else {
+      fn = (metadata, options) => client.makeBidiStreamRequest(def.path, def.requestSerialize, def.responseDeserialize, ...extra(metadata, options));
+    }
+    out[name] = fn;
+    if (def.originalName && !out[def.originalName]) out[def.originalName] = fn;
+  }
+  out.close = () => client.close();
+  return out;
+}
+
+module.exports = {
+  Metadata,
+  status,
+  credentials,
+  ChannelCredentials,
+  CallCredentials,
+  ServerCredentials,
+  Channel,
+  Client,
+  Server,
+  makeClientConstructor,
+  makeGenericClientConstructor: makeClientConstructor,
+  loadPackageDefinition,
+  compressionAlgorithms,
+  connectivityState,
+  promisify,
+  waitForClientReady(client, deadline, callback) {
+    client.waitForReady(deadline, callback);
+  },
+  closeClient(client) {
+    client.close();
+  },
+  getClientChannel(client) {
+    return client.getChannel();
+  },
+};

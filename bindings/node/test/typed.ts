@@ -1,0 +1,110 @@
+// Type-checked (tsc --noEmit) against index.d.ts: the grpc-js style API and
+// the Promise API. Not executed.
+import * as grpc from '..';
+import * as protoLoader from '@grpc/proto-loader';
+
+interface Req {
+  name?: string;
+  n?: number;
+}
+interface Resp {
+  message: string;
+  n: number;
+}
+
+const def = protoLoader.loadSync('test.proto');
+const pkg = grpc.loadPackageDefinition(def) as any;
+const Tester = pkg.test.v1.Tester as grpc.ServiceClientConstructor;
+
+const md = new grpc.Metadata();
+md.set('x-key', 'v');
+md.add('x-bin', Buffer.from([1]));
+const first: grpc.MetadataValue[] = md.get('x-key');
+const map: { [k: string]: grpc.MetadataValue } = md.clone().getMap();
+md.remove('x-key');
+void first;
+void map;
+
+const creds: grpc.ChannelCredentials = grpc.credentials.createSsl(Buffer.from(''), null, null);
+const insecure = grpc.credentials.createInsecure();
+const withToken = grpc.credentials.combineChannelCredentials(
+  creds,
+  grpc.credentials.createFromMetadataGenerator((_opts, cb) => cb(null, new grpc.Metadata())),
+);
+void withToken;
+
+const client = new Tester('localhost:50051', insecure, { 'grpc.max_receive_message_length': 1 << 20 });
+const unary: grpc.ClientUnaryCall = client.makeUnaryRequest<Req, Resp>(
+  '/test.v1.Tester/Unary',
+  (r) => Buffer.from(JSON.stringify(r)),
+  (b) => JSON.parse(b.toString()) as Resp,
+  { name: 'x' },
+  md,
+  { deadline: Date.now() + 1000 },
+  (err: grpc.ServiceError | null, value?: Resp) => {
+    if (err) {
+      const code: grpc.status = err.code;
+      const details: string = err.details;
+      const trailers: grpc.Metadata = err.metadata;
+      void [code, details, trailers, err.message];
+    } else if (value) {
+      const m: string = value.message;
+      void m;
+    }
+  },
+);
+unary.on('metadata', (m: grpc.Metadata) => void m);
+unary.on('status', (s: grpc.StatusObject) => void s.code);
+unary.cancel();
+
+const ss: grpc.ClientReadableStream<Resp> = client.makeServerStreamRequest<Req, Resp>('/test.v1.Tester/ServerStream', (r) => Buffer.from(JSON.stringify(r)), (b) => JSON.parse(b.toString()), { n: 2 });
+ss.on('data', (r: Resp) => void r.n);
+const cs: grpc.ClientWritableStream<Req> = client.makeClientStreamRequest<Req, Resp>('/x/Y', (r) => Buffer.from(JSON.stringify(r)), (b) => JSON.parse(b.toString()), (err, v) => void [err, v]);
+cs.write({ n: 1 });
+cs.end();
+const bidi: grpc.ClientDuplexStream<Req, Resp> = client.makeBidiStreamRequest<Req, Resp>('/x/Z', (r) => Buffer.from(JSON.stringify(r)), (b) => JSON.parse(b.toString()));
+bidi.write({ n: 1 });
+client.waitForReady(Date.now() + 100, (e?: Error) => void e);
+client.close();
+
+async function promiseApi(): Promise<void> {
+  const p = grpc.promisify(client);
+  const r: Resp = await p.unary({ name: 'a' });
+  for await (const m of p.serverStream({ n: 2 }) as grpc.ClientReadableStream<Resp>) void m.n;
+  void r;
+  p.close();
+}
+void promiseApi;
+
+const server = new grpc.Server({ 'grpc.default_compression_algorithm': grpc.compressionAlgorithms.gzip });
+const impl: grpc.UntypedServiceImplementation = {
+  unary: ((call: grpc.ServerUnaryCall<Req, Resp>, callback: grpc.sendUnaryData<Resp>) => {
+    const dl: grpc.Deadline = call.getDeadline();
+    void dl;
+    call.sendMetadata(new grpc.Metadata());
+    call.on('cancelled', () => void call.cancelled);
+    callback(null, { message: `hi ${call.request.name}`, n: 1 });
+  }) as grpc.handleUnaryCall<Req, Resp>,
+  clientStream: (async (call: grpc.ServerReadableStream<Req, Resp>) => {
+    let n = 0;
+    for await (const r of call) n += (r as Req).n ?? 0;
+    return { message: '', n };
+  }) as grpc.handleClientStreamingCall<Req, Resp>,
+  serverStream: ((call: grpc.ServerWritableStream<Req, Resp>) => {
+    call.write({ message: 'a', n: 0 });
+    call.emit('error', { code: grpc.status.INTERNAL, details: 'x' });
+    call.end(new grpc.Metadata());
+  }) as grpc.handleServerStreamingCall<Req, Resp>,
+  bidi: (async function* (call: grpc.ServerDuplexStream<Req, Resp>) {
+    for await (const r of call) yield { message: String((r as Req).name), n: 0 };
+  }) as grpc.handleBidiStreamingCall<Req, Resp>,
+};
+server.addService(Tester.service, impl);
+server.bindAsync('0.0.0.0:0', grpc.ServerCredentials.createInsecure(), (err: Error | null, port: number) => {
+  void [err, port];
+  server.tryShutdown(() => undefined);
+  server.forceShutdown();
+});
+const sslServerCreds = grpc.ServerCredentials.createSsl(null, [{ private_key: Buffer.from(''), cert_chain: Buffer.from('') }], true);
+void sslServerCreds;
+client.getChannel().watchConnectivityState(grpc.connectivityState.IDLE, Date.now() + 10, (e?: Error) => void e);
