@@ -4,7 +4,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: demo test check unit interop toolchain clean
+.PHONY: demo test check unit interop toolchain clean install
 
 include mk/c.mk
 include mk/python.mk
@@ -35,6 +35,9 @@ interop: toolchain
 	$(CARGO) build --release -p interop
 	OUR_SERVER=$(CURDIR)/target/release/interop-server OUR_CLIENT=$(CURDIR)/target/release/interop-client \
 		tests/interop/scripts/run-matrix.sh
+
+## Install libgrpc_core.{so,a}, grpc_core.h and grpc_core.pc under PREFIX (default /usr/local).
+install: install-c
 
 clean:
 	$(CARGO) clean
