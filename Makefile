@@ -4,14 +4,22 @@ SHELL := /bin/bash
 CARGO ?= cargo
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: demo test check unit interop toolchain clean install
+.PHONY: demo demo-rust test check unit interop toolchain clean install
 
 include mk/c.mk
 include mk/python.mk
 include mk/node.mk
 
-## The main demo: a Rust greeter server and client over plaintext and TLS.
-demo: toolchain
+## The main demo: one Rust greeter server and clients in Rust, C, Python and
+## Node talking to it, then Rust over TLS. Builds and installs what it needs.
+demo: toolchain python-dev node-deps
+	$(CARGO) build --release -q -p examples-rust -p grpc-core-ffi
+	$(MAKE) -s -C examples/c OUT=$(CURDIR)/target/c-examples
+	cd examples/node && $(NPM) install --no-audit --no-fund --loglevel=error
+	examples/demo.sh
+
+## The Rust-only greeter demo (plaintext and TLS).
+demo-rust: toolchain
 	examples/rust/demo.sh
 
 ## Everything: formatting, clippy, unit and behaviour suites, the interop matrix.
