@@ -8,7 +8,7 @@ CBINDGEN_VERSION := 0.29.4
 C_SH := CBINDGEN_VERSION=$(CBINDGEN_VERSION) CARGO=$(CARGO) ffi-c/scripts/c.sh
 PREFIX ?= /usr/local
 
-.PHONY: test-c demo-c header-c install-c
+.PHONY: test-c demo-c header-c install-c bench-c
 
 ## C ABI: header current and self-contained, C tests against libgrpc_core.so
 ## and .a (normal, AddressSanitizer, valgrind), the C interop server against
@@ -28,3 +28,7 @@ header-c: toolchain
 ## Install libgrpc_core.{so,a}, grpc_core.h and grpc_core.pc under PREFIX (/usr/local).
 install-c: toolchain
 	$(C_SH) install $(PREFIX)
+
+## The C ABI's overhead per unary call against the Rust API (ffi-c/bench/run.sh).
+bench-c: toolchain
+	CARGO=$(CARGO) ffi-c/bench/run.sh
