@@ -9,6 +9,7 @@ export CARGO_TERM_COLOR ?= never
 include mk/c.mk
 include mk/python.mk
 include mk/node.mk
+include mk/bench.mk
 
 ## The main demo: one Rust greeter server and clients in Rust, C, Python and
 ## Node talking to it, then Rust over TLS. Builds and installs what it needs.
