@@ -60,3 +60,20 @@ pub(crate) async fn write_data(
     })
     .await
 }
+
+/// Writes a framed message given as prefix (+ optional payload), then
+/// END_STREAM if `end`.
+pub(crate) async fn write_parts(
+    slot: &Mutex<Option<SendStream<Bytes>>>,
+    head: Bytes,
+    body: Option<Bytes>,
+    end: bool,
+) -> Result<(), WriteError> {
+    match body {
+        None => write_data(slot, head, end).await,
+        Some(body) => {
+            write_data(slot, head, false).await?;
+            write_data(slot, body, end).await
+        }
+    }
+}

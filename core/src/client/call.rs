@@ -12,8 +12,8 @@ use tokio::sync::Notify;
 
 use super::conn::Ready;
 use super::{CallOptions, ChannelInner};
-use crate::codec::{accept_encoding_header, encode_frame, Compression, Decoder, Received};
-use crate::h2io::{write_data, WriteError};
+use crate::codec::{accept_encoding_header, frame_parts, Compression, Decoder, Received};
+use crate::h2io::{write_parts, WriteError};
 use crate::metadata::{encode_timeout, Metadata};
 use crate::status::{code_from_http, Code, Status};
 use crate::wire::{is_grpc_content_type, status_from_headers, CONTENT_TYPE};
@@ -272,7 +272,7 @@ impl CallSender {
         if self.half_closed {
             return Err(Status::internal("send after the send side was closed"));
         }
-        let frame = match encode_frame(&msg, if compress { self.compression } else { None }, self.max_send) {
+        let (head, body) = match frame_parts(msg, if compress { self.compression } else { None }, self.max_send) {
             Ok(f) => f,
             Err(st) => {
                 // grpc-go: an oversized send fails the whole call.
@@ -281,7 +281,7 @@ impl CallSender {
             }
         };
         self.half_closed = last;
-        self.write(frame, last).await
+        self.write(head, body, last).await
     }
 
     /// Half-closes: no more messages will be sent. Like grpc-go's CloseSend,
@@ -294,14 +294,14 @@ impl CallSender {
             return Ok(());
         }
         self.half_closed = true;
-        match self.write(Bytes::new(), true).await {
+        match self.write(Bytes::new(), None, true).await {
             Err(_) if self.shared.cancel_status().is_none() => Ok(()),
             r => r,
         }
     }
 
-    async fn write(&mut self, data: Bytes, end: bool) -> Result<(), Status> {
-        match self.shared.or_cancel(write_data(&self.shared.stream, data, end)).await? {
+    async fn write(&mut self, head: Bytes, body: Option<Bytes>, end: bool) -> Result<(), Status> {
+        match self.shared.or_cancel(write_parts(&self.shared.stream, head, body, end)).await? {
             Ok(()) => Ok(()),
             Err(WriteError::Closed) => Err(Status::internal("the stream is closed")),
             Err(WriteError::H2(e)) => Err(self.shared.h2_status(&e)),

@@ -67,6 +67,33 @@ pub(crate) fn encode_frame(msg: &[u8], compression: Option<Compression>, max_sen
     Ok(buf.freeze())
 }
 
+/// Messages at least this large are sent as the 5-byte prefix plus the
+/// caller's buffer (two DATA frames, no copy); smaller ones are copied into
+/// one buffer so prefix and payload go out as one frame.
+const ZERO_COPY_THRESHOLD: usize = 16 * 1024;
+
+/// Frames a message: `(prefix_and_maybe_payload, Some(payload))` for large
+/// uncompressed messages (not copied), `(whole_frame, None)` otherwise.
+pub(crate) fn frame_parts(
+    msg: Bytes,
+    compression: Option<Compression>,
+    max_send: usize,
+) -> Result<(Bytes, Option<Bytes>), Status> {
+    let compressed = matches!(compression, Some(c) if c != Compression::Identity);
+    if compressed || msg.len() < ZERO_COPY_THRESHOLD {
+        return encode_frame(&msg, compression, max_send).map(|f| (f, None));
+    }
+    if msg.len() > max_send {
+        return Err(too_large_to_send(msg.len(), max_send));
+    }
+    let len = u32::try_from(msg.len())
+        .map_err(|_| Status::resource_exhausted("message larger than 4 GiB cannot be framed"))?;
+    let mut head = BytesMut::with_capacity(HEADER_LEN);
+    head.put_u8(0);
+    head.put_u32(len);
+    Ok((head.freeze(), Some(msg)))
+}
+
 fn too_large_to_send(len: usize, max: usize) -> Status {
     Status::new(Code::ResourceExhausted, format!("grpc: trying to send message larger than max ({len} vs. {max})"))
 }
@@ -115,6 +142,7 @@ impl Decoder {
                 }
             }
         }
+        self.buf.reserve(n - self.buf.len());
         while self.buf.len() < n {
             let mut front = self.chunks.pop_front().expect("caller checked buffered()");
             let need = n - self.buf.len();
@@ -252,6 +280,24 @@ mod tests {
             d.push(f);
             assert_eq!(d.next().unwrap_err().code(), Code::ResourceExhausted, "{c:?} decompressed size is limited");
         }
+    }
+
+    #[test]
+    fn large_messages_are_framed_without_copy() {
+        let msg = Bytes::from(vec![9u8; 100_000]);
+        let (head, body) = frame_parts(msg.clone(), None, usize::MAX).unwrap();
+        assert_eq!(&head[..], &[0, 0, 1, 0x86, 0xa0]);
+        let body = body.unwrap();
+        assert_eq!(body.as_ptr(), msg.as_ptr(), "payload is the caller's buffer");
+        let mut d = Decoder::new(usize::MAX, None);
+        d.push(head);
+        d.push(body.slice(..50_000));
+        d.push(body.slice(50_000..));
+        assert_eq!(d.next().unwrap().unwrap().data, msg);
+        let (small, none) = frame_parts(Bytes::from_static(b"abc"), None, usize::MAX).unwrap();
+        assert!(none.is_none());
+        assert_eq!(&small[..], &[0, 0, 0, 0, 3, b'a', b'b', b'c']);
+        assert_eq!(frame_parts(msg, None, 10).unwrap_err().code(), Code::ResourceExhausted);
     }
 
     #[test]

@@ -15,8 +15,8 @@ use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
 use tokio::sync::Notify;
 
 use super::{Handler, MethodKind, ServerInner};
-use crate::codec::{accept_encoding_header, encode_frame, parse_accept_encoding, Compression, Decoder, Received};
-use crate::h2io::{write_data, WriteError};
+use crate::codec::{accept_encoding_header, frame_parts, parse_accept_encoding, Compression, Decoder, Received};
+use crate::h2io::{write_parts, WriteError};
 use crate::metadata::{decode_timeout, Metadata};
 use crate::status::{Code, Status};
 use crate::wire::{is_grpc_content_type, write_status, CONTENT_TYPE};
@@ -40,6 +40,8 @@ struct Shared {
     respond: Mutex<Option<h2::server::SendResponse<Bytes>>>,
     stream: Mutex<Option<h2::SendStream<Bytes>>>,
     sending: AtomicBool,
+    /// The reset watcher found a send in progress and waits for `send_done`.
+    watcher_waiting: AtomicBool,
     send_done: Notify,
     cancelled: AtomicBool,
 }
@@ -70,6 +72,7 @@ impl Shared {
         }
         let mut stream = lock(&self.stream);
         if self.sending.load(Ordering::SeqCst) {
+            self.watcher_waiting.store(true, Ordering::SeqCst);
             return None;
         }
         match stream.as_mut() {
@@ -211,11 +214,14 @@ impl<'a> SendingGuard<'a> {
 
 impl Drop for SendingGuard<'_> {
     fn drop(&mut self) {
-        {
+        let waiting = {
             let _slot = lock(&self.0.stream);
             self.0.sending.store(false, Ordering::SeqCst);
+            self.0.watcher_waiting.swap(false, Ordering::SeqCst)
+        };
+        if waiting {
+            self.0.send_done.notify_one();
         }
-        self.0.send_done.notify_one();
     }
 }
 
@@ -276,9 +282,9 @@ impl ServerSender {
     /// Sends one message; `compress: false` sends it uncompressed even when the call compresses.
     pub async fn send_with(&mut self, msg: Bytes, compress: bool) -> Result<(), Status> {
         self.open(Metadata::new())?;
-        let frame = encode_frame(&msg, if compress { self.response_compression } else { None }, self.max_send)?;
+        let (head, body) = frame_parts(msg, if compress { self.response_compression } else { None }, self.max_send)?;
         let _sending = SendingGuard::new(&self.shared);
-        match write_data(&self.shared.stream, frame, false).await {
+        match write_parts(&self.shared.stream, head, body, false).await {
             Ok(()) => Ok(()),
             Err(WriteError::Closed) => Err(Status::cancelled("the call is closed")),
             Err(WriteError::H2(e)) => Err(Status::from_h2(&e)),
@@ -474,6 +480,7 @@ pub(super) async fn handle_stream(
         respond: Mutex::new(Some(respond)),
         stream: Mutex::new(None),
         sending: AtomicBool::new(false),
+        watcher_waiting: AtomicBool::new(false),
         send_done: Notify::new(),
         cancelled: AtomicBool::new(false),
     });
