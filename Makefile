@@ -10,6 +10,7 @@ include mk/c.mk
 include mk/python.mk
 include mk/node.mk
 include mk/bench.mk
+include mk/uniffi.mk
 
 ## The main demo: one Rust greeter server and clients in Rust, C, Python and
 ## Node talking to it, then Rust over TLS. Builds and installs what it needs.
@@ -24,7 +25,7 @@ demo-rust: toolchain
 	examples/rust/demo.sh
 
 ## Everything: formatting, clippy, unit and behaviour suites, the interop matrix.
-test: check unit interop test-c test-python test-node
+test: check unit interop test-c test-python test-node test-kotlin
 
 toolchain:
 	@command -v cargo >/dev/null || { echo "cargo not found: install Rust (rustup)"; exit 1; }
