@@ -106,13 +106,8 @@ impl Shared {
         self.cancelled.store(true, Ordering::Release);
         let mut respond = lock(&self.respond);
         let mut stream = lock(&self.stream);
-        if let Some(mut r) = respond.take() {
-            let mut resp = Response::new(());
-            let h = resp.headers_mut();
-            h.insert(http::header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE));
-            h.insert("grpc-accept-encoding", HeaderValue::from_static(accept_encoding_header()));
-            write_status(status, h);
-            let _ = r.send_response(resp, true);
+        if let Some(r) = respond.take() {
+            respond_early(r, StatusCode::OK, status);
         } else if let Some(mut s) = stream.take() {
             let mut t = HeaderMap::new();
             write_status(status, &mut t);
@@ -257,10 +252,8 @@ impl ServerSender {
                 Err(Status::cancelled("the call is finished"))
             };
         };
-        let mut resp = Response::new(());
+        let mut resp = grpc_response(StatusCode::OK);
         let h = resp.headers_mut();
-        h.insert(http::header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE));
-        h.insert("grpc-accept-encoding", HeaderValue::from_static(accept_encoding_header()));
         if let Some(c) = self.response_compression {
             h.insert("grpc-encoding", HeaderValue::from_static(c.name()));
         }
@@ -370,14 +363,21 @@ async fn read_message(body: &mut Option<h2::RecvStream>, decoder: &mut Decoder) 
     }
 }
 
-/// Answers without running a handler: an HTTP error status plus a gRPC status.
-fn respond_early(mut respond: h2::server::SendResponse<Bytes>, http: StatusCode, status: Status) {
+/// A response head with the gRPC content-type and our accepted encodings.
+fn grpc_response(http: StatusCode) -> Response<()> {
     let mut resp = Response::new(());
     *resp.status_mut() = http;
     let h = resp.headers_mut();
     h.insert(http::header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE));
     h.insert("grpc-accept-encoding", HeaderValue::from_static(accept_encoding_header()));
-    write_status(&status, h);
+    resp
+}
+
+/// Answers with one HEADERS frame carrying the status (trailers-only), with
+/// an HTTP error status for requests that never reach a handler.
+fn respond_early(mut respond: h2::server::SendResponse<Bytes>, http: StatusCode, status: &Status) {
+    let mut resp = grpc_response(http);
+    write_status(status, resp.headers_mut());
     let _ = respond.send_response(resp, true);
 }
 
@@ -412,13 +412,13 @@ pub(super) async fn handle_stream(
     let (parts, body) = req.into_parts();
     if parts.method != http::Method::POST {
         let msg = format!("invalid gRPC request method {:?}: must be POST", parts.method.as_str());
-        return respond_early(respond, StatusCode::METHOD_NOT_ALLOWED, Status::internal(msg));
+        return respond_early(respond, StatusCode::METHOD_NOT_ALLOWED, &Status::internal(msg));
     }
     if !is_grpc_content_type(parts.headers.get(http::header::CONTENT_TYPE)) {
         let ct =
             parts.headers.get(http::header::CONTENT_TYPE).map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
         let msg = format!("invalid gRPC request content-type {:?}", ct.unwrap_or_default());
-        return respond_early(respond, StatusCode::UNSUPPORTED_MEDIA_TYPE, Status::invalid_argument(msg));
+        return respond_early(respond, StatusCode::UNSUPPORTED_MEDIA_TYPE, &Status::invalid_argument(msg));
     }
     let path = parts.uri.path().to_string();
     let (kind, handler): (MethodKind, Arc<dyn Handler>) = match inner.methods.get(&path) {
@@ -431,7 +431,7 @@ pub(super) async fn handle_stream(
                     return respond_early(
                         respond,
                         StatusCode::OK,
-                        Status::unimplemented(format!("malformed method name: {path:?}")),
+                        &Status::unimplemented(format!("malformed method name: {path:?}")),
                     );
                 }
                 (None, Some((service, method))) => {
@@ -440,7 +440,7 @@ pub(super) async fn handle_stream(
                     } else {
                         format!("unknown service {service}")
                     };
-                    return respond_early(respond, StatusCode::OK, Status::unimplemented(msg));
+                    return respond_early(respond, StatusCode::OK, &Status::unimplemented(msg));
                 }
             }
         }
@@ -450,7 +450,11 @@ pub(super) async fn handle_stream(
         Some(v) => match decode_timeout(&String::from_utf8_lossy(v.as_bytes())) {
             Ok(d) => Some(d),
             Err(e) => {
-                return respond_early(respond, StatusCode::OK, Status::internal(format!("malformed grpc-timeout: {e}")))
+                return respond_early(
+                    respond,
+                    StatusCode::OK,
+                    &Status::internal(format!("malformed grpc-timeout: {e}")),
+                )
             }
         },
     };
@@ -465,7 +469,7 @@ pub(super) async fn handle_stream(
                     "grpc: Decompressor is not installed for grpc-encoding {name:?}; supported: {}",
                     accept_encoding_header()
                 );
-                return respond_early(respond, StatusCode::OK, Status::unimplemented(msg));
+                return respond_early(respond, StatusCode::OK, &Status::unimplemented(msg));
             }
         },
     };
