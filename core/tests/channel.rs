@@ -248,7 +248,7 @@ async fn connectivity_states_and_wait_for_state_change() {
     assert_eq!(ch.state(), ConnectivityState::Connecting, "retries after the backoff");
     // A shutdown channel: SHUTDOWN is final.
     ch.close();
-    wait_state(&ch, ConnectivityState::Shutdown).await;
+    assert_eq!(ch.state(), ConnectivityState::Shutdown, "SHUTDOWN as soon as close returns");
     assert!(!ch.wait_for_state_change(ConnectivityState::Shutdown, soon()).await);
 }
 
@@ -266,7 +266,7 @@ async fn close_fails_new_calls() {
         assert_eq!(err.code(), Code::Cancelled, "round {round}: {err}");
         let err = ch.call("/ch.S/Stream", CallOptions::default()).await.unwrap_err();
         assert_eq!(err.code(), Code::Cancelled, "round {round}: {err}");
-        wait_state(&ch, ConnectivityState::Shutdown).await;
+        assert_eq!(ch.state(), ConnectivityState::Shutdown, "round {round}");
         // wait_for_ready does not wait on a closed channel.
         let opts = CallOptions { wait_for_ready: true, ..Default::default() };
         let err = bounded("wait-for-ready after close", ch.unary("/ch.S/Peer", Bytes::new(), opts)).await.unwrap_err();

@@ -79,8 +79,11 @@ impl Connector {
         self.kick.notify_one();
     }
 
+    /// Closes the channel: SHUTDOWN at once (as grpc-go's `Close`), so no
+    /// new call picks a connection; the driver task then drains and exits.
     pub(crate) fn close(&self) {
         self.closed.send_replace(true);
+        self.state.send_replace(Snapshot { state: ConnectivityState::Shutdown, conn: None, error: None });
     }
 
     pub(crate) fn invalidate(&self, generation: u64) {
@@ -139,8 +142,16 @@ impl Connector {
         }
     }
 
+    /// Publishes a new state. SHUTDOWN is final: the driver, still winding
+    /// down after `close`, never moves the channel out of it.
     fn set(&self, state: ConnectivityState, conn: Option<Ready>, error: Option<Status>) {
-        self.state.send_replace(Snapshot { state, conn, error });
+        self.state.send_if_modified(|s| {
+            if s.state == ConnectivityState::Shutdown {
+                return false;
+            }
+            *s = Snapshot { state, conn, error };
+            true
+        });
     }
 
     async fn resolve(&self) -> Result<Vec<Address>, Status> {
