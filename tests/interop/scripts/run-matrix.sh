@@ -27,6 +27,16 @@
 #   CELL_TIMEOUT=60  SERVER_START_TIMEOUT=60  INTEROP_LOG_DIR=target/interop-logs
 #   SKIP_INSTALL=1                    do not run install-peers.sh first
 #
+# Binding peers (the Python, Node, Kotlin... interop programs over grpc-core):
+#   EXTRA_SERVERS='py'  EXTRA_CLIENTS='py node'
+#   For each name N (lower case): N_SERVER / N_CLIENT (upper case, e.g.
+#   PY_SERVER) hold a command line (split on spaces). The server is started
+#   as: $N_SERVER --port P --use_tls=true|false and must listen on
+#   127.0.0.1:P; the client takes grpc-go's client flags, as OUR_CLIENT does.
+#   N_CLIENT_CASES overrides the client's case list (default: the grpc-go
+#   client's). Extra servers are tested by grpc-go's client, extra clients
+#   against grpc-go's server: the cells 'go->N' and 'N->go'.
+#
 # Output: one line per cell,
 #   PASS <client> -> <server> <plain|tls> <case>
 #   FAIL <client> -> <server> <plain|tls> <case> (exit N: last lines of output)
@@ -49,6 +59,8 @@ SERVER_HOST="${SERVER_HOST:-127.0.0.1}"
 MODES="${MODES:-plain tls}"
 CASES="${CASES:-}"
 PEERS="${PEERS:-}"
+EXTRA_SERVERS="${EXTRA_SERVERS:-}"
+EXTRA_CLIENTS="${EXTRA_CLIENTS:-}"
 SKIP="${SKIP:-}"
 
 # ------------------------------------------------------------- test cases ----
@@ -132,6 +144,7 @@ cases_for() {
     go) list="$GO_CLIENT_CASES" ;;
     java) list="$JAVA_CLIENT_CASES" ;;
     our) list="$OUR_CLIENT_CASES" ;;
+    *) list="$(extra_var "$client" CLIENT_CASES)"; list="${list:-$GO_CLIENT_CASES}" ;;
   esac
   for c in $list; do
     if [ "$server" = go ] && in_list "$c" $NOT_AGAINST_GO_SERVER; then continue; fi
@@ -169,10 +182,23 @@ cell_selected() {  # CLIENT SERVER
 # Cells: server -> clients that run against it.
 clients_of() {
   case "$1" in
-    go|java) echo our ;;
+    go) echo our $EXTRA_CLIENTS ;;
+    java) echo our ;;
     our) echo go java our ;;
+    *) echo go ;;
   esac
 }
+
+# extra_var NAME SUFFIX -> value of the variable NAME_SUFFIX (NAME upper-cased)
+extra_var() { local v; v="$(echo "$1" | tr '[:lower:]-' '[:upper:]_')_$2"; printf '%s' "${!v:-}"; }
+for _n in $EXTRA_SERVERS; do
+  [ -n "$(extra_var "$_n" SERVER)" ] || { echo "run-matrix: $(echo "$_n" | tr '[:lower:]' '[:upper:]')_SERVER is not set" >&2; exit 2; }
+  eval "${_n}_server_cmd() { local tls; tls=\"\$(_peer_tls_bool \"\${2:-plain}\")\" || return 2; read -r -a PEER_CMD <<<\"\$(extra_var $_n SERVER)\"; PEER_CMD+=(--port \"\$1\" \"--use_tls=\$tls\"); }"
+done
+for _n in $EXTRA_CLIENTS; do
+  [ -n "$(extra_var "$_n" CLIENT)" ] || { echo "run-matrix: $(echo "$_n" | tr '[:lower:]' '[:upper:]')_CLIENT is not set" >&2; exit 2; }
+  eval "${_n}_client_cmd() { read -r -a PEER_CMD <<<\"\$(extra_var $_n CLIENT)\"; PEER_CMD+=(\"\$@\"); }"
+done
 
 # ------------------------------------------------------------------ setup ----
 find_our_bin() {  # NAME
@@ -183,7 +209,7 @@ find_our_bin() {  # NAME
 }
 
 need_our_server=0 need_our_client=0 need_go=0 need_java=0
-for server in go java our; do
+for server in go java our $EXTRA_SERVERS; do
   for client in $(clients_of "$server"); do
     cell_selected "$client" "$server" || continue
     [ -n "$(cases_for "$client" "$server")" ] || continue
@@ -360,7 +386,7 @@ run_cell() {  # client server mode case
 }
 
 START=$SECONDS
-for server in go java our; do
+for server in go java our $EXTRA_SERVERS; do
   for mode in $MODES; do
     # Collect the cells that run against this (server, mode).
     cells=()
