@@ -5,11 +5,13 @@
 //! messages cross as [`bytes::Bytes`]. [`typed`] adds prost messages on top.
 //! Bindings use [`surface`], which is the same API plus the runtime helpers.
 
+pub mod auth;
 pub mod client;
 pub mod codec;
 mod error;
 mod h2io;
 pub mod health;
+pub mod interceptor;
 pub mod metadata;
 pub mod rt;
 pub mod server;

@@ -7,6 +7,7 @@
 //! ([`spawn`], [`block_on`]). The [`IncomingCall`] halves wait only on h2
 //! streams and channels, so they can be polled from any executor.
 
+pub use crate::auth::{AuthContext, AuthMetadataContext, BoxFuture, CallCredentials, MetadataProvider};
 pub use crate::client::{
     CallHandle, CallOptions, CallReceiver, CallSender, Channel, ChannelOptions, ClientCall, ConnectivityState,
     UnaryResponse,
@@ -14,6 +15,7 @@ pub use crate::client::{
 pub use crate::codec::{Compression, Received};
 pub use crate::error::{Error, ErrorKind};
 pub use crate::health::{HealthReporter, ServingStatus};
+pub use crate::interceptor::{CallObserver, ClientCallHead, ClientInterceptor, ServerCallHead, ServerInterceptor};
 pub use crate::metadata::{Metadata, MetadataValue};
 pub use crate::rt::{block_on, configure, handle, spawn, RuntimeConfig};
 pub use crate::server::{

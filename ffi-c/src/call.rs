@@ -175,6 +175,7 @@ pub unsafe extern "C" fn grpc_core_call_new(
             metadata: md,
             compression,
             wait_for_ready: flags & GRPC_CORE_CALL_WAIT_FOR_READY != 0,
+            ..Default::default()
         };
         let (tx, rx) = watch::channel(None);
         let obj = ClientCallObj {

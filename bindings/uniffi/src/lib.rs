@@ -318,6 +318,7 @@ impl Channel {
             metadata: metadata_in(o.metadata)?,
             compression: o.compression.map(Into::into),
             wait_for_ready: o.wait_for_ready,
+            ..Default::default()
         })
     }
 }

@@ -12,8 +12,10 @@ use tokio::sync::Notify;
 
 use super::conn::Ready;
 use super::{CallOptions, ChannelInner};
+use crate::auth::AuthMetadataContext;
 use crate::codec::{accept_encoding_header, frame_parts, Compression, Decoder, Received};
 use crate::h2io::{write_parts, WriteError};
+use crate::interceptor::{ClientCallHead, Observers};
 use crate::metadata::{encode_timeout, Metadata};
 use crate::status::{code_from_http, Code, Status};
 use crate::wire::{is_grpc_content_type, status_from_headers, CONTENT_TYPE};
@@ -43,6 +45,8 @@ struct Shared {
     /// The server's GOAWAY(NO_ERROR) named a last stream below ours: it never
     /// processed this call, so the call may be retried on a new connection.
     unprocessed: AtomicBool,
+    /// What the interceptors watch (none without interceptors).
+    observers: Option<Arc<Observers>>,
 }
 
 impl Shared {
@@ -168,6 +172,88 @@ pub(super) async fn start(inner: &Arc<ChannelInner>, method: &str, opts: CallOpt
     if !method.starts_with('/') {
         return Err(Status::invalid_argument(format!("malformed method name {method:?}: must start with '/'")));
     }
+    let has_creds = inner.opts.call_credentials.is_some() || opts.credentials.is_some();
+    if inner.opts.interceptors.is_empty() && !has_creds {
+        return open(inner, method, opts, deadline, None).await;
+    }
+    // Interceptors, then call credentials, all within the deadline.
+    let prelude = prelude(inner, method, opts, deadline);
+    let (opts, observers) = match deadline {
+        Some(d) => tokio::time::timeout_at(d, prelude)
+            .await
+            .map_err(|_| Status::deadline_exceeded("context deadline exceeded"))??,
+        None => prelude.await?,
+    };
+    let observers = (!observers.is_empty()).then(|| Arc::new(observers));
+    let r = open(inner, method, opts, deadline, observers.clone()).await;
+    if let (Err(st), Some(o)) = (&r, &observers) {
+        o.finish(st);
+    }
+    r
+}
+
+/// Runs the client interceptors and the call credentials; gives back the
+/// options with the final metadata, and the observers of the call.
+async fn prelude(
+    inner: &Arc<ChannelInner>,
+    method: &str,
+    mut opts: CallOptions,
+    deadline: Option<tokio::time::Instant>,
+) -> Result<(CallOptions, Observers), Status> {
+    let mut watchers = Vec::new();
+    if !inner.opts.interceptors.is_empty() {
+        let mut head = ClientCallHead {
+            method: method.to_string(),
+            authority: inner.authority.to_string(),
+            metadata: std::mem::take(&mut opts.metadata),
+            deadline: deadline.map(|d| d.into_std()),
+        };
+        for i in &inner.opts.interceptors {
+            match i.start(&mut head).await {
+                Ok(Some(o)) => watchers.push(o),
+                Ok(None) => {}
+                Err(st) => {
+                    Observers::new(watchers).finish(&st);
+                    return Err(st);
+                }
+            }
+        }
+        opts.metadata = head.metadata;
+    }
+    let observers = Observers::new(watchers);
+    let creds = match (&inner.opts.call_credentials, &opts.credentials) {
+        (Some(a), Some(b)) => Some(a.compose(b)),
+        (a, b) => a.clone().or_else(|| b.clone()),
+    };
+    if let Some(creds) = creds {
+        if inner.scheme != http::uri::Scheme::HTTPS && !inner.opts.allow_insecure_call_credentials {
+            let st = Status::new(
+                Code::Unauthenticated,
+                "transport: cannot send secure credentials on an insecure connection",
+            );
+            observers.finish(&st);
+            return Err(st);
+        }
+        let ctx = AuthMetadataContext::new(inner.scheme.as_str(), inner.authority.as_str(), method);
+        match creds.metadata(&ctx).await {
+            Ok(md) => opts.metadata.extend(md),
+            Err(st) => {
+                observers.finish(&st);
+                return Err(st);
+            }
+        }
+    }
+    Ok((opts, observers))
+}
+
+/// Opens the stream: headers built, a connection picked, HEADERS sent.
+async fn open(
+    inner: &Arc<ChannelInner>,
+    method: &str,
+    opts: CallOptions,
+    deadline: Option<tokio::time::Instant>,
+    observers: Option<Arc<Observers>>,
+) -> Result<ClientCall, Status> {
     let uri = http::Uri::builder()
         .scheme(inner.scheme.clone())
         .authority(inner.authority.clone())
@@ -232,6 +318,7 @@ pub(super) async fn start(inner: &Arc<ChannelInner>, method: &str, opts: CallOpt
         deadline,
         conn,
         unprocessed: AtomicBool::new(false),
+        observers,
     });
     if let Some(d) = deadline {
         let weak = Arc::downgrade(&shared);
@@ -272,6 +359,7 @@ impl CallSender {
         if self.half_closed {
             return Err(Status::internal("send after the send side was closed"));
         }
+        let observed = self.shared.observers.as_ref().map(|o| (o.clone(), msg.clone()));
         let (head, body) = match frame_parts(msg, if compress { self.compression } else { None }, self.max_send) {
             Ok(f) => f,
             Err(st) => {
@@ -280,6 +368,9 @@ impl CallSender {
                 return Err(st);
             }
         };
+        if let Some((o, m)) = observed {
+            o.send(&m, head.len() + body.as_ref().map_or(0, Bytes::len) - crate::codec::HEADER_LEN);
+        }
         self.half_closed = last;
         self.write(head, body, last).await
     }
@@ -359,7 +450,12 @@ impl CallReceiver {
                 RecvState::Done(s) if s.is_ok() => return Ok(None),
                 RecvState::Done(s) => return Err(s.clone()),
                 RecvState::Body(_) => match self.decoder.next() {
-                    Ok(Some(m)) => return Ok(Some(m)),
+                    Ok(Some(m)) => {
+                        if let Some(o) = &self.shared.observers {
+                            o.recv(&m.data, m.wire_len);
+                        }
+                        return Ok(Some(m));
+                    }
                     Ok(None) => {}
                     Err(st) => {
                         self.fail(st.clone());
@@ -409,6 +505,9 @@ impl CallReceiver {
 
     fn complete(&mut self, st: Status) {
         self.shared.done.store(true, Ordering::Release);
+        if let Some(o) = &self.shared.observers {
+            o.finish(&st);
+        }
         self.state = RecvState::Done(st);
     }
 
@@ -504,7 +603,11 @@ impl CallReceiver {
                 }
             }
         }
-        self.initial_metadata = Some(Metadata::from_headers(&parts.headers));
+        let mut md = Metadata::from_headers(&parts.headers);
+        if let Some(o) = &self.shared.observers {
+            o.initial_metadata(&mut md);
+        }
+        self.initial_metadata = Some(md);
         self.state = RecvState::Body(body);
     }
 }

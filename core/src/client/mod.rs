@@ -14,8 +14,10 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::time::Instant;
 
+use crate::auth::CallCredentials;
 use crate::codec::{Compression, DEFAULT_MAX_RECV_MESSAGE_SIZE, DEFAULT_MAX_SEND_MESSAGE_SIZE};
 use crate::error::{Error, ErrorKind};
+use crate::interceptor::ClientInterceptor;
 use crate::metadata::Metadata;
 use crate::status::Status;
 use crate::transport::{self, ClientTlsConfig};
@@ -87,6 +89,13 @@ pub struct ChannelOptions {
     pub max_header_list_size: u32,
     /// Largest HTTP/2 frame accepted (64 KiB).
     pub max_frame_size: u32,
+    /// Interceptors run on every call, in order (none).
+    pub interceptors: Vec<Arc<dyn ClientInterceptor>>,
+    /// Credentials applied to every call, before the call's own (none).
+    pub call_credentials: Option<CallCredentials>,
+    /// Send call credentials over plaintext too (false: such calls fail
+    /// with UNAUTHENTICATED, as in grpc-go). For tests and trusted local links.
+    pub allow_insecure_call_credentials: bool,
 }
 
 impl Default for ChannelOptions {
@@ -107,6 +116,9 @@ impl Default for ChannelOptions {
             initial_connection_window_size: transport::DEFAULT_CONNECTION_WINDOW,
             max_header_list_size: transport::DEFAULT_MAX_HEADER_LIST_SIZE,
             max_frame_size: transport::DEFAULT_MAX_FRAME_SIZE,
+            interceptors: Vec::new(),
+            call_credentials: None,
+            allow_insecure_call_credentials: false,
         }
     }
 }
@@ -125,6 +137,8 @@ pub struct CallOptions {
     pub compression: Option<Compression>,
     /// Queue the call while the channel is not ready instead of failing fast.
     pub wait_for_ready: bool,
+    /// Credentials for this call, applied after the channel's.
+    pub credentials: Option<CallCredentials>,
 }
 
 impl CallOptions {

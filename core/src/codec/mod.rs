@@ -18,7 +18,7 @@ pub const DEFAULT_MAX_RECV_MESSAGE_SIZE: usize = 4 * 1024 * 1024;
 /// Default maximum sent message size (unlimited, as in grpc-go).
 pub const DEFAULT_MAX_SEND_MESSAGE_SIZE: usize = usize::MAX;
 
-const HEADER_LEN: usize = 5;
+pub(crate) const HEADER_LEN: usize = 5;
 
 /// A received message and whether it arrived compressed on the wire.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -27,6 +27,8 @@ pub struct Received {
     pub data: Bytes,
     /// True if the sender set the compressed flag on this message.
     pub compressed: bool,
+    /// The payload's size on the wire (compressed size; the 5-byte prefix excluded).
+    pub wire_len: usize,
 }
 
 /// Builds one framed message (prefix + payload in one buffer, so it goes out
@@ -202,7 +204,7 @@ impl Decoder {
         } else {
             payload
         };
-        Ok(Some(Received { data, compressed }))
+        Ok(Some(Received { data, compressed, wire_len: len }))
     }
 
     /// Called at end of stream: leftover bytes mean a message was cut short.

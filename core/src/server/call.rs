@@ -15,24 +15,16 @@ use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
 use tokio::sync::Notify;
 
 use super::{Handler, MethodKind, ServerInner};
+use crate::auth::AuthContext;
 use crate::codec::{accept_encoding_header, frame_parts, parse_accept_encoding, Compression, Decoder, Received};
 use crate::h2io::{write_parts, WriteError};
+use crate::interceptor::{Observers, ServerCallHead};
 use crate::metadata::{decode_timeout, Metadata};
 use crate::status::{Code, Status};
 use crate::wire::{is_grpc_content_type, write_status, CONTENT_TYPE};
 
-/// TLS facts about the peer of a connection.
-#[derive(Clone, Debug)]
-pub(crate) struct PeerTls {
-    pub(crate) version: String,
-    pub(crate) peer_certificates: Vec<Vec<u8>>,
-}
-
-#[derive(Debug)]
-pub(crate) struct Peer {
-    pub(crate) addr: String,
-    pub(crate) tls: Option<PeerTls>,
-}
+/// The peer of a connection: its address and TLS identity.
+pub(crate) type Peer = AuthContext;
 
 /// The response side: `respond` until headers go out, then `stream`; both
 /// empty once the call is finished or reset.
@@ -44,6 +36,8 @@ struct Shared {
     watcher_waiting: AtomicBool,
     send_done: Notify,
     cancelled: AtomicBool,
+    /// What the interceptors watch, set before the handler runs.
+    observers: std::sync::OnceLock<Arc<Observers>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -51,8 +45,11 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Shared {
-    fn reset(&self, reason: h2::Reason) {
+    fn reset(&self, reason: h2::Reason, why: Status) {
         self.cancelled.store(true, Ordering::Release);
+        if let Some(o) = self.observers.get() {
+            o.finish(&why);
+        }
         let mut respond = lock(&self.respond);
         let mut stream = lock(&self.stream);
         if let Some(mut r) = respond.take() {
@@ -104,6 +101,9 @@ impl Shared {
     /// when no headers were sent.
     fn finish(&self, status: &Status) {
         self.cancelled.store(true, Ordering::Release);
+        if let Some(o) = self.observers.get() {
+            o.finish(status);
+        }
         let mut respond = lock(&self.respond);
         let mut stream = lock(&self.stream);
         if let Some(r) = respond.take() {
@@ -144,15 +144,19 @@ impl CallInfo {
     }
     /// The peer's address (`ip:port` or `unix:path`).
     pub fn peer(&self) -> &str {
-        &self.peer.addr
+        self.peer.peer()
     }
     /// The negotiated TLS version (`TLSv1_3`), when over TLS.
     pub fn tls_version(&self) -> Option<&str> {
-        self.peer.tls.as_ref().map(|t| t.version.as_str())
+        self.peer.tls_version()
     }
     /// The client's certificate chain (DER), when it presented one.
     pub fn peer_certificates(&self) -> &[Vec<u8>] {
-        self.peer.tls.as_ref().map(|t| t.peer_certificates.as_slice()).unwrap_or(&[])
+        self.peer.peer_certificates()
+    }
+    /// The peer's address, transport security and verified certificate identity.
+    pub fn auth_context(&self) -> &Arc<AuthContext> {
+        &self.peer
     }
 }
 
@@ -163,6 +167,7 @@ pub struct ServerReceiver {
     decoder: Decoder,
     /// For unary and server-streaming methods, the request read up front.
     preread: Option<Received>,
+    observers: Option<Arc<Observers>>,
 }
 
 impl ServerReceiver {
@@ -176,7 +181,11 @@ impl ServerReceiver {
         if let Some(m) = self.preread.take() {
             return Ok(Some(m));
         }
-        read_message(&mut self.body, &mut self.decoder).await
+        let m = read_message(&mut self.body, &mut self.decoder).await?;
+        if let (Some(o), Some(m)) = (&self.observers, &m) {
+            o.recv(&m.data, m.wire_len);
+        }
+        Ok(m)
     }
 }
 
@@ -275,7 +284,11 @@ impl ServerSender {
     /// Sends one message; `compress: false` sends it uncompressed even when the call compresses.
     pub async fn send_with(&mut self, msg: Bytes, compress: bool) -> Result<(), Status> {
         self.open(Metadata::new())?;
+        let observed = self.shared.observers.get().map(|o| (o.clone(), msg.clone()));
         let (head, body) = frame_parts(msg, if compress { self.response_compression } else { None }, self.max_send)?;
+        if let Some((o, m)) = observed {
+            o.send(&m, head.len() + body.as_ref().map_or(0, Bytes::len) - crate::codec::HEADER_LEN);
+        }
         let _sending = SendingGuard::new(&self.shared);
         match write_parts(&self.shared.stream, head, body, false).await {
             Ok(()) => Ok(()),
@@ -487,17 +500,14 @@ pub(super) async fn handle_stream(
         watcher_waiting: AtomicBool::new(false),
         send_done: Notify::new(),
         cancelled: AtomicBool::new(false),
+        observers: Default::default(),
     });
-    let info = Arc::new(CallInfo {
-        method: path,
-        metadata: Metadata::from_headers(&parts.headers),
-        deadline: deadline.map(|d| d.into_std()),
-        peer,
-    });
+    let metadata = Metadata::from_headers(&parts.headers);
     let mut receiver = ServerReceiver {
         body: Some(body),
         decoder: Decoder::new(inner.opts.max_recv_message_size, encoding),
         preread: None,
+        observers: None,
     };
     let mut sender = ServerSender {
         shared: shared.clone(),
@@ -508,7 +518,33 @@ pub(super) async fn handle_stream(
     if let Some(c) = inner.opts.default_compression {
         sender.set_compression(c);
     }
+    let call_shared = shared.clone();
     let run = async move {
+        let mut head = ServerCallHead { method: path, metadata, deadline: deadline.map(|d| d.into_std()), auth: peer };
+        if !inner.interceptors.is_empty() {
+            let mut watchers = Vec::new();
+            for i in &inner.interceptors {
+                match i.intercept(&mut head).await {
+                    Ok(Some(o)) => watchers.push(o),
+                    Ok(None) => {}
+                    Err(st) => {
+                        Observers::new(watchers).finish(&st);
+                        return st;
+                    }
+                }
+            }
+            if !watchers.is_empty() {
+                let o = Arc::new(Observers::new(watchers));
+                receiver.observers = Some(o.clone());
+                let _ = call_shared.observers.set(o);
+            }
+        }
+        let info = Arc::new(CallInfo {
+            method: head.method,
+            metadata: head.metadata,
+            deadline: head.deadline,
+            peer: head.auth,
+        });
         if matches!(kind, MethodKind::Unary | MethodKind::ServerStreaming) {
             let first = match receiver.recv_message().await {
                 Ok(Some(m)) => m,
@@ -545,7 +581,7 @@ pub(super) async fn handle_stream(
                 shared.finish(&Status::new(Code::Internal, format!("handler panicked: {panic}")))
             }
         },
-        _ = deadline_sleep => shared.reset(h2::Reason::CANCEL),
-        _ = shared.reset_by_peer() => shared.reset(h2::Reason::CANCEL),
+        _ = deadline_sleep => shared.reset(h2::Reason::CANCEL, Status::deadline_exceeded("deadline exceeded")),
+        _ = shared.reset_by_peer() => shared.reset(h2::Reason::CANCEL, Status::cancelled("cancelled by the client")),
     }
 }

@@ -46,7 +46,7 @@ async fn handshake(
     inner: &ServerInner,
     io: Box<dyn Io>,
     policy: &Arc<PingPolicy>,
-) -> Result<(h2::server::Connection<BoxIo, Bytes>, Option<super::call::PeerTls>), String> {
+) -> Result<(h2::server::Connection<BoxIo, Bytes>, Option<(String, Vec<Vec<u8>>)>), String> {
     let (io, tls_info): (Box<dyn Io>, _) = match &inner.tls {
         Some(cfg) => {
             let s = tokio_rustls::TlsAcceptor::from(cfg.clone())
@@ -57,13 +57,10 @@ async fn handshake(
             if conn.alpn_protocol() != Some(b"h2") {
                 return Err("client did not negotiate ALPN h2".into());
             }
-            let info = super::call::PeerTls {
-                version: conn.protocol_version().map(|v| format!("{v:?}")).unwrap_or_default(),
-                peer_certificates: conn
-                    .peer_certificates()
-                    .map(|c| c.iter().map(|c| c.to_vec()).collect())
-                    .unwrap_or_default(),
-            };
+            let info = (
+                conn.protocol_version().map(|v| format!("{v:?}")).unwrap_or_default(),
+                conn.peer_certificates().map(|c| c.iter().map(|c| c.to_vec()).collect()).unwrap_or_default(),
+            );
             (Box::new(s), Some(info))
         }
         None => (io, None),
@@ -102,7 +99,7 @@ async fn serve_connection(inner: &Arc<ServerInner>, io: Box<dyn Io>, peer: Strin
             return;
         }
     };
-    let peer = Arc::new(super::call::Peer { addr: peer, tls });
+    let peer = Arc::new(super::call::Peer::new(peer, tls));
     let mut streams: JoinSet<()> = JoinSet::new();
     let mut ping = conn.ping_pong();
     let o = &inner.opts;

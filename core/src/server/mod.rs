@@ -18,6 +18,7 @@ use tokio::sync::{watch, Notify};
 use crate::codec::{Compression, DEFAULT_MAX_RECV_MESSAGE_SIZE, DEFAULT_MAX_SEND_MESSAGE_SIZE};
 use crate::error::{Error, ErrorKind};
 use crate::health::HealthReporter;
+use crate::interceptor::ServerInterceptor;
 use crate::status::Status;
 use crate::transport::{self, Address, Listener, ServerTlsConfig};
 
@@ -145,6 +146,7 @@ pub(crate) struct ServerInner {
     pub(crate) conn_done: Notify,
     listeners: Mutex<Vec<tokio::task::JoinHandle<()>>>,
     health: Option<HealthReporter>,
+    pub(crate) interceptors: Vec<Arc<dyn ServerInterceptor>>,
 }
 
 impl std::fmt::Debug for ServerInner {
@@ -159,6 +161,7 @@ pub struct ServerBuilder {
     methods: HashMap<String, Method>,
     fallback: Option<Arc<dyn Handler>>,
     health: Option<HealthReporter>,
+    interceptors: Vec<Arc<dyn ServerInterceptor>>,
 }
 
 impl std::fmt::Debug for ServerBuilder {
@@ -188,6 +191,13 @@ impl ServerBuilder {
     /// the raw stream like a bidi method).
     pub fn fallback(mut self, handler: impl Handler) -> Self {
         self.fallback = Some(Arc::new(handler));
+        self
+    }
+
+    /// Adds a server interceptor; interceptors run in the order added, on
+    /// every call (registered, fallback and health methods alike).
+    pub fn intercept(mut self, interceptor: impl ServerInterceptor) -> Self {
+        self.interceptors.push(Arc::new(interceptor));
         self
     }
 
@@ -224,6 +234,7 @@ impl ServerBuilder {
                 conn_done: Notify::new(),
                 listeners: Mutex::new(Vec::new()),
                 health: self.health,
+                interceptors: self.interceptors,
             }),
         })
     }
@@ -238,7 +249,7 @@ pub struct Server {
 impl Server {
     /// A builder with these options.
     pub fn builder(opts: ServerOptions) -> ServerBuilder {
-        ServerBuilder { opts, methods: HashMap::new(), fallback: None, health: None }
+        ServerBuilder { opts, methods: HashMap::new(), fallback: None, health: None, interceptors: Vec::new() }
     }
 
     /// Listens on `addr` (`127.0.0.1:0`, `[::1]:0`, `0.0.0.0:50051`,
