@@ -76,6 +76,12 @@ pub struct ServerCallHead {
     pub deadline: Option<Instant>,
     /// The peer and its TLS identity.
     pub auth: Arc<AuthContext>,
+    /// True for a registered method; false for calls the fallback handler
+    /// takes. (Changing `method` does not re-route the call.)
+    pub registered: bool,
+    /// Values for the handler ([`CallInfo::extensions`](crate::server::CallInfo::extensions)),
+    /// e.g. the tracing context or an authenticated principal.
+    pub extensions: http::Extensions,
 }
 
 /// A server interceptor: see the module docs.

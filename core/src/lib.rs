@@ -16,6 +16,7 @@ pub mod metadata;
 pub mod rt;
 pub mod server;
 pub mod status;
+pub mod telemetry;
 pub mod transport;
 pub mod typed;
 mod wire;

@@ -20,6 +20,7 @@ use crate::error::{Error, ErrorKind};
 use crate::interceptor::ClientInterceptor;
 use crate::metadata::Metadata;
 use crate::status::Status;
+use crate::telemetry::OpenTelemetry;
 use crate::transport::{self, ClientTlsConfig};
 
 /// Connectivity states (gRPC connectivity-semantics-and-api.md).
@@ -96,6 +97,9 @@ pub struct ChannelOptions {
     /// Send call credentials over plaintext too (false: such calls fail
     /// with UNAUTHENTICATED, as in grpc-go). For tests and trusted local links.
     pub allow_insecure_call_credentials: bool,
+    /// OpenTelemetry metrics and spans for every call (off); runs before
+    /// the other interceptors.
+    pub telemetry: Option<OpenTelemetry>,
 }
 
 impl Default for ChannelOptions {
@@ -119,6 +123,7 @@ impl Default for ChannelOptions {
             interceptors: Vec::new(),
             call_credentials: None,
             allow_insecure_call_credentials: false,
+            telemetry: None,
         }
     }
 }
@@ -176,7 +181,10 @@ pub struct Channel {
 
 impl Channel {
     /// Creates a channel; nothing connects until a call needs it.
-    pub fn new(target: &str, opts: ChannelOptions) -> Result<Channel, Error> {
+    pub fn new(target: &str, mut opts: ChannelOptions) -> Result<Channel, Error> {
+        if let Some(t) = &opts.telemetry {
+            opts.interceptors.insert(0, t.client_interceptor(target));
+        }
         let (target, default_authority) = target::Target::parse(target)?;
         let tls = opts.tls.as_ref().map(|t| t.build()).transpose()?;
         let server_name = opts

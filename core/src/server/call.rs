@@ -123,6 +123,7 @@ pub struct CallInfo {
     metadata: Metadata,
     deadline: Option<std::time::Instant>,
     peer: Arc<Peer>,
+    extensions: http::Extensions,
 }
 
 impl CallInfo {
@@ -153,6 +154,10 @@ impl CallInfo {
     /// The client's certificate chain (DER), when it presented one.
     pub fn peer_certificates(&self) -> &[Vec<u8>] {
         self.peer.peer_certificates()
+    }
+    /// Values the server interceptors attached to the call.
+    pub fn extensions(&self) -> &http::Extensions {
+        &self.extensions
     }
     /// The peer's address, transport security and verified certificate identity.
     pub fn auth_context(&self) -> &Arc<AuthContext> {
@@ -434,12 +439,12 @@ pub(super) async fn handle_stream(
         return respond_early(respond, StatusCode::UNSUPPORTED_MEDIA_TYPE, &Status::invalid_argument(msg));
     }
     let path = parts.uri.path().to_string();
-    let (kind, handler): (MethodKind, Arc<dyn Handler>) = match inner.methods.get(&path) {
-        Some(m) => (m.kind, m.handler.clone()),
+    let (kind, handler, registered): (MethodKind, Arc<dyn Handler>, bool) = match inner.methods.get(&path) {
+        Some(m) => (m.kind, m.handler.clone(), true),
         None => {
             let parsed = path.strip_prefix('/').and_then(|p| p.rsplit_once('/'));
             match (&inner.fallback, parsed) {
-                (Some(f), Some(_)) => (MethodKind::BidiStreaming, f.clone()),
+                (Some(f), Some(_)) => (MethodKind::BidiStreaming, f.clone(), false),
                 (_, None) => {
                     return respond_early(
                         respond,
@@ -520,7 +525,14 @@ pub(super) async fn handle_stream(
     }
     let call_shared = shared.clone();
     let run = async move {
-        let mut head = ServerCallHead { method: path, metadata, deadline: deadline.map(|d| d.into_std()), auth: peer };
+        let mut head = ServerCallHead {
+            method: path,
+            metadata,
+            deadline: deadline.map(|d| d.into_std()),
+            auth: peer,
+            registered,
+            extensions: http::Extensions::new(),
+        };
         if !inner.interceptors.is_empty() {
             let mut watchers = Vec::new();
             for i in &inner.interceptors {
@@ -544,6 +556,7 @@ pub(super) async fn handle_stream(
             metadata: head.metadata,
             deadline: head.deadline,
             peer: head.auth,
+            extensions: head.extensions,
         });
         if matches!(kind, MethodKind::Unary | MethodKind::ServerStreaming) {
             let first = match receiver.recv_message().await {

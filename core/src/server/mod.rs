@@ -98,6 +98,9 @@ pub struct ServerOptions {
     pub max_connection_age_grace: Option<Duration>,
     /// Compression for responses when the client accepts it (none).
     pub default_compression: Option<Compression>,
+    /// OpenTelemetry metrics and spans for every call (off); runs before
+    /// the other interceptors.
+    pub telemetry: Option<crate::telemetry::OpenTelemetry>,
 }
 
 impl Default for ServerOptions {
@@ -122,6 +125,7 @@ impl Default for ServerOptions {
             max_connection_age: None,
             max_connection_age_grace: None,
             default_compression: None,
+            telemetry: None,
         }
     }
 }
@@ -213,7 +217,10 @@ impl ServerBuilder {
     }
 
     /// Builds the server. Nothing listens until [`Server::bind`].
-    pub fn build(self) -> Result<Server, Error> {
+    pub fn build(mut self) -> Result<Server, Error> {
+        if let Some(t) = &self.opts.telemetry {
+            self.interceptors.insert(0, Arc::new(t.server_interceptor()));
+        }
         let tls = self.opts.tls.as_ref().map(|t| t.build()).transpose()?;
         let services = self
             .methods

@@ -1,0 +1,213 @@
+//! OpenTelemetry: the A66 metrics and the spans of a client → server →
+//! second server hop, read back from the SDK's in-memory exporters.
+
+mod common;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::*;
+use grpc_core::telemetry::{server_context, OpenTelemetry};
+use grpc_core::{CallOptions, Channel, ChannelOptions, Code, MethodKind, Server, ServerCall, ServerOptions, Status};
+use opentelemetry::context::FutureExt;
+use opentelemetry::global::BoxedTracer;
+use opentelemetry::metrics::MeterProvider;
+use opentelemetry::trace::{SpanKind, TraceContextExt, Tracer, TracerProvider};
+use opentelemetry::{Context, KeyValue};
+use opentelemetry_sdk::metrics::data::{AggregatedMetrics, MetricData};
+use opentelemetry_sdk::metrics::{InMemoryMetricExporter, PeriodicReader, SdkMeterProvider};
+use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider, SpanData};
+
+/// One data point: its attributes, and its value (sum for counters; count
+/// and sum for histograms).
+#[derive(Debug, Clone, PartialEq)]
+struct Point {
+    attrs: Vec<(String, String)>,
+    count: u64,
+    sum: f64,
+}
+
+fn attrs<'a>(kv: impl Iterator<Item = &'a KeyValue>) -> Vec<(String, String)> {
+    let mut v: Vec<_> = kv.map(|kv| (kv.key.to_string(), kv.value.to_string())).collect();
+    v.sort();
+    v
+}
+
+fn collect(exporter: &InMemoryMetricExporter) -> HashMap<String, (String, Vec<Point>)> {
+    let mut out = HashMap::new();
+    for rm in exporter.get_finished_metrics().unwrap() {
+        for sm in rm.scope_metrics() {
+            for m in sm.metrics() {
+                let points: Vec<Point> = match m.data() {
+                    AggregatedMetrics::U64(MetricData::Sum(s)) => s
+                        .data_points()
+                        .map(|p| Point { attrs: attrs(p.attributes()), count: p.value(), sum: p.value() as f64 })
+                        .collect(),
+                    AggregatedMetrics::U64(MetricData::Histogram(h)) => h
+                        .data_points()
+                        .map(|p| Point { attrs: attrs(p.attributes()), count: p.count(), sum: p.sum() as f64 })
+                        .collect(),
+                    AggregatedMetrics::F64(MetricData::Histogram(h)) => h
+                        .data_points()
+                        .map(|p| Point { attrs: attrs(p.attributes()), count: p.count(), sum: p.sum() })
+                        .collect(),
+                    other => panic!("unexpected data for {}: {other:?}", m.name()),
+                };
+                out.insert(m.name().to_string(), (m.unit().to_string(), points));
+            }
+        }
+    }
+    out
+}
+
+fn kv(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    let mut v: Vec<_> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    v.sort();
+    v
+}
+
+#[tokio::test]
+async fn metrics_and_spans_across_two_hops() {
+    let metrics = InMemoryMetricExporter::default();
+    let meter_provider =
+        SdkMeterProvider::builder().with_reader(PeriodicReader::builder(metrics.clone()).build()).build();
+    let meter = meter_provider.meter("grpc-core");
+    let spans = InMemorySpanExporter::default();
+    let tracer_provider = SdkTracerProvider::builder().with_simple_exporter(spans.clone()).build();
+    let tracer = || BoxedTracer::new(Box::new(tracer_provider.tracer("grpc-core")));
+    let otel = OpenTelemetry::new(Some(&meter), Some(tracer()));
+
+    // The second server: Leaf answers, Fail fails, anything else goes to the fallback.
+    let leaf = Server::builder(ServerOptions { telemetry: Some(otel.clone()), ..Default::default() })
+        .register("/hop.S/Leaf", MethodKind::Unary, |mut call: ServerCall| async move {
+            let m = call.recv().await.unwrap().unwrap();
+            call.send(Bytes::from(vec![b'r'; m.len() * 2])).await.unwrap();
+            Status::ok()
+        })
+        .unwrap()
+        .register("/hop.S/Fail", MethodKind::Unary, |_call: ServerCall| async {
+            Status::new(Code::FailedPrecondition, "no")
+        })
+        .unwrap()
+        .fallback(|_call: ServerCall| async { Status::ok() });
+    let (leaf, leaf_addr) = start(leaf).await;
+
+    // The first server: Mid calls Leaf on the second, under its own server span.
+    let leaf_target = leaf_addr.clone();
+    let otel2 = otel.clone();
+    let mid = Server::builder(ServerOptions { telemetry: Some(otel.clone()), ..Default::default() })
+        .register("/hop.S/Mid", MethodKind::Unary, move |mut call: ServerCall| {
+            let next =
+                Channel::new(&leaf_target, ChannelOptions { telemetry: Some(otel2.clone()), ..Default::default() })
+                    .unwrap();
+            async move {
+                let m = call.recv().await.unwrap().unwrap();
+                let cx = server_context(call.info()).expect("the server span's context");
+                let r = next.unary("/hop.S/Leaf", m, CallOptions::default()).with_context(cx).await;
+                match r {
+                    Ok(r) => {
+                        call.send(r.message).await.unwrap();
+                        Status::ok()
+                    }
+                    Err(s) => s,
+                }
+            }
+        })
+        .unwrap();
+    let (mid, mid_addr) = start(mid).await;
+
+    let ch = Channel::new(&mid_addr, ChannelOptions { telemetry: Some(otel.clone()), ..Default::default() }).unwrap();
+    let root_tracer = tracer();
+    let root = root_tracer.start("root");
+    let root_cx = Context::current_with_span(root);
+    let r = bounded("Mid", ch.unary("/hop.S/Mid", Bytes::from(vec![b'q'; 10]), CallOptions::default()))
+        .with_context(root_cx.clone())
+        .await
+        .unwrap();
+    assert_eq!(r.message.len(), 20);
+    root_cx.span().end();
+    // A failure and an unregistered method, straight to the second server.
+    let ch2 = Channel::new(&leaf_addr, ChannelOptions { telemetry: Some(otel.clone()), ..Default::default() }).unwrap();
+    let err = bounded("Fail", ch2.unary("/hop.S/Fail", Bytes::new(), CallOptions::default())).await.unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition);
+    bounded("Other", ch2.unary("/hop.S/Unregistered", Bytes::new(), CallOptions::default())).await.unwrap_err();
+    mid.shutdown(Duration::from_secs(1)).await;
+    leaf.shutdown(Duration::from_secs(1)).await;
+
+    // ---- metrics ----
+    meter_provider.force_flush().unwrap();
+    let m = collect(&metrics);
+    let point = |name: &str, a: &[(&str, &str)]| -> Point {
+        let (_, points) = m.get(name).unwrap_or_else(|| panic!("no metric {name}; have {:?}", m.keys()));
+        points.iter().find(|p| p.attrs == kv(a)).cloned().unwrap_or_else(|| panic!("{name}: no {a:?} in {points:?}"))
+    };
+    let unit = |name: &str| m[name].0.clone();
+    let (mid_t, leaf_t) = (mid_addr.as_str(), leaf_addr.as_str());
+    // Client side.
+    assert_eq!(point("grpc.client.attempt.started", &[("grpc.method", "hop.S/Mid"), ("grpc.target", mid_t)]).count, 1);
+    assert_eq!(
+        point("grpc.client.attempt.started", &[("grpc.method", "hop.S/Leaf"), ("grpc.target", leaf_t)]).count,
+        1
+    );
+    let ok_mid = [("grpc.method", "hop.S/Mid"), ("grpc.target", mid_t), ("grpc.status", "OK")];
+    for name in ["grpc.client.attempt.duration", "grpc.client.call.duration"] {
+        let p = point(name, &ok_mid);
+        assert_eq!(p.count, 1, "{name}");
+        assert!(p.sum > 0.0 && p.sum < 20.0, "{name}: {p:?}");
+        assert_eq!(unit(name), "s");
+    }
+    assert_eq!(point("grpc.client.attempt.sent_total_compressed_message_size", &ok_mid).sum, 10.0);
+    assert_eq!(point("grpc.client.attempt.rcvd_total_compressed_message_size", &ok_mid).sum, 20.0);
+    assert_eq!(unit("grpc.client.attempt.sent_total_compressed_message_size"), "By");
+    let failed = [("grpc.method", "hop.S/Fail"), ("grpc.target", leaf_t), ("grpc.status", "FAILED_PRECONDITION")];
+    assert_eq!(point("grpc.client.call.duration", &failed).count, 1);
+    // Server side.
+    assert_eq!(point("grpc.server.call.started", &[("grpc.method", "hop.S/Mid")]).count, 1);
+    assert_eq!(point("grpc.server.call.started", &[("grpc.method", "hop.S/Leaf")]).count, 1);
+    assert_eq!(point("grpc.server.call.started", &[("grpc.method", "other")]).count, 1, "unregistered → other");
+    let ok_leaf = [("grpc.method", "hop.S/Leaf"), ("grpc.status", "OK")];
+    assert_eq!(point("grpc.server.call.duration", &ok_leaf).count, 1);
+    assert_eq!(point("grpc.server.call.rcvd_total_compressed_message_size", &ok_leaf).sum, 10.0);
+    assert_eq!(point("grpc.server.call.sent_total_compressed_message_size", &ok_leaf).sum, 20.0);
+    assert_eq!(
+        point("grpc.server.call.duration", &[("grpc.method", "hop.S/Fail"), ("grpc.status", "FAILED_PRECONDITION")])
+            .count,
+        1
+    );
+    assert_eq!(point("grpc.server.call.duration", &[("grpc.method", "other"), ("grpc.status", "OK")]).count, 1);
+
+    // ---- spans ----
+    let all = spans.get_finished_spans().unwrap();
+    let span = |name: &str| -> SpanData {
+        let found: Vec<_> = all.iter().filter(|s| s.name == name).collect();
+        assert_eq!(found.len(), 1, "one span named {name}; all: {:?}", all.iter().map(|s| &s.name).collect::<Vec<_>>());
+        found[0].clone()
+    };
+    let root = span("root");
+    let chain = [
+        "Sent.hop.S/Mid",
+        "Attempt.hop.S/Mid",
+        "Recv.hop.S/Mid",
+        "Sent.hop.S/Leaf",
+        "Attempt.hop.S/Leaf",
+        "Recv.hop.S/Leaf",
+    ];
+    let mut parent = root.clone();
+    for name in chain {
+        let s = span(name);
+        assert_eq!(s.span_context.trace_id(), root.span_context.trace_id(), "{name} is in the root's trace");
+        assert_eq!(s.parent_span_id, parent.span_context.span_id(), "{name}'s parent is {}", parent.name);
+        assert_eq!(s.parent_span_is_remote, name.starts_with("Recv."), "{name}: remote parent only across the wire");
+        parent = s;
+    }
+    assert_eq!(span("Sent.hop.S/Mid").span_kind, SpanKind::Client);
+    assert_eq!(span("Recv.hop.S/Leaf").span_kind, SpanKind::Server);
+    let attempt = span("Attempt.hop.S/Mid");
+    let out: Vec<_> = attempt.events.iter().filter(|e| e.name == "Outbound message").collect();
+    assert_eq!(out.len(), 1);
+    assert!(out[0].attributes.contains(&KeyValue::new("message-size", 10i64)), "{:?}", out[0].attributes);
+    let fail = span("Recv.hop.S/Fail");
+    assert!(matches!(fail.status, opentelemetry::trace::Status::Error { .. }), "{:?}", fail.status);
+    assert!(fail.attributes.contains(&KeyValue::new("rpc.grpc.status_code", 9i64)));
+}
