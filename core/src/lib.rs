@@ -13,6 +13,7 @@ mod h2io;
 pub mod health;
 pub mod interceptor;
 pub mod metadata;
+pub mod reflection;
 pub mod rt;
 pub mod server;
 pub mod status;

@@ -166,6 +166,7 @@ pub struct ServerBuilder {
     fallback: Option<Arc<dyn Handler>>,
     health: Option<HealthReporter>,
     interceptors: Vec<Arc<dyn ServerInterceptor>>,
+    reflection: Option<crate::reflection::Index>,
 }
 
 impl std::fmt::Debug for ServerBuilder {
@@ -198,6 +199,13 @@ impl ServerBuilder {
         self
     }
 
+    /// Serves `grpc.reflection.v1` and `v1alpha` from an encoded
+    /// `FileDescriptorSet` (call again to add more sets); see [`crate::reflection`].
+    pub fn with_reflection(mut self, file_descriptor_set: &[u8]) -> Result<Self, Error> {
+        self.reflection.get_or_insert_with(Default::default).add_set(file_descriptor_set)?;
+        Ok(self)
+    }
+
     /// Adds a server interceptor; interceptors run in the order added, on
     /// every call (registered, fallback and health methods alike).
     pub fn intercept(mut self, interceptor: impl ServerInterceptor) -> Self {
@@ -220,6 +228,24 @@ impl ServerBuilder {
     pub fn build(mut self) -> Result<Server, Error> {
         if let Some(t) = &self.opts.telemetry {
             self.interceptors.insert(0, Arc::new(t.server_interceptor()));
+        }
+        if let Some(index) = self.reflection.take() {
+            let mut names: Vec<String> = self
+                .methods
+                .keys()
+                .filter_map(|p| p.strip_prefix('/').and_then(|p| p.split_once('/')).map(|(s, _)| s.to_string()))
+                .chain([crate::reflection::SERVICE_V1.to_string(), crate::reflection::SERVICE_V1ALPHA.to_string()])
+                .collect();
+            names.sort();
+            names.dedup();
+            let (index, names) = (Arc::new(index), Arc::new(names));
+            for svc in [crate::reflection::SERVICE_V1, crate::reflection::SERVICE_V1ALPHA] {
+                let h = crate::reflection::handler(index.clone(), names.clone());
+                self.methods.insert(
+                    format!("/{svc}/ServerReflectionInfo"),
+                    Method { kind: MethodKind::BidiStreaming, handler: Arc::new(h) },
+                );
+            }
         }
         let tls = self.opts.tls.as_ref().map(|t| t.build()).transpose()?;
         let services = self
@@ -256,7 +282,14 @@ pub struct Server {
 impl Server {
     /// A builder with these options.
     pub fn builder(opts: ServerOptions) -> ServerBuilder {
-        ServerBuilder { opts, methods: HashMap::new(), fallback: None, health: None, interceptors: Vec::new() }
+        ServerBuilder {
+            opts,
+            methods: HashMap::new(),
+            fallback: None,
+            health: None,
+            interceptors: Vec::new(),
+            reflection: None,
+        }
     }
 
     /// Listens on `addr` (`127.0.0.1:0`, `[::1]:0`, `0.0.0.0:50051`,
