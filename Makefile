@@ -4,7 +4,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: demo demo-rust test check unit interop toolchain clean install
+.PHONY: demo demo-rust test check unit interop test-reflection toolchain clean install
 
 include mk/c.mk
 include mk/python.mk
@@ -25,7 +25,7 @@ demo-rust: toolchain
 	examples/rust/demo.sh
 
 ## Everything: formatting, clippy, unit and behaviour suites, the interop matrix.
-test: check unit interop test-c test-python test-node test-kotlin
+test: check unit interop test-reflection test-c test-python test-node test-kotlin
 
 toolchain:
 	@command -v cargo >/dev/null || { echo "cargo not found: install Rust (rustup)"; exit 1; }
@@ -45,6 +45,10 @@ interop: toolchain
 	$(CARGO) build --release -p interop
 	OUR_SERVER=$(CURDIR)/target/release/interop-server OUR_CLIENT=$(CURDIR)/target/release/interop-client \
 		tests/interop/scripts/run-matrix.sh
+
+## grpcurl (go install) lists and calls the Rust greeter through server reflection.
+test-reflection: toolchain
+	tests/reflection/grpcurl.sh
 
 ## Install libgrpc_core.{so,a}, grpc_core.h and grpc_core.pc under PREFIX (default /usr/local).
 install: install-c

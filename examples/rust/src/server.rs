@@ -58,6 +58,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             }),
         )?
         .register(SAY_HELLO_STREAM, MethodKind::ServerStreaming, stream_reply)?
+        .with_reflection(&examples_rust::descriptor_set())?
         .with_health();
     let server = builder.build()?;
     let addr = server.bind(&args.addr).await?;
