@@ -62,20 +62,20 @@ struct ServerReflectionResponse {
     valid_host: String,
     #[prost(message, optional, tag = "2")]
     original_request: Option<ServerReflectionRequest>,
-    #[prost(oneof = "Response", tags = "4, 5, 6, 7")]
-    message_response: Option<Response>,
+    #[prost(oneof = "Answer", tags = "4, 5, 6, 7")]
+    message_response: Option<Answer>,
 }
 
 #[derive(Clone, PartialEq, prost::Oneof)]
-enum Response {
+enum Answer {
     #[prost(message, tag = "4")]
-    FileDescriptorResponse(FileDescriptorResponse),
+    Files(FileDescriptorResponse),
     #[prost(message, tag = "5")]
-    AllExtensionNumbersResponse(ExtensionNumberResponse),
+    ExtensionNumbers(ExtensionNumberResponse),
     #[prost(message, tag = "6")]
-    ListServicesResponse(ListServiceResponse),
+    Services(ListServiceResponse),
     #[prost(message, tag = "7")]
-    ErrorResponse(ErrorResponse),
+    Error(ErrorResponse),
 }
 
 #[derive(Clone, PartialEq, Message)]
@@ -248,16 +248,15 @@ async fn serve(mut call: ServerCall, index: Arc<Index>, services: Arc<Vec<String
             Ok(r) => r,
             Err(e) => return Status::invalid_argument(format!("invalid reflection request: {e}")),
         };
-        let not_found = |what: String| {
-            Response::ErrorResponse(ErrorResponse { error_code: Code::NotFound.as_i32(), error_message: what })
-        };
+        let not_found =
+            |what: String| Answer::Error(ErrorResponse { error_code: Code::NotFound.as_i32(), error_message: what });
         let files = |r: Option<Vec<Vec<u8>>>, what: String| match r {
-            Some(f) => Response::FileDescriptorResponse(FileDescriptorResponse { file_descriptor_proto: f }),
+            Some(f) => Answer::Files(FileDescriptorResponse { file_descriptor_proto: f }),
             None => not_found(what),
         };
         let resp = match &req.message_request {
             None => return Status::invalid_argument("reflection request without a message_request"),
-            Some(Request::ListServices(_)) => Response::ListServicesResponse(ListServiceResponse {
+            Some(Request::ListServices(_)) => Answer::Services(ListServiceResponse {
                 service: services.iter().map(|s| ServiceResponse { name: s.clone() }).collect(),
             }),
             Some(Request::FileByFilename(n)) => files(index.file_closure(n, &mut sent), format!("file not found: {n}")),
@@ -276,7 +275,7 @@ async fn serve(mut call: ServerCall, index: Arc<Index>, services: Arc<Vec<String
                 if index.symbols.contains_key(t) {
                     let mut nums: Vec<i32> = index.extensions.keys().filter(|(e, _)| e == t).map(|(_, n)| *n).collect();
                     nums.sort_unstable();
-                    Response::AllExtensionNumbersResponse(ExtensionNumberResponse {
+                    Answer::ExtensionNumbers(ExtensionNumberResponse {
                         base_type_name: t.to_string(),
                         extension_number: nums,
                     })
@@ -369,7 +368,7 @@ mod tests {
 
     fn names(r: &ServerReflectionResponse) -> Vec<String> {
         match &r.message_response {
-            Some(Response::FileDescriptorResponse(f)) => f
+            Some(Answer::Files(f)) => f
                 .file_descriptor_proto
                 .iter()
                 .map(|b| FileDescriptorProto::decode(&b[..]).unwrap().name().to_string())
@@ -402,7 +401,7 @@ mod tests {
                 resp
             };
             let r = ask(Request::ListServices(String::new())).await;
-            let Some(Response::ListServicesResponse(l)) = r.message_response else { panic!("{r:?}") };
+            let Some(Answer::Services(l)) = r.message_response else { panic!("{r:?}") };
             let listed: Vec<_> = l.service.into_iter().map(|s| s.name).collect();
             assert_eq!(listed, ["demo.Svc", SERVICE_V1, SERVICE_V1ALPHA]);
             // The file and its dependency, then only the file (the dependency was sent).
@@ -417,7 +416,7 @@ mod tests {
             let x = ExtensionRequest { containing_type: "common.Base".into(), extension_number: 100 };
             assert_eq!(names(&ask(Request::FileContainingExtension(x)).await), ["svc.proto"]);
             let r = ask(Request::AllExtensionNumbersOfType("common.Base".into())).await;
-            let Some(Response::AllExtensionNumbersResponse(n)) = r.message_response else { panic!("{r:?}") };
+            let Some(Answer::ExtensionNumbers(n)) = r.message_response else { panic!("{r:?}") };
             assert_eq!((n.base_type_name.as_str(), n.extension_number), ("common.Base", vec![100]));
             // Unknown things: NOT_FOUND in the stream, which goes on.
             for bad in [
@@ -426,7 +425,7 @@ mod tests {
                 Request::AllExtensionNumbersOfType("demo.Nope".into()),
             ] {
                 let r = ask(bad).await;
-                let Some(Response::ErrorResponse(e)) = r.message_response else { panic!("{r:?}") };
+                let Some(Answer::Error(e)) = r.message_response else { panic!("{r:?}") };
                 assert_eq!(e.error_code, Code::NotFound.as_i32());
             }
             call.close_send().await.unwrap();
