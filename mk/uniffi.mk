@@ -1,9 +1,10 @@
 ## Kotlin (JVM) tests of the UniFFI binding, the Kotlin interop client, the
 ## Kotlin greeter example, plus the Swift bindings' drift check.
-##   make test-kotlin      drift check, kotlin-tests (Rust and grpc-java servers), interop-kotlin
+##   make test-kotlin      drift check, demo-kotlin, kotlin-tests (Rust and grpc-java servers), interop-kotlin
 ##   make interop-kotlin   the Kotlin interop client against grpc-go's server (plaintext + TLS)
 ##   make example-kotlin   builds examples/kotlin (run by `make demo`)
-.PHONY: test-kotlin interop-kotlin example-kotlin gen-uniffi check-swift
+##   make demo-kotlin      runs it against the Rust greeter server
+.PHONY: test-kotlin interop-kotlin example-kotlin demo-kotlin gen-uniffi check-swift
 UNIFFI_GEN := $(CURDIR)/target/uniffi-gen
 UNIFFI_LIB := $(CURDIR)/target/release/libgrpc_core_uniffi.so
 KT_TESTS := bindings/uniffi/kotlin-tests
@@ -28,7 +29,7 @@ check-swift: gen-uniffi
 	diff -u bindings/uniffi/swift/Sources/GrpcCore/GrpcCore.swift $(UNIFFI_GEN)/GrpcCore.swift
 	diff -u bindings/uniffi/swift/Sources/GrpcCoreFFI/include/GrpcCoreFFI.h $(UNIFFI_GEN)/GrpcCoreFFI.h
 
-test-kotlin: check-swift
+test-kotlin: check-swift demo-kotlin
 	tests/interop/scripts/install-peers.sh
 	cd $(KT_TESTS) && mvn -B test -Djna.library.path=$(CURDIR)/target/release \
 		-Dinterop.certs=$(CURDIR)/.peers/certs | grep -E 'Tests run|FAIL|ERROR|BUILD' ; exit $${PIPESTATUS[0]}
@@ -41,3 +42,7 @@ interop-kotlin: gen-uniffi
 
 example-kotlin: gen-uniffi
 	cd examples/kotlin && mvn -B -q package
+
+demo-kotlin: example-kotlin
+	$(CARGO) build --release -q -p examples-rust
+	examples/kotlin/demo.sh
