@@ -12,9 +12,9 @@ include mk/node.mk
 include mk/bench.mk
 include mk/uniffi.mk
 
-## The main demo: one Rust greeter server and clients in Rust, C, Python and
-## Node talking to it, then Rust over TLS. Builds and installs what it needs.
-demo: toolchain python-dev node-deps
+## The main demo: one Rust greeter server and clients in Rust, C, Python,
+## Node and Kotlin talking to it, then Rust over TLS. Builds and installs what it needs.
+demo: toolchain python-dev node-deps example-kotlin
 	$(CARGO) build --release -q -p examples-rust -p grpc-core-ffi
 	$(MAKE) -s -C examples/c OUT=$(CURDIR)/target/c-examples
 	cd examples/node && $(NPM) install --no-audit --no-fund --loglevel=error
