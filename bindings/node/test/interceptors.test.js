@@ -156,6 +156,43 @@ for (const [name, C] of clients) {
       }
     });
 
+    test('an interceptor that starts later (an async token fetch) holds messages and half-close back', async () => {
+      const log = [];
+      const lateAuth = (options, nextCall) =>
+        new C.InterceptingCall(nextCall(options), {
+          start(metadata, listener, next) {
+            setTimeout(() => {
+              log.push('token ready');
+              metadata.set('x-echo', 'late-token');
+              next(metadata, listener);
+            }, 30);
+          },
+          sendMessage(m, next) {
+            log.push(`send ${m.name}`);
+            next(m);
+          },
+        });
+      const client = make({ interceptors: [lateAuth] });
+      try {
+        const out = await unary(client, { name: 'late', n: 1 });
+        assert.equal(out.err, null);
+        assert.equal(out.res.message, 'hello late');
+        assert.equal(out.headers.get('x-echo-back')[0], 'late-token');
+        assert.deepEqual(log, ['send late', 'token ready']);
+        // Client streaming: the Writable waits for each message to be sent.
+        const res = await new Promise((resolve, reject) => {
+          const call = client.clientStream((err, r) => (err ? reject(err) : resolve(r)));
+          call.write({ name: 'x', n: 1 });
+          call.write({ name: 'y', n: 2 });
+          call.end();
+        });
+        assert.equal(res.message, 'x,y');
+        assert.equal(res.n, 3);
+      } finally {
+        client.close();
+      }
+    });
+
     test('rewrites a failure status', async () => {
       const listener = new C.ListenerBuilder()
         .withOnReceiveStatus((st, next) => {
@@ -298,6 +335,34 @@ for (const [name, C] of clients) {
         const err = await p;
         assert.equal(err.code, C.status.CANCELLED);
         assert.deepEqual(log, ['cancel']);
+      } finally {
+        client.close();
+      }
+    });
+
+    test('server streaming: cancel after the first message ends the call on both sides', async () => {
+      let statusSeen = null;
+      const watch = (options, nextCall) =>
+        new C.InterceptingCall(nextCall(options), {
+          start: (md, l, next) => next(md, { onReceiveStatus: (st, n) => ((statusSeen = st.code), n(st)) }),
+        });
+      const client = make({ interceptors: [watch] });
+      try {
+        srv.seen.streamCancelled = false;
+        const call = client.serverStream({ name: 'c', n: 2, delayMs: 1 });
+        const got = [];
+        const err = await new Promise((resolve) => {
+          call.on('data', (d) => {
+            got.push(d.message);
+            if (got.length === 1) call.cancel();
+          });
+          call.on('error', resolve);
+        });
+        assert.equal(err.code, C.status.CANCELLED);
+        assert.equal(statusSeen, C.status.CANCELLED, 'the interceptor saw the status');
+        assert.equal(got[0], 'c0');
+        for (let i = 0; i < 200 && !srv.seen.streamCancelled; i++) await new Promise((r) => setTimeout(r, 10));
+        assert.equal(srv.seen.streamCancelled, true, 'the server saw the cancellation');
       } finally {
         client.close();
       }
