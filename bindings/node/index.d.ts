@@ -137,12 +137,110 @@ export type Deadline = Date | number;
 export interface CallOptions {
   deadline?: Deadline;
   waitForReady?: boolean;
+  /** Replace the client's interceptors for this call. */
+  interceptors?: Interceptor[];
+  interceptor_providers?: InterceptorProvider[];
   [key: string]: any;
 }
 
 export interface ClientOptions extends ChannelOptions {
   channelOverride?: Channel;
+  /** At most one of `interceptors` and `interceptor_providers`. */
+  interceptors?: Interceptor[];
+  interceptor_providers?: InterceptorProvider[];
 }
+
+// ---- client interceptors (as @grpc/grpc-js)
+
+export interface ClientMethodDefinition<RequestType, ResponseType> {
+  path: string;
+  requestStream: boolean;
+  responseStream: boolean;
+  requestSerialize: Serialize<RequestType>;
+  responseDeserialize: Deserialize<ResponseType>;
+}
+
+export interface InterceptorOptions extends CallOptions {
+  method_definition: ClientMethodDefinition<any, any>;
+}
+
+export type MetadataListener = (metadata: Metadata, next: (metadata: Metadata) => void) => void;
+export type MessageListener = (message: any, next: (message: any) => void) => void;
+export type StatusListener = (status: StatusObject, next: (status: StatusObject) => void) => void;
+
+export interface FullListener {
+  onReceiveMetadata: MetadataListener;
+  onReceiveMessage: MessageListener;
+  onReceiveStatus: StatusListener;
+}
+export type Listener = Partial<FullListener>;
+
+/** What the next link of a chain is told (already processed values). */
+export interface InterceptingListener {
+  onReceiveMetadata(metadata: Metadata): void;
+  onReceiveMessage(message: any): void;
+  onReceiveStatus(status: StatusObject): void;
+}
+
+export type MetadataRequester = (metadata: Metadata, listener: InterceptingListener, next: (metadata: Metadata, listener?: InterceptingListener | Listener) => void) => void;
+export type MessageRequester = (message: any, next: (message: any) => void) => void;
+export type CloseRequester = (next: () => void) => void;
+export type CancelRequester = (next: () => void) => void;
+
+export interface FullRequester {
+  start: MetadataRequester;
+  sendMessage: MessageRequester;
+  halfClose: CloseRequester;
+  cancel: CancelRequester;
+}
+export type Requester = Partial<FullRequester>;
+
+export interface MessageContext {
+  callback?: (error?: Error | null) => void;
+  flags?: number;
+}
+
+export interface InterceptingCallInterface {
+  cancelWithStatus(status: status, details: string): void;
+  getPeer(): string;
+  start(metadata: Metadata, listener?: Partial<InterceptingListener>): void;
+  sendMessageWithContext(context: MessageContext, message: any): void;
+  sendMessage(message: any): void;
+  startRead(): void;
+  halfClose(): void;
+}
+
+export declare class InterceptingCall implements InterceptingCallInterface {
+  constructor(nextCall: InterceptingCallInterface, requester?: Requester);
+  cancelWithStatus(status: status, details: string): void;
+  getPeer(): string;
+  start(metadata: Metadata, listener?: Partial<InterceptingListener>): void;
+  sendMessageWithContext(context: MessageContext, message: any): void;
+  sendMessage(message: any): void;
+  startRead(): void;
+  halfClose(): void;
+}
+
+export type NextCall = (options: InterceptorOptions) => InterceptingCallInterface;
+export type Interceptor = (options: InterceptorOptions, nextCall: NextCall) => InterceptingCall;
+export type InterceptorProvider = (methodDefinition: ClientMethodDefinition<any, any>) => Interceptor | null | undefined;
+
+export declare class ListenerBuilder {
+  withOnReceiveMetadata(onReceiveMetadata: MetadataListener): this;
+  withOnReceiveMessage(onReceiveMessage: MessageListener): this;
+  withOnReceiveStatus(onReceiveStatus: StatusListener): this;
+  build(): Listener;
+}
+
+export declare class RequesterBuilder {
+  withStart(start: MetadataRequester): this;
+  withSendMessage(sendMessage: MessageRequester): this;
+  withHalfClose(halfClose: CloseRequester): this;
+  withCancel(cancel: CancelRequester): this;
+  build(): Requester;
+}
+
+export declare class InterceptorConfigurationError extends Error {}
 
 export type requestCallback<ResponseType> = (err: ServiceError | null, value?: ResponseType) => void;
 export type UnaryCallback<ResponseType> = requestCallback<ResponseType>;

@@ -190,6 +190,16 @@ class Metadata {
   }
 }
 
+/**
+ * Whether a read event carries response headers to report. The engine gives
+ * a trailers-only response empty headers; grpc-js reports none for it, so
+ * empty headers that come with an error status and no message are dropped.
+ */
+function hasHeaders(ev) {
+  if (!ev.md) return false;
+  return ev.md.length > 0 || ev.msg || ev.code === undefined || ev.code === null || ev.code === 0;
+}
+
 function statusFromEvent(ev) {
   return { code: ev.code, details: ev.details || '', metadata: Metadata._fromList(ev.trailers) };
 }
@@ -436,7 +446,7 @@ class StreamCall {
     this.paused = false;
     const id = newId();
     handlers.set(id, (ev) => {
-      if (ev.md) this.stream.emit('metadata', Metadata._fromList(ev.md));
+      if (hasHeaders(ev)) this.stream.emit('metadata', Metadata._fromList(ev.md));
       if (ev.msg) {
         if (ev.more) {
           handlers.delete(id);
@@ -589,6 +599,606 @@ class ClientDuplexStreamImpl extends Duplex {
   }
 }
 
+// ---------------------------------------------------------------- client interceptors
+//
+// grpc-js's client interceptor API, in JavaScript over the same native call
+// objects: an interceptor is `(options, nextCall) => InterceptingCall`, and
+// the chain ends in a BaseInterceptingCall that (de)serializes messages and
+// drives one native call. Calls without interceptors skip all of this.
+
+class InterceptorConfigurationError extends Error {
+  constructor(message) {
+    super(message);
+    this.name = 'InterceptorConfigurationError';
+    Error.captureStackTrace(this, InterceptorConfigurationError);
+  }
+}
+
+class ListenerBuilder {
+  constructor() {
+    this.metadata = undefined;
+    this.message = undefined;
+    this.status = undefined;
+  }
+  withOnReceiveMetadata(onReceiveMetadata) {
+    this.metadata = onReceiveMetadata;
+    return this;
+  }
+  withOnReceiveMessage(onReceiveMessage) {
+    this.message = onReceiveMessage;
+    return this;
+  }
+  withOnReceiveStatus(onReceiveStatus) {
+    this.status = onReceiveStatus;
+    return this;
+  }
+  build() {
+    return { onReceiveMetadata: this.metadata, onReceiveMessage: this.message, onReceiveStatus: this.status };
+  }
+}
+
+class RequesterBuilder {
+  constructor() {
+    this.start = undefined;
+    this.message = undefined;
+    this.halfClose = undefined;
+    this.cancel = undefined;
+  }
+  withStart(start) {
+    this.start = start;
+    return this;
+  }
+  withSendMessage(sendMessage) {
+    this.message = sendMessage;
+    return this;
+  }
+  withHalfClose(halfClose) {
+    this.halfClose = halfClose;
+    return this;
+  }
+  withCancel(cancel) {
+    this.cancel = cancel;
+    return this;
+  }
+  build() {
+    return { start: this.start, sendMessage: this.message, halfClose: this.halfClose, cancel: this.cancel };
+  }
+}
+
+/** A listener that passes everything on unchanged. */
+const defaultListener = {
+  onReceiveMetadata: (metadata, next) => next(metadata),
+  onReceiveMessage: (message, next) => next(message),
+  onReceiveStatus: (status, next) => next(status),
+};
+
+/** A requester that passes everything on unchanged. */
+const defaultRequester = {
+  start: (metadata, listener, next) => next(metadata, listener),
+  sendMessage: (message, next) => next(message),
+  halfClose: (next) => next(),
+  cancel: (next) => next(),
+};
+
+const kIntercepting = Symbol('interceptingListener');
+
+/**
+ * Runs a Listener (the `(value, next)` form) in front of the next
+ * InterceptingListener, keeping the order metadata, messages, status even
+ * when the listener calls `next` later.
+ */
+class InterceptingListenerImpl {
+  constructor(listener, nextListener) {
+    this[kIntercepting] = true;
+    this.listener = listener;
+    this.nextListener = nextListener;
+    this.processingMetadata = false;
+    this.hasPendingMessage = false;
+    this.pendingMessage = null;
+    this.processingMessage = false;
+    this.pendingStatus = null;
+  }
+  processPendingMessage() {
+    if (this.hasPendingMessage) {
+      this.nextListener.onReceiveMessage(this.pendingMessage);
+      this.pendingMessage = null;
+      this.hasPendingMessage = false;
+    }
+  }
+  processPendingStatus() {
+    if (this.pendingStatus) this.nextListener.onReceiveStatus(this.pendingStatus);
+  }
+  onReceiveMetadata(metadata) {
+    this.processingMetadata = true;
+    this.listener.onReceiveMetadata(metadata, (md) => {
+      this.processingMetadata = false;
+      this.nextListener.onReceiveMetadata(md);
+      this.processPendingMessage();
+      this.processPendingStatus();
+    });
+  }
+  onReceiveMessage(message) {
+    this.processingMessage = true;
+    this.listener.onReceiveMessage(message, (msg) => {
+      this.processingMessage = false;
+      if (this.processingMetadata) {
+        this.pendingMessage = msg;
+        this.hasPendingMessage = true;
+      } else {
+        this.nextListener.onReceiveMessage(msg);
+        this.processPendingStatus();
+      }
+    });
+  }
+  onReceiveStatus(status) {
+    this.listener.onReceiveStatus(status, (st) => {
+      if (this.processingMetadata || this.processingMessage) this.pendingStatus = st;
+      else this.nextListener.onReceiveStatus(st);
+    });
+  }
+}
+
+/**
+ * One link of the chain: runs a Requester in front of `nextCall`, holding a
+ * message or half-close back while the start (or a message) is still being
+ * processed, as grpc-js does.
+ */
+class InterceptingCall {
+  constructor(nextCall, requester) {
+    this.nextCall = nextCall;
+    const r = requester || {};
+    this.requester = {
+      start: r.start || defaultRequester.start,
+      sendMessage: r.sendMessage || defaultRequester.sendMessage,
+      halfClose: r.halfClose || defaultRequester.halfClose,
+      cancel: r.cancel || defaultRequester.cancel,
+    };
+    this.processingMetadata = false;
+    this.pendingMessageContext = null;
+    this.pendingMessage = undefined;
+    this.processingMessage = false;
+    this.pendingHalfClose = false;
+  }
+  cancelWithStatus(code, details) {
+    this.requester.cancel(() => this.nextCall.cancelWithStatus(code, details));
+  }
+  getPeer() {
+    return this.nextCall.getPeer();
+  }
+  processPendingMessage() {
+    if (this.pendingMessageContext) {
+      this.nextCall.sendMessageWithContext(this.pendingMessageContext, this.pendingMessage);
+      this.pendingMessageContext = null;
+      this.pendingMessage = undefined;
+    }
+  }
+  processPendingHalfClose() {
+    if (this.pendingHalfClose) this.nextCall.halfClose();
+  }
+  start(metadata, interceptingListener) {
+    const l = interceptingListener || {};
+    const full = {
+      onReceiveMetadata: l.onReceiveMetadata ? l.onReceiveMetadata.bind(l) : () => {},
+      onReceiveMessage: l.onReceiveMessage ? l.onReceiveMessage.bind(l) : () => {},
+      onReceiveStatus: l.onReceiveStatus ? l.onReceiveStatus.bind(l) : () => {},
+    };
+    this.processingMetadata = true;
+    this.requester.start(metadata, full, (md, listener) => {
+      this.processingMetadata = false;
+      let next;
+      if (listener && listener[kIntercepting]) {
+        next = listener;
+      } else {
+        const li = listener || {};
+        next = new InterceptingListenerImpl(
+          {
+            onReceiveMetadata: li.onReceiveMetadata || defaultListener.onReceiveMetadata,
+            onReceiveMessage: li.onReceiveMessage || defaultListener.onReceiveMessage,
+            onReceiveStatus: li.onReceiveStatus || defaultListener.onReceiveStatus,
+          },
+          full,
+        );
+      }
+      this.nextCall.start(md, next);
+      this.processPendingMessage();
+      this.processPendingHalfClose();
+    });
+  }
+  sendMessageWithContext(context, message) {
+    this.processingMessage = true;
+    this.requester.sendMessage(message, (finalMessage) => {
+      this.processingMessage = false;
+      if (this.processingMetadata) {
+        this.pendingMessageContext = context;
+        this.pendingMessage = finalMessage;
+      } else {
+        this.nextCall.sendMessageWithContext(context, finalMessage);
+        this.processPendingHalfClose();
+      }
+    });
+  }
+  sendMessage(message) {
+    this.sendMessageWithContext({}, message);
+  }
+  startRead() {
+    this.nextCall.startRead();
+  }
+  halfClose() {
+    this.requester.halfClose(() => {
+      if (this.processingMetadata || this.processingMessage) this.pendingHalfClose = true;
+      else this.nextCall.halfClose();
+    });
+  }
+}
+
+/**
+ * The end of the chain: one native call, messages as serialized bytes.
+ * Nothing goes to the engine before `start`, so an interceptor that never
+ * calls `next` in its start short-circuits the call. Responses are read
+ * ahead READ_CREDIT at a time and handed on one per `startRead`; the status
+ * goes out once every received message has been handed on.
+ */
+class NativeInterceptingCall {
+  constructor(channel, method, options) {
+    this.channel = channel;
+    this.method = method;
+    this.options = options;
+    this.native = null;
+    this.listener = null;
+    this.ops = []; // writes ({context, buf}) and the half-close ({}) not sent yet
+    this.busy = false;
+    this.halfClosed = false;
+    this.queue = []; // received messages not yet asked for
+    this.wanted = 0; // startRead calls not yet answered
+    this.reading = false;
+    this.status = null; // the status from the engine, held back until the queue is empty
+    this.done = false;
+    this.held = false;
+  }
+  getPeer() {
+    return literalPeer(this.channel.getTarget());
+  }
+  start(metadata, listener) {
+    if (this.done || this.listener !== null) return;
+    this.listener = listener;
+    hold();
+    this.held = true;
+    withCallCreds(
+      this.channel,
+      this.method,
+      metadata,
+      (md) => {
+        if (this.done) return;
+        const o = this.options;
+        this.native = this.channel._native.start(this.method, md._toList(), timeoutOf(o.deadline), !!o.waitForReady);
+        this.readAhead();
+        this.pump();
+      },
+      (st) => this.finish(st),
+    );
+  }
+  readAhead() {
+    if (this.reading || this.done || this.status !== null || this.native === null) return;
+    if (this.queue.length >= READ_CREDIT) return;
+    this.reading = true;
+    const id = newId();
+    handlers.set(id, (ev) => {
+      if (hasHeaders(ev) && !this.done) this.listener.onReceiveMetadata(Metadata._fromList(ev.md));
+      if (ev.msg) {
+        if (ev.more) {
+          handlers.delete(id);
+          this.reading = false;
+        }
+        if (this.done) return;
+        this.queue.push(ev.msg);
+        this.deliver();
+        if (ev.more) this.readAhead();
+      } else if (ev.code !== undefined && ev.code !== null) {
+        handlers.delete(id);
+        this.reading = false;
+        if (this.done) return;
+        this.status = statusFromEvent(ev);
+        this.deliver();
+      }
+    });
+    this.native.read(id, READ_CREDIT);
+  }
+  deliver() {
+    while (this.wanted > 0 && this.queue.length > 0 && !this.done) {
+      this.wanted--;
+      this.listener.onReceiveMessage(this.queue.shift());
+    }
+    if (this.queue.length === 0 && this.status !== null) {
+      // After the stream above has emitted what it buffered, as grpc-js
+      // reports the status only after the last message went through.
+      const st = this.status;
+      return setImmediate(() => this.finish(st));
+    }
+    this.readAhead();
+  }
+  finish(st) {
+    if (this.done) return;
+    this.done = true;
+    this.queue = [];
+    if (this.held) release();
+    if (this.listener) this.listener.onReceiveStatus(st);
+  }
+  /**
+   * Sends queued writes and the half-close one at a time, each after the
+   * previous one completed (the engine runs operations as separate tasks,
+   * so two in flight could overtake each other); a half-close right behind
+   * the last write goes with it.
+   */
+  pump() {
+    if (this.busy || this.native === null || this.done || this.ops.length === 0) return;
+    const op = this.ops.shift();
+    this.busy = true;
+    const id = once(() => {
+      this.busy = false;
+      if (op.context && typeof op.context.callback === 'function') op.context.callback();
+      this.pump();
+    });
+    if (op.buf === undefined) return this.native.writesDone(id);
+    const last = this.ops.length > 0 && this.ops[0].buf === undefined;
+    if (last) this.ops.shift();
+    this.native.write(id, op.buf, last);
+  }
+  sendMessageWithContext(context, buf) {
+    if (this.done) return;
+    this.ops.push({ context, buf });
+    this.pump();
+  }
+  startRead() {
+    this.wanted++;
+    if (this.native !== null) this.deliver();
+  }
+  halfClose() {
+    if (this.done || this.halfClosed) return;
+    this.halfClosed = true;
+    this.ops.push({});
+    this.pump();
+  }
+  cancelWithStatus(code, details) {
+    if (this.done) return;
+    if (this.native !== null) this.native.cancel();
+    this.finish({ code, details, metadata: new Metadata() });
+  }
+}
+
+/** Serialization and deserialization around the native call (grpc-js's BaseInterceptingCall). */
+class BaseInterceptingCall {
+  constructor(call, methodDefinition) {
+    this.call = call;
+    this.methodDefinition = methodDefinition;
+  }
+  cancelWithStatus(code, details) {
+    this.call.cancelWithStatus(code, details);
+  }
+  getPeer() {
+    return this.call.getPeer();
+  }
+  sendMessageWithContext(context, message) {
+    let buf;
+    try {
+      buf = this.methodDefinition.requestSerialize(message);
+    } catch (e) {
+      this.call.cancelWithStatus(status.INTERNAL, `Request message serialization failure: ${e && e.message}`);
+      return;
+    }
+    this.call.sendMessageWithContext(context, buf);
+  }
+  sendMessage(message) {
+    this.sendMessageWithContext({}, message);
+  }
+  start(metadata, listener) {
+    const l = listener || {};
+    let readError = null;
+    this.call.start(metadata, {
+      onReceiveMetadata: (md) => l.onReceiveMetadata && l.onReceiveMetadata(md),
+      onReceiveMessage: (buf) => {
+        let value;
+        try {
+          value = this.methodDefinition.responseDeserialize(buf);
+        } catch (e) {
+          readError = { code: status.INTERNAL, details: `Response message parsing error: ${e && e.message}`, metadata: new Metadata() };
+          this.call.cancelWithStatus(readError.code, readError.details);
+          return;
+        }
+        if (l.onReceiveMessage) l.onReceiveMessage(value);
+      },
+      onReceiveStatus: (st) => l.onReceiveStatus && l.onReceiveStatus(readError || st),
+    });
+  }
+  startRead() {
+    this.call.startRead();
+  }
+  halfClose() {
+    this.call.halfClose();
+  }
+}
+
+/** For unary responses: reads at once, and reports a missing message as `null`. */
+class BaseUnaryInterceptingCall extends BaseInterceptingCall {
+  start(metadata, listener) {
+    const l = listener || {};
+    let received = false;
+    super.start(metadata, {
+      onReceiveMetadata: (md) => l.onReceiveMetadata && l.onReceiveMetadata(md),
+      onReceiveMessage: (m) => {
+        received = true;
+        if (l.onReceiveMessage) l.onReceiveMessage(m);
+      },
+      onReceiveStatus: (st) => {
+        if (!received && l.onReceiveMessage) l.onReceiveMessage(null);
+        if (l.onReceiveStatus) l.onReceiveStatus(st);
+      },
+    });
+    this.call.startRead();
+  }
+}
+
+function getInterceptingCall(client, methodDefinition, options) {
+  const clientInterceptors = client[kInterceptors];
+  const clientProviders = client[kInterceptorProviders];
+  const callInterceptors = options.interceptors || [];
+  const callProviders = options.interceptor_providers || [];
+  if (callInterceptors.length > 0 && callProviders.length > 0) {
+    throw new InterceptorConfigurationError('Both interceptors and interceptor_providers were passed as call options. Only one of these is allowed.');
+  }
+  // Interceptors given to the call replace the client's.
+  const interceptors = (callInterceptors.length > 0 || callProviders.length > 0
+    ? callInterceptors.concat(callProviders.map((p) => p(methodDefinition)))
+    : clientInterceptors.concat(clientProviders.map((p) => p(methodDefinition)))
+  ).filter((i) => i);
+  const channel = client[kChannel];
+  const bottom = (finalOptions) => {
+    const call = new NativeInterceptingCall(channel, methodDefinition.path, finalOptions);
+    return methodDefinition.responseStream ? new BaseInterceptingCall(call, methodDefinition) : new BaseUnaryInterceptingCall(call, methodDefinition);
+  };
+  const getCall = interceptors.reduceRight((nextCall, interceptor) => (opts) => interceptor(opts, nextCall), bottom);
+  return getCall(Object.assign({}, options, { method_definition: methodDefinition }));
+}
+
+function hasInterceptors(client, options) {
+  return (
+    client[kInterceptors].length > 0 ||
+    client[kInterceptorProviders].length > 0 ||
+    (options.interceptors && options.interceptors.length > 0) ||
+    (options.interceptor_providers && options.interceptor_providers.length > 0)
+  );
+}
+
+/** Call objects of intercepted calls: the grpc-js shapes over an InterceptingCall. */
+class InterceptedUnaryCall extends EventEmitter {
+  constructor() {
+    super();
+    this.call = null;
+  }
+  cancel() {
+    if (this.call) this.call.cancelWithStatus(status.CANCELLED, 'Cancelled on client');
+  }
+  getPeer() {
+    return this.call ? this.call.getPeer() : 'unknown';
+  }
+}
+
+class InterceptedReadable extends Readable {
+  constructor() {
+    super({ objectMode: true });
+    this.call = null;
+  }
+  cancel() {
+    if (this.call) this.call.cancelWithStatus(status.CANCELLED, 'Cancelled on client');
+  }
+  getPeer() {
+    return this.call ? this.call.getPeer() : 'unknown';
+  }
+  _read() {
+    if (this.call) this.call.startRead();
+  }
+}
+
+class InterceptedWritable extends Writable {
+  constructor() {
+    super({ objectMode: true });
+    this.call = null;
+  }
+  cancel() {
+    if (this.call) this.call.cancelWithStatus(status.CANCELLED, 'Cancelled on client');
+  }
+  getPeer() {
+    return this.call ? this.call.getPeer() : 'unknown';
+  }
+  _write(chunk, _enc, cb) {
+    if (this.call) this.call.sendMessageWithContext({ callback: cb }, chunk);
+    else cb();
+  }
+  _final(cb) {
+    if (this.call) this.call.halfClose();
+    cb();
+  }
+}
+
+class InterceptedDuplex extends Duplex {
+  constructor() {
+    super({ objectMode: true });
+    this.call = null;
+  }
+  cancel() {
+    if (this.call) this.call.cancelWithStatus(status.CANCELLED, 'Cancelled on client');
+  }
+  getPeer() {
+    return this.call ? this.call.getPeer() : 'unknown';
+  }
+  _read() {
+    if (this.call) this.call.startRead();
+  }
+  _write(chunk, _enc, cb) {
+    if (this.call) this.call.sendMessageWithContext({ callback: cb }, chunk);
+    else cb();
+  }
+  _final(cb) {
+    if (this.call) this.call.halfClose();
+    cb();
+  }
+}
+
+/** A listener for calls with one response (unary, client streaming). */
+function unaryResponseListener(call, emitter, callback, readMore) {
+  let response = null;
+  let received = false;
+  return {
+    onReceiveMetadata: (md) => emitter.emit('metadata', md),
+    onReceiveMessage(message) {
+      if (response !== null) call.cancelWithStatus(status.UNIMPLEMENTED, 'Too many responses received');
+      response = message;
+      if (readMore) call.startRead();
+    },
+    onReceiveStatus(st) {
+      if (received) return;
+      received = true;
+      if (st.code === status.OK) {
+        if (response === null) callback(callErrorFromStatus({ code: status.UNIMPLEMENTED, details: 'No message received', metadata: st.metadata }));
+        else callback(null, response);
+      } else {
+        callback(callErrorFromStatus(st));
+      }
+      emitter.emit('status', st);
+    },
+  };
+}
+
+/** A listener for calls with a response stream. */
+function streamResponseListener(stream) {
+  let received = false;
+  return {
+    onReceiveMetadata: (md) => stream.emit('metadata', md),
+    onReceiveMessage: (message) => stream.push(message),
+    onReceiveStatus(st) {
+      if (received) return;
+      received = true;
+      stream.push(null);
+      if (st.code !== status.OK) stream.emit('error', callErrorFromStatus(st));
+      stream.emit('status', st);
+    },
+  };
+}
+
+const kInterceptors = Symbol('interceptors');
+const kInterceptorProviders = Symbol('interceptorProviders');
+
+/**
+ * The client's peer as far as this binding can know it: the target itself
+ * when it is a literal `ip:port` (the only address the channel can connect
+ * to), else 'unknown'. The engine does not report a client call's
+ * connected address yet.
+ */
+function literalPeer(target) {
+  const t = String(target).replace(/^ipv[46]:/, '');
+  if (/^\d{1,3}(\.\d{1,3}){3}:\d+$/.test(t) || /^\[[0-9a-fA-F:.]+\]:\d+$/.test(t)) return t;
+  return 'unknown';
+}
+
 // ---------------------------------------------------------------- Client
 
 const kChannel = Symbol('channel');
@@ -596,6 +1206,11 @@ const kChannel = Symbol('channel');
 class Client {
   constructor(address, creds, options = {}) {
     this[kChannel] = options.channelOverride || new Channel(address, creds, options);
+    this[kInterceptors] = options.interceptors || [];
+    this[kInterceptorProviders] = options.interceptor_providers || [];
+    if (this[kInterceptors].length > 0 && this[kInterceptorProviders].length > 0) {
+      throw new Error('Both interceptors and interceptor_providers were passed as options to the client constructor. Only one of these is allowed.');
+    }
   }
   close() {
     this[kChannel].close();
@@ -610,8 +1225,18 @@ class Client {
   makeUnaryRequest(method, serialize, deserialize, argument, metadata, options, callback) {
     ({ metadata, options, callback } = normalizeArgs(metadata, options, callback));
     if (typeof callback !== 'function') throw new Error('callback must be a function');
+    if (hasInterceptors(this, options)) {
+      const emitter = new InterceptedUnaryCall();
+      const def = { path: method, requestStream: false, responseStream: false, requestSerialize: serialize, responseDeserialize: deserialize };
+      const call = getInterceptingCall(this, def, options);
+      emitter.call = call;
+      call.start(metadata, unaryResponseListener(call, emitter, callback, false));
+      call.sendMessage(argument);
+      call.halfClose();
+      return emitter;
+    }
     const channel = this[kChannel];
-    const call = new ClientUnaryCallImpl(channel.getTarget());
+    const call = new ClientUnaryCallImpl(literalPeer(channel.getTarget()));
     const onStatus = (st, msg) => {
       fixCancelDetails(call, st);
       if (st.code === status.OK) {
@@ -659,8 +1284,16 @@ class Client {
   makeClientStreamRequest(method, serialize, deserialize, metadata, options, callback) {
     ({ metadata, options, callback } = normalizeArgs(metadata, options, callback));
     if (typeof callback !== 'function') throw new Error('callback must be a function');
+    if (hasInterceptors(this, options)) {
+      const emitter = new InterceptedWritable();
+      const def = { path: method, requestStream: true, responseStream: false, requestSerialize: serialize, responseDeserialize: deserialize };
+      const call = getInterceptingCall(this, def, options);
+      emitter.call = call;
+      call.start(metadata, unaryResponseListener(call, emitter, callback, true));
+      return emitter;
+    }
     const channel = this[kChannel];
-    const stream = new ClientWritableStreamImpl(serialize, channel.getTarget());
+    const stream = new ClientWritableStreamImpl(serialize, literalPeer(channel.getTarget()));
     const onStatus = (st, msg) => {
       fixCancelDetails(stream, st);
       if (st.code === status.OK) {
@@ -685,7 +1318,7 @@ class Client {
       n.readUnary(
         once((ev) => {
           release();
-          if (ev.md) stream.emit('metadata', Metadata._fromList(ev.md));
+          if (hasHeaders(ev)) stream.emit('metadata', Metadata._fromList(ev.md));
           onStatus(statusFromEvent(ev), ev.msg);
         }),
       );
@@ -700,8 +1333,18 @@ class Client {
 
   makeServerStreamRequest(method, serialize, deserialize, argument, metadata, options) {
     ({ metadata, options } = normalizeArgs(metadata, options, undefined));
+    if (hasInterceptors(this, options)) {
+      const stream = new InterceptedReadable();
+      const def = { path: method, requestStream: false, responseStream: true, requestSerialize: serialize, responseDeserialize: deserialize };
+      const call = getInterceptingCall(this, def, options);
+      stream.call = call;
+      call.start(metadata, streamResponseListener(stream));
+      call.sendMessage(argument);
+      call.halfClose();
+      return stream;
+    }
     const channel = this[kChannel];
-    const stream = new ClientReadableStreamImpl(deserialize, channel.getTarget());
+    const stream = new ClientReadableStreamImpl(deserialize, literalPeer(channel.getTarget()));
     hold();
     let buf;
     try {
@@ -723,8 +1366,16 @@ class Client {
 
   makeBidiStreamRequest(method, serialize, deserialize, metadata, options) {
     ({ metadata, options } = normalizeArgs(metadata, options, undefined));
+    if (hasInterceptors(this, options)) {
+      const stream = new InterceptedDuplex();
+      const def = { path: method, requestStream: true, responseStream: true, requestSerialize: serialize, responseDeserialize: deserialize };
+      const call = getInterceptingCall(this, def, options);
+      stream.call = call;
+      call.start(metadata, streamResponseListener(stream));
+      return stream;
+    }
     const channel = this[kChannel];
-    const stream = new ClientDuplexStreamImpl(serialize, deserialize, channel.getTarget());
+    const stream = new ClientDuplexStreamImpl(serialize, deserialize, literalPeer(channel.getTarget()));
     hold();
     const start = (md) => {
       const n = channel._native.start(method, md._toList(), timeoutOf(options.deadline), !!options.waitForReady);
@@ -1268,6 +1919,10 @@ module.exports = {
   compressionAlgorithms,
   connectivityState,
   promisify,
+  InterceptingCall,
+  InterceptorConfigurationError,
+  ListenerBuilder,
+  RequesterBuilder,
   waitForClientReady(client, deadline, callback) {
     client.waitForReady(deadline, callback);
   },

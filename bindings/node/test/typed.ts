@@ -108,3 +108,40 @@ server.bindAsync('0.0.0.0:0', grpc.ServerCredentials.createInsecure(), (err: Err
 const sslServerCreds = grpc.ServerCredentials.createSsl(null, [{ private_key: Buffer.from(''), cert_chain: Buffer.from('') }], true);
 void sslServerCreds;
 client.getChannel().watchConnectivityState(grpc.connectivityState.IDLE, Date.now() + 10, (e?: Error) => void e);
+
+// Client interceptors, as grpc-js types them.
+const auth: grpc.Interceptor = (options, nextCall) =>
+  new grpc.InterceptingCall(nextCall(options), {
+    start(metadata, listener, next) {
+      metadata.set('x-token', 'secret');
+      const path: string = options.method_definition.path;
+      void path;
+      next(metadata, {
+        onReceiveStatus(st, nextStatus) {
+          const code: grpc.status = st.code;
+          void code;
+          nextStatus(st);
+        },
+      });
+    },
+  });
+const built: grpc.Interceptor = (options, nextCall) => {
+  const listener: grpc.Listener = new grpc.ListenerBuilder().withOnReceiveMessage((m, next) => next(m)).build();
+  const requester: grpc.Requester = new grpc.RequesterBuilder()
+    .withStart((md, _l, next) => next(md, listener))
+    .withSendMessage((m, next) => next(m))
+    .withHalfClose((next) => next())
+    .withCancel((next) => next())
+    .build();
+  return new grpc.InterceptingCall(nextCall(options), requester);
+};
+const provider: grpc.InterceptorProvider = (def) => (def.responseStream ? built : null);
+const intercepted = new Tester('127.0.0.1:1', insecure, { interceptors: [auth, built] });
+const provided = new Tester('127.0.0.1:1', insecure, { interceptor_providers: [provider] });
+intercepted.makeUnaryRequest('/x/Y', (v: Req) => Buffer.from(JSON.stringify(v)), (b: Buffer) => JSON.parse(b.toString()) as Resp, { name: 'i' }, { interceptors: [auth] }, (err, v) => {
+  void err;
+  void v;
+});
+const configError: Error = new grpc.InterceptorConfigurationError('x');
+void provided;
+void configError;
