@@ -12,6 +12,7 @@ mod error;
 mod h2io;
 pub mod health;
 pub mod interceptor;
+pub mod logging;
 pub mod metadata;
 pub mod reflection;
 pub mod rt;
