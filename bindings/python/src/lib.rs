@@ -10,7 +10,8 @@
 
 use std::collections::VecDeque;
 use std::future::Future;
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -111,6 +112,60 @@ fn limit(v: Option<i64>, default: usize) -> usize {
     }
 }
 
+/// Set by `_at_exit` (an `atexit` handler grpc_core registers): the
+/// interpreter is about to finalize, on the thread recorded here.
+static EXITING: AtomicBool = AtomicBool::new(false);
+static FINALIZING_THREAD: OnceLock<std::thread::ThreadId> = OnceLock::new();
+/// Threads between "my wait is over, the interpreter is not exiting" and
+/// "I hold the GIL again".
+static RETURNING: AtomicUsize = AtomicUsize::new(0);
+
+/// `py.detach(f)` that never hands a thread back to a finalizing
+/// interpreter. Before 3.14, CPython ends a thread that takes the GIL after
+/// finalization began with `pthread_exit`, whose forced unwind cannot pass
+/// the Rust frames under us: glibc aborts the process ("FATAL: exception
+/// not rethrown", exit 134). A daemon thread whose call completes during
+/// exit would do that; instead it parks here for good, as CPython 3.14
+/// itself does (python/cpython#87135), and the process exits around it.
+/// A thread that saw no exit yet is counted in `RETURNING` until it holds
+/// the GIL again, and `_at_exit` waits for those (see there).
+fn detach<T, F>(py: Python<'_>, f: F) -> T
+where
+    F: Send + FnOnce() -> T,
+    T: Send,
+{
+    let r = py.detach(|| {
+        let r = f();
+        RETURNING.fetch_add(1, Ordering::SeqCst);
+        if EXITING.load(Ordering::SeqCst) && FINALIZING_THREAD.get() != Some(&std::thread::current().id()) {
+            RETURNING.fetch_sub(1, Ordering::SeqCst);
+            loop {
+                std::thread::park();
+            }
+        }
+        r
+    });
+    RETURNING.fetch_sub(1, Ordering::SeqCst);
+    r
+}
+
+/// Marks the interpreter as exiting (see [`detach`]). grpc_core registers
+/// it with `atexit`, which runs on the finalizing thread after non-daemon
+/// threads were joined. From here on, threads whose wait ends park; the
+/// ones already on their way back to the GIL get it now (this thread lets
+/// go of it until they have, at most a second), before finalization starts.
+#[pyfunction]
+fn _at_exit(py: Python<'_>) {
+    let _ = FINALIZING_THREAD.set(std::thread::current().id());
+    EXITING.store(true, Ordering::SeqCst);
+    for _ in 0..1000 {
+        if RETURNING.load(Ordering::SeqCst) == 0 {
+            break;
+        }
+        py.detach(|| std::thread::sleep(Duration::from_millis(1)));
+    }
+}
+
 /// Runs `fut` on the core's runtime with the GIL released. (Polling it
 /// here inside the runtime's context instead was measured slower: the
 /// call's wake-ups then cross threads; on a worker they stay beside the
@@ -120,7 +175,7 @@ where
     F: Future + Send + 'static,
     F::Output: Send + 'static,
 {
-    py.detach(|| surface::block_on(fut))
+    detach(py, || surface::block_on(fut))
 }
 
 /// Wakes a thread parked in [`block_here`].
@@ -144,7 +199,7 @@ where
     F: Future + Send,
     F::Output: Send,
 {
-    py.detach(|| {
+    detach(py, || {
         let waker = std::task::Waker::from(Arc::new(ThreadWaker(std::thread::current())));
         let mut cx = std::task::Context::from_waker(&waker);
         let mut fut = std::pin::pin!(fut);
@@ -404,7 +459,7 @@ impl CallQueue {
     fn next(&self, py: Python<'_>, timeout: Option<f64>) -> Option<NativeServerCall> {
         let inner = self.inner.clone();
         let deadline = duration_from(timeout).map(|d| Instant::now() + d);
-        let call = py.detach(move || {
+        let call = detach(py, move || {
             let mut g = inner.calls.lock().unwrap_or_else(|e| e.into_inner());
             loop {
                 if let Some(c) = g.0.pop_front() {
@@ -729,6 +784,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<CallQueue>()?;
     m.add_class::<NativeServer>()?;
     m.add_class::<NativeServerCall>()?;
+    m.add_function(wrap_pyfunction!(_at_exit, m)?)?;
     m.add("VERSION", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

@@ -3,12 +3,15 @@
 from typing import Iterable, List, Optional, Tuple, Union, final
 
 
-__all__ = ["RpcStatus", "NativeChannel", "NativeCall", "CallQueue", "NativeServer", "NativeServerCall", "VERSION"]
+__all__ = ["RpcStatus", "NativeChannel", "NativeCall", "CallQueue", "NativeServer", "NativeServerCall", "VERSION", "_at_exit"]
 
 _MetadataIn = Optional[Iterable[Tuple[str, Union[str, bytes]]]]
 _MetadataOut = Tuple[Tuple[str, Union[str, bytes]], ...]
 
 VERSION: str
+
+def _at_exit() -> None:
+    """Marks the interpreter as exiting: threads whose wait ends later park instead of re-entering it."""
 
 class RpcStatus(Exception):
     """A call ended with a non-OK status: args are (code, details, trailing)."""
