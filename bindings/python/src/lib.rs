@@ -25,6 +25,8 @@ use pyo3::exceptions::{PyException, PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyString, PyTuple};
 
+mod aio;
+
 create_exception!(_native, RpcStatus, PyException, "A call ended with a non-OK status: (code, details, trailing).");
 
 /// Metadata as Python sees it: a list of `(key, value)` tuples, values are
@@ -330,15 +332,7 @@ impl NativeChannel {
         let ch = self.ch.clone();
         let r = wait(py, async move { ch.call(&method, opts).await });
         match r {
-            Ok(call) => {
-                let handle = call.handle();
-                let (s, r) = call.split();
-                Ok(NativeCall {
-                    sender: Arc::new(tokio::sync::Mutex::new(s)),
-                    receiver: Arc::new(tokio::sync::Mutex::new(r)),
-                    handle,
-                })
-            }
+            Ok(call) => Ok(NativeCall::from_call(call)),
             Err(st) => Err(status_err(py, &st)),
         }
     }
@@ -382,6 +376,18 @@ struct NativeCall {
     sender: Arc<tokio::sync::Mutex<CallSender>>,
     receiver: Arc<tokio::sync::Mutex<CallReceiver>>,
     handle: CallHandle,
+}
+
+impl NativeCall {
+    fn from_call(call: grpc_core::surface::ClientCall) -> Self {
+        let handle = call.handle();
+        let (s, r) = call.split();
+        NativeCall {
+            sender: Arc::new(tokio::sync::Mutex::new(s)),
+            receiver: Arc::new(tokio::sync::Mutex::new(r)),
+            handle,
+        }
+    }
 }
 
 #[pymethods]
@@ -438,6 +444,8 @@ impl NativeCall {
 struct QueueInner {
     calls: Mutex<(VecDeque<IncomingCall>, bool)>,
     ready: Condvar,
+    /// Set by `aio.queue_attach`: calls go to this loop's completion queue.
+    sink: Mutex<Option<aio::Sink>>,
 }
 
 /// The queue every native server of one Python server delivers calls to.
@@ -488,6 +496,7 @@ impl CallQueue {
         let dropped = {
             let mut g = self.inner.calls.lock().unwrap_or_else(|e| e.into_inner());
             g.1 = true;
+            self.inner.sink.lock().unwrap_or_else(|e| e.into_inner()).take();
             std::mem::take(&mut g.0)
         };
         drop(dropped);
@@ -568,6 +577,10 @@ impl NativeServer {
                 drop(c);
                 return;
             }
+            if let Some((cq, cb)) = &*q.sink.lock().unwrap_or_else(|e| e.into_inner()) {
+                cq.push_call(cb, c);
+                return;
+            }
             g.0.push_back(c);
             drop(g);
             q.ready.notify_one();
@@ -610,7 +623,7 @@ struct NativeServerCall {
     info: Arc<CallInfo>,
     receiver: Arc<tokio::sync::Mutex<Option<ServerReceiver>>>,
     sender: Arc<tokio::sync::Mutex<Option<ServerSender>>>,
-    call: Mutex<IncomingCall>,
+    call: Arc<Mutex<IncomingCall>>,
 }
 
 impl NativeServerCall {
@@ -621,7 +634,7 @@ impl NativeServerCall {
             info: call.info().clone(),
             receiver: Arc::new(tokio::sync::Mutex::new(receiver)),
             sender: Arc::new(tokio::sync::Mutex::new(sender)),
-            call: Mutex::new(call),
+            call: Arc::new(Mutex::new(call)),
         }
     }
 
@@ -629,20 +642,29 @@ impl NativeServerCall {
         self.call.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Runs `fut` unless the call ends first (then CANCELLED).
-    fn run<T, F>(&self, py: Python<'_>, fut: F) -> Result<T, Status>
+    /// `fut` unless the call ends first (then CANCELLED).
+    fn guarded<T, F>(&self, fut: F) -> impl Future<Output = Result<T, Status>> + Send + 'static
     where
         F: Future<Output = Result<T, Status>> + Send + 'static,
         T: Send + 'static,
     {
         let done = self.lock_call().done();
-        block_here(py, async move {
+        async move {
             tokio::select! {
                 biased;
                 r = fut => r,
                 _ = done => Err(Status::cancelled("the call is over")),
             }
-        })
+        }
+    }
+
+    /// Runs `fut` here unless the call ends first (then CANCELLED).
+    fn run<T, F>(&self, py: Python<'_>, fut: F) -> Result<T, Status>
+    where
+        F: Future<Output = Result<T, Status>> + Send + 'static,
+        T: Send + 'static,
+    {
+        block_here(py, self.guarded(fut))
     }
 }
 
@@ -785,6 +807,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<NativeServer>()?;
     m.add_class::<NativeServerCall>()?;
     m.add_function(wrap_pyfunction!(_at_exit, m)?)?;
+    aio::register(m)?;
     m.add("VERSION", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }
