@@ -163,6 +163,38 @@ where
     .abort_handle()
 }
 
+/// Like [`submit`], but polls `op` once here first, with the GIL: the
+/// server-call and send operations are often ready at once (a request that
+/// was read with the headers, a message that fits h2's send buffer), and
+/// then `fut` is resolved before this returns: no task, no loop wake-up.
+/// Only an operation that has to wait goes to the runtime.
+fn submit_now<F, T, C>(py: Python<'_>, cq: &CompletionQueue, fut: Py<PyAny>, op: F, convert: C) -> PyResult<()>
+where
+    F: std::future::Future<Output = T> + Send + 'static,
+    T: Send + 'static,
+    C: FnOnce(Python<'_>, T) -> PyResult<Py<PyAny>> + Send + 'static,
+{
+    let mut op = Box::pin(op);
+    let polled = {
+        let _rt = surface::handle().enter();
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        op.as_mut().poll(&mut cx)
+    };
+    match polled {
+        std::task::Poll::Ready(v) => {
+            let f = fut.bind(py);
+            match convert(py, v) {
+                Ok(obj) => f.call_method1(intern!(py, "set_result"), (obj,))?,
+                Err(e) => f.call_method1(intern!(py, "set_exception"), (e.into_value(py),))?,
+            };
+        }
+        std::task::Poll::Pending => {
+            submit(cq, fut, op, convert);
+        }
+    }
+    Ok(())
+}
+
 fn opts(
     timeout: Option<f64>,
     metadata: Option<&Bound<'_, PyAny>>,
@@ -252,21 +284,28 @@ pub(crate) fn channel_start(
 /// Sends one message (`last` half-closes too): True, or False if the call is over.
 #[pyfunction]
 #[pyo3(signature = (cq, fut, call, message, last=false))]
-pub(crate) fn call_send(cq: &CompletionQueue, fut: Py<PyAny>, call: &NativeCall, message: &[u8], last: bool) {
+pub(crate) fn call_send(
+    py: Python<'_>,
+    cq: &CompletionQueue,
+    fut: Py<PyAny>,
+    call: &NativeCall,
+    message: &[u8],
+    last: bool,
+) -> PyResult<()> {
     let msg = Bytes::copy_from_slice(message);
     let s = call.sender.clone();
-    submit(cq, fut, async move { s.lock().await.send_with(msg, true, last).await.is_ok() }, |py, ok| {
+    submit_now(py, cq, fut, async move { s.lock().await.send_with(msg, true, last).await.is_ok() }, |py, ok| {
         Ok(pyo3::types::PyBool::new(py, ok).to_owned().into_any().unbind())
-    });
+    })
 }
 
 /// Half-closes: True, or False if the call is over.
 #[pyfunction]
-pub(crate) fn call_close_send(cq: &CompletionQueue, fut: Py<PyAny>, call: &NativeCall) {
+pub(crate) fn call_close_send(py: Python<'_>, cq: &CompletionQueue, fut: Py<PyAny>, call: &NativeCall) -> PyResult<()> {
     let s = call.sender.clone();
-    submit(cq, fut, async move { s.lock().await.close_send().await.is_ok() }, |py, ok| {
+    submit_now(py, cq, fut, async move { s.lock().await.close_send().await.is_ok() }, |py, ok| {
         Ok(pyo3::types::PyBool::new(py, ok).to_owned().into_any().unbind())
-    });
+    })
 }
 
 /// The response headers, or `RpcStatus` if the call failed first.
@@ -310,7 +349,12 @@ pub(crate) fn queue_attach(queue: &CallQueue, cq: &CompletionQueue, callback: Py
 
 /// The next request; None once the client half-closed; `RpcStatus` if the call is over.
 #[pyfunction]
-pub(crate) fn scall_recv(cq: &CompletionQueue, fut: Py<PyAny>, call: &NativeServerCall) {
+pub(crate) fn scall_recv(
+    py: Python<'_>,
+    cq: &CompletionQueue,
+    fut: Py<PyAny>,
+    call: &NativeServerCall,
+) -> PyResult<()> {
     let r = call.receiver.clone();
     let op = call.guarded(async move {
         match r.lock().await.as_mut() {
@@ -318,19 +362,20 @@ pub(crate) fn scall_recv(cq: &CompletionQueue, fut: Py<PyAny>, call: &NativeServ
             None => Ok(None),
         }
     });
-    submit(cq, fut, op, message_or_status);
+    submit_now(py, cq, fut, op, message_or_status)
 }
 
 /// Sends one response; `RpcStatus` if the call is over.
 #[pyfunction]
 #[pyo3(signature = (cq, fut, call, message, compress=true))]
 pub(crate) fn scall_send(
+    py: Python<'_>,
     cq: &CompletionQueue,
     fut: Py<PyAny>,
     call: &NativeServerCall,
     message: &[u8],
     compress: bool,
-) {
+) -> PyResult<()> {
     let msg = Bytes::copy_from_slice(message);
     let s = call.sender.clone();
     let op = call.guarded(async move {
@@ -339,12 +384,13 @@ pub(crate) fn scall_send(
             None => Err(Status::internal("no sender")),
         }
     });
-    submit(cq, fut, op, unit_or_status);
+    submit_now(py, cq, fut, op, unit_or_status)
 }
 
 /// Sends the response headers.
 #[pyfunction]
 pub(crate) fn scall_send_initial_metadata(
+    py: Python<'_>,
     cq: &CompletionQueue,
     fut: Py<PyAny>,
     call: &NativeServerCall,
@@ -358,8 +404,7 @@ pub(crate) fn scall_send_initial_metadata(
             None => Err(Status::internal("no sender")),
         }
     });
-    submit(cq, fut, op, unit_or_status);
-    Ok(())
+    submit_now(py, cq, fut, op, unit_or_status)
 }
 
 /// Sends the one response of a unary call and ends it OK: True, False if it
@@ -367,6 +412,7 @@ pub(crate) fn scall_send_initial_metadata(
 #[pyfunction]
 #[pyo3(signature = (cq, fut, call, message, compress=true, trailing_metadata=None))]
 pub(crate) fn scall_reply(
+    py: Python<'_>,
     cq: &CompletionQueue,
     fut: Py<PyAny>,
     call: &NativeServerCall,
@@ -385,11 +431,10 @@ pub(crate) fn scall_reply(
         }
         Ok(whole.lock().unwrap_or_else(|e| e.into_inner()).finish(Status::ok().with_metadata(md)))
     });
-    submit(cq, fut, op, |py, r| match r {
+    submit_now(py, cq, fut, op, |py, r| match r {
         Ok(b) => Ok(pyo3::types::PyBool::new(py, b).to_owned().into_any().unbind()),
         Err(st) => Err(status_err(py, &st)),
-    });
-    Ok(())
+    })
 }
 
 /// Resolves (None) once the call is over.
