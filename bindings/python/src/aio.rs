@@ -258,9 +258,11 @@ pub(crate) fn channel_unary(
     Ok(NativeOp { abort })
 }
 
-/// Starts a call of any kind: a `NativeCall` or `RpcStatus`.
+/// Starts a call of any kind: a `NativeCall` or `RpcStatus`. With `first`,
+/// that message is sent too (and the send side closed, for a unary-stream
+/// call), in the same task; a failed send shows in the call's status.
 #[pyfunction]
-#[pyo3(signature = (cq, fut, channel, method, timeout=None, metadata=None, compression=None, wait_for_ready=false))]
+#[pyo3(signature = (cq, fut, channel, method, timeout=None, metadata=None, compression=None, wait_for_ready=false, first=None))]
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn channel_start(
     cq: &CompletionQueue,
@@ -271,10 +273,19 @@ pub(crate) fn channel_start(
     metadata: Option<&Bound<'_, PyAny>>,
     compression: Option<u8>,
     wait_for_ready: bool,
+    first: Option<&[u8]>,
 ) -> PyResult<NativeOp> {
     let o = opts(timeout, metadata, compression, wait_for_ready)?;
     let ch = channel.ch.clone();
-    let abort = submit(cq, fut, async move { ch.call(&method, o).await }, |py, r| match r {
+    let first = first.map(Bytes::copy_from_slice);
+    let op = async move {
+        let mut call = ch.call(&method, o).await?;
+        if let Some(m) = first {
+            let _ = call.send_with(m, true, true).await;
+        }
+        Ok(call)
+    };
+    let abort = submit(cq, fut, op, |py, r: Result<_, Status>| match r {
         Ok(call) => Ok(Py::new(py, NativeCall::from_call(call))?.into_any()),
         Err(st) => Err(status_err(py, &st)),
     });

@@ -240,3 +240,50 @@ def test_aio_server_context_api_with_both_clients() -> None:
             await s.stop(None)
 
     asyncio.run(main())
+
+
+def test_aio_loops_in_several_threads_each_get_their_results(ours: Any) -> None:
+    """Each event loop has its own completion queue: calls made on loops in
+    four threads at once resolve on their own loop, none is lost."""
+    port, _ = ours
+    results: dict = {}
+
+    def run(k: int) -> None:
+        async def main() -> List[bytes]:
+            async with aio.insecure_channel(f"127.0.0.1:{port}") as ch:
+                unary = await asyncio.gather(*(ch.unary_unary(U)(b"%d-%d" % (k, i)) for i in range(40)))
+                streamed = [m async for m in ch.unary_stream(SS)(b"3")]
+                return list(unary) + streamed
+
+        results[k] = asyncio.run(main())
+
+    threads = [threading.Thread(target=run, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    for k in range(4):
+        assert results.get(k) == [b"echo:%d-%d" % (k, i) for i in range(40)] + [b"r0", b"r1", b"r2"], k
+
+
+def test_aio_serializer_failures_end_the_call_internal(ours: Any) -> None:
+    port, _ = ours
+
+    def bad(_: Any) -> bytes:
+        raise ValueError("cannot serialize")
+
+    async def main() -> None:
+        async with aio.insecure_channel(f"127.0.0.1:{port}") as ch:
+            for call in (ch.unary_unary(U, request_serializer=bad)(b"x"), ch.unary_stream(SS, request_serializer=bad)(b"1")):
+                with pytest.raises(aio.AioRpcError) as ei:
+                    if hasattr(call, "read"):
+                        await call.read()
+                    else:
+                        await call
+                assert ei.value.code() is grpc_core.StatusCode.INTERNAL
+                assert ei.value.details() == "Exception serializing request!"
+                assert await call.code() is grpc_core.StatusCode.INTERNAL
+            # The channel still works.
+            assert await ch.unary_unary(U)(b"ok") == b"echo:ok"
+
+    asyncio.run(main())

@@ -301,7 +301,7 @@ class _StreamCall(_Call):
     """A call with a request or a response stream: started by one engine
     operation, then one per message."""
 
-    def __init__(self, *args: Any) -> None:
+    def __init__(self, *args: Any, first: Optional[bytes] = None) -> None:
         super().__init__(*args)
         self._native: Any = None
         self._start: "Optional[asyncio.Future[Any]]" = None
@@ -311,7 +311,7 @@ class _StreamCall(_Call):
             return
         ch, method, timeout, md, comp, wfr = self._args
         self._start = fut = asyncio.get_running_loop().create_future()
-        self._op = _native.channel_start(_cq(), fut, ch, method, timeout, md, comp, wfr)
+        self._op = _native.channel_start(_cq(), fut, ch, method, timeout, md, comp, wfr, first)
 
     def _abort_native(self) -> None:
         if self._native is not None:
@@ -442,10 +442,19 @@ class _StreamCall(_Call):
 
 
 class _UnaryStreamCall(_StreamCall):
+    """The request goes out with the start of the call, in the same engine task."""
+
     def __init__(self, request: Any, *args: Any) -> None:
-        super().__init__(*args)
-        if self._status is None:
-            self._send_all((request,))
+        serializer = args[7]
+        try:
+            payload = request if serializer is None else serializer(request)
+        except Exception:  # noqa: BLE001
+            _LOGGER.exception("Exception serializing request!")
+            super().__init__(*args)
+            self._abort_native()
+            self._set_status(_Status(StatusCode.INTERNAL, "Exception serializing request!", ()))
+            return
+        super().__init__(*args, first=payload)
 
 
 class _StreamUnaryCall(_StreamCall):
