@@ -1,8 +1,8 @@
 # Python binding (issue 4): grpc_core, a drop-in for grpcio (bindings/python).
 #   make test-python   builds the extension into .venv-python, runs mypy,
 #                      stubtest, pytest, then interop-python
-#   make interop-python the Python interop client and server (bindings/python/interop)
-#                      against grpc-go's, plaintext and TLS, via run-matrix.sh
+#   make interop-python the Python interop client and server (bindings/python/interop),
+#                      sync and aio, against grpc-go's, plaintext and TLS, via run-matrix.sh
 #   make demo-python   runs the Python greeter (examples/python) over grpc_core
 #   make bench-python  CPU-µs per unary call, grpc_core vs grpcio, in one run
 # The venv and its PyPI packages install themselves; run again at will.
@@ -30,14 +30,16 @@ python-wheel: $(PY_STAMP)
 
 # The grpc-go peers and the test certs (tests/interop/scripts/install-peers.sh,
 # run only when they are missing); the protos compiled once into
-# target/python-interop; then the cells go->py and py->go of the matrix.
+# target/python-interop; then the cells go->py and py->go of the matrix, for
+# the sync API (py) and grpc.aio (pyaio, the same scripts with --aio).
 PY_INTEROP := $(CURDIR)/bindings/python/interop
 define run-interop-python
 	[ -x .peers/go/bin/server ] && [ -x .peers/go/bin/client ] && [ -f .peers/certs/ca.pem ] \
 		|| tests/interop/scripts/install-peers.sh
 	$(PY) $(PY_INTEROP)/_interop.py >/dev/null
-	EXTRA_SERVERS=py EXTRA_CLIENTS=py PEERS=py SKIP_INSTALL=1 \
+	EXTRA_SERVERS='py pyaio' EXTRA_CLIENTS='py pyaio' PEERS='py pyaio' SKIP_INSTALL=1 \
 		PY_SERVER='$(PY) $(PY_INTEROP)/server.py' PY_CLIENT='$(PY) $(PY_INTEROP)/client.py' \
+		PYAIO_SERVER='$(PY) $(PY_INTEROP)/server.py --aio' PYAIO_CLIENT='$(PY) $(PY_INTEROP)/client.py --aio' \
 		INTEROP_LOG_DIR=$(CURDIR)/target/interop-logs-python \
 		timeout --kill-after=10 300 tests/interop/scripts/run-matrix.sh
 endef

@@ -8,6 +8,8 @@ Flags (grpc-go's client): ``--server_host`` (localhost) ``--server_port``
 ``--additional_metadata`` (``k:v;k2:v2``) and the ``--soak_*`` flags. Other
 flags are accepted and ignored.
 
+``--aio`` runs the same cases over ``grpc.aio`` (grpc_core.aio).
+
 Prints ``PASS <case>`` and exits 0, or ``FAIL <case>: <why>`` and exits 1.
 
 Every RPC has a deadline (``RPC_TIMEOUT``, or the case's own), and every
@@ -16,6 +18,7 @@ loop is bounded, so a stuck peer fails the case instead of hanging it.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import queue
 import sys
@@ -365,6 +368,205 @@ class Client:
         self._soak(True)
 
 
+class AioClient(Client):
+    """The same cases over ``grpc.aio`` (``--aio``): awaited calls, ``write``/``read`` streams."""
+
+    def new_channel(self) -> Any:
+        if self.credentials is None:
+            return grpc.aio.insecure_channel(self.target, options=self.options)
+        return grpc.aio.secure_channel(self.target, self.credentials, options=self.options)
+
+    async def empty_unary(self) -> None:  # type: ignore[override]
+        resp = await self.stub.EmptyCall(empty_pb2.Empty(), timeout=RPC_TIMEOUT, metadata=self.md())
+        ensure(isinstance(resp, empty_pb2.Empty) and resp.ByteSize() == 0, f"EmptyCall returned {resp!r}")
+
+    async def large_unary(self) -> None:  # type: ignore[override]
+        resp = await self.stub.UnaryCall(simple_request(LARGE_REQ, LARGE_RESP), timeout=RPC_TIMEOUT, metadata=self.md())
+        check_payload(resp.payload, LARGE_RESP)
+
+    async def client_streaming(self) -> None:  # type: ignore[override]
+        async def reqs() -> Any:
+            for s in REQ_SIZES:
+                yield messages_pb2.StreamingInputCallRequest(payload=zeros(s))
+
+        resp = await self.stub.StreamingInputCall(reqs(), timeout=RPC_TIMEOUT, metadata=self.md())
+        want = sum(REQ_SIZES)
+        ensure(resp.aggregated_payload_size == want, f"aggregated_payload_size {resp.aggregated_payload_size} want {want}")
+
+    async def server_streaming(self) -> None:  # type: ignore[override]
+        req = messages_pb2.StreamingOutputCallRequest(
+            response_type=messages_pb2.COMPRESSABLE,
+            response_parameters=[messages_pb2.ResponseParameters(size=s) for s in RESP_SIZES],
+        )
+        n = 0
+        async for resp in self.stub.StreamingOutputCall(req, timeout=RPC_TIMEOUT, metadata=self.md()):
+            ensure(n < len(RESP_SIZES), f"more than {len(RESP_SIZES)} responses")
+            check_payload(resp.payload, RESP_SIZES[n], f"response {n}")
+            n += 1
+        ensure(n == len(RESP_SIZES), f"got {n} responses, want {len(RESP_SIZES)}")
+
+    async def ping_pong(self) -> None:  # type: ignore[override]
+        call = self.stub.FullDuplexCall(timeout=RPC_TIMEOUT, metadata=self.md())
+        for i, (req_size, resp_size) in enumerate(zip(REQ_SIZES, RESP_SIZES)):
+            await call.write(streaming_request(req_size, resp_size))
+            resp = await call.read()
+            ensure(resp is not grpc.aio.EOF, f"no response {i}")
+            check_payload(resp.payload, resp_size, f"response {i}")
+        await call.done_writing()
+        ensure(await call.read() is grpc.aio.EOF, "a response after the last one")
+        ensure(await call.code() is grpc.StatusCode.OK, "FullDuplexCall did not end OK")
+
+    async def empty_stream(self) -> None:  # type: ignore[override]
+        call = self.stub.FullDuplexCall(timeout=RPC_TIMEOUT, metadata=self.md())
+        await call.done_writing()
+        ensure(await call.read() is grpc.aio.EOF, "got a response, want none")
+        ensure(await call.code() is grpc.StatusCode.OK, "FullDuplexCall did not end OK")
+
+    async def timeout_on_sleeping_server(self) -> None:  # type: ignore[override]
+        await self.channel.channel_ready()
+        call = self.stub.FullDuplexCall(timeout=0.001, metadata=self.md())
+        try:
+            # No half-close: the server waits for more, only the deadline ends the call.
+            await call.write(messages_pb2.StreamingOutputCallRequest(payload=zeros(27182)))
+            await call.read()
+            raise Failure("FullDuplexCall read succeeded, want DEADLINE_EXCEEDED")
+        except grpc.aio.AioRpcError as e:
+            ensure(e.code() is grpc.StatusCode.DEADLINE_EXCEEDED, f"want DEADLINE_EXCEEDED, got {e.code().name}")
+        ensure(await call.code() is grpc.StatusCode.DEADLINE_EXCEEDED, "code() is not DEADLINE_EXCEEDED")
+
+    async def cancel_after_begin(self) -> None:  # type: ignore[override]
+        call = self.stub.StreamingInputCall(timeout=RPC_TIMEOUT, metadata=self.md())
+        ensure(call.cancel(), "cancel() returned False on a call in flight")
+        ensure(call.cancelled(), "cancelled() is False after cancel()")
+        ensure(await call.code() is grpc.StatusCode.CANCELLED, "code() is not CANCELLED")
+
+    async def cancel_after_first_response(self) -> None:  # type: ignore[override]
+        call = self.stub.FullDuplexCall(timeout=RPC_TIMEOUT, metadata=self.md())
+        await call.write(streaming_request(27182, 31415))
+        resp = await call.read()
+        ensure(resp is not grpc.aio.EOF, "no response")
+        check_payload(resp.payload, 31415)
+        ensure(call.cancel(), "cancel() returned False")
+        try:
+            await call.read()
+            raise Failure("read after cancel() succeeded")
+        except asyncio.CancelledError:
+            pass
+        ensure(await call.code() is grpc.StatusCode.CANCELLED, "code() is not CANCELLED")
+
+    async def _echo_status_aio(self, code: int, message: str, bidi: bool) -> None:
+        status = messages_pb2.EchoStatus(code=code, message=message)
+
+        def check(what: str, e: Any) -> None:
+            ensure(
+                e.code().value[0] == code and e.details() == message,
+                f"{what}: want code {code} message {message!r}, got {e.code().value[0]} {e.details()!r}",
+            )
+
+        try:
+            await self.stub.UnaryCall(messages_pb2.SimpleRequest(response_status=status), timeout=RPC_TIMEOUT,
+                                      metadata=self.md())
+            raise Failure("UnaryCall succeeded, want an error status")
+        except grpc.aio.AioRpcError as e:
+            check("UnaryCall", e)
+        if bidi:
+            call = self.stub.FullDuplexCall(timeout=RPC_TIMEOUT, metadata=self.md())
+            try:
+                await call.write(messages_pb2.StreamingOutputCallRequest(response_status=status))
+                await call.done_writing()
+                await call.read()
+                raise Failure("FullDuplexCall succeeded, want an error status")
+            except grpc.aio.AioRpcError as e:
+                check("FullDuplexCall", e)
+
+    async def status_code_and_message(self) -> None:  # type: ignore[override]
+        await self._echo_status_aio(2, "test status message", True)
+
+    async def special_status_message(self) -> None:  # type: ignore[override]
+        await self._echo_status_aio(2, "\t\ntest with whitespace\r\nand Unicode BMP \u263a and non-BMP \U0001f608\t\n", False)
+
+    async def custom_metadata(self) -> None:  # type: ignore[override]
+        initial_value = "test_initial_metadata_value"
+        trailing_value = b"\xab\xab\xab"
+        md = self.md((_interop.ECHO_INITIAL_KEY, initial_value), (_interop.ECHO_TRAILING_KEY, trailing_value))
+
+        def check(what: str, initial: Any, trailing: Any) -> None:
+            got_i = [v for k, v in initial if k == _interop.ECHO_INITIAL_KEY]
+            ensure(got_i == [initial_value], f"{what}: initial {_interop.ECHO_INITIAL_KEY} = {got_i!r}")
+            got_t = [v for k, v in trailing if k == _interop.ECHO_TRAILING_KEY]
+            ensure(got_t == [trailing_value], f"{what}: trailing {_interop.ECHO_TRAILING_KEY} = {got_t!r}")
+
+        call = self.stub.UnaryCall(simple_request(LARGE_REQ, LARGE_RESP), timeout=RPC_TIMEOUT, metadata=md)
+        check_payload((await call).payload, LARGE_RESP)
+        check("UnaryCall", await call.initial_metadata(), await call.trailing_metadata())
+
+        call = self.stub.FullDuplexCall(timeout=RPC_TIMEOUT, metadata=md)
+        await call.write(streaming_request(LARGE_REQ, LARGE_RESP))
+        resp = await call.read()
+        ensure(resp is not grpc.aio.EOF, "FullDuplexCall: no response")
+        check_payload(resp.payload, LARGE_RESP)
+        await call.done_writing()
+        ensure(await call.read() is grpc.aio.EOF, "FullDuplexCall: a response after the last one")
+        check("FullDuplexCall", await call.initial_metadata(), await call.trailing_metadata())
+
+    async def _unimplemented(self, stub: Any, what: str) -> None:
+        try:
+            await stub.UnimplementedCall(empty_pb2.Empty(), timeout=RPC_TIMEOUT, metadata=self.md())
+            raise Failure(f"{what}: succeeded, want UNIMPLEMENTED")
+        except grpc.aio.AioRpcError as e:
+            ensure(e.code() is grpc.StatusCode.UNIMPLEMENTED, f"{what}: want UNIMPLEMENTED, got {e.code().name}")
+
+    async def unimplemented_method(self) -> None:  # type: ignore[override]
+        await self._unimplemented(self.stub, "TestService/UnimplementedCall")
+
+    async def unimplemented_service(self) -> None:  # type: ignore[override]
+        await self._unimplemented(test_pb2_grpc.UnimplementedServiceStub(self.channel), "UnimplementedService")
+
+    async def _soak_aio(self, new_channel_each: bool) -> None:
+        start = time.monotonic()
+        overall_deadline = start + self.soak_overall_timeout
+        req = simple_request(self.soak_request_size, self.soak_response_size)
+        ok = failed = 0
+        for i in range(self.soak_iterations):
+            if time.monotonic() >= overall_deadline:
+                break
+            earliest_next = time.monotonic() + self.soak_min_between
+            channel = self.new_channel() if new_channel_each else self.channel
+            stub = test_pb2_grpc.TestServiceStub(channel) if new_channel_each else self.stub
+            t0 = time.monotonic()
+            error: Optional[str] = None
+            try:
+                resp = await stub.UnaryCall(req, timeout=max(overall_deadline - t0, 0.001), metadata=self.md())
+                check_payload(resp.payload, self.soak_response_size)
+            except grpc.aio.AioRpcError as e:
+                error = f"UnaryCall failed: {e.code().name}: {e.details()}"
+            except Failure as e:
+                error = str(e)
+            finally:
+                if new_channel_each:
+                    await channel.close()
+            latency = time.monotonic() - t0
+            if error is None and latency > self.soak_max_latency:
+                error = f"elapsed {latency * 1e3:.0f} ms exceeds {self.soak_max_latency * 1e3:.0f} ms"
+            if error is None:
+                ok += 1
+            else:
+                failed += 1
+                print(f"soak iteration {i} failed: {error}", file=sys.stderr)
+            delay = earliest_next - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+        print(f"soak: {ok} / {self.soak_iterations} succeeded, {failed} failed", file=sys.stderr)
+        ensure(ok + failed == self.soak_iterations, f"soak test ran out of time: ran {ok + failed}")
+        ensure(failed <= self.soak_max_failures, f"soak test: {failed} failures, max {self.soak_max_failures}")
+
+    async def rpc_soak(self) -> None:  # type: ignore[override]
+        await self._soak_aio(False)
+
+    async def channel_soak(self) -> None:  # type: ignore[override]
+        await self._soak_aio(True)
+
+
 CASES: Dict[str, Callable[[Client], None]] = {
     name: getattr(Client, name)
     for name in (
@@ -387,7 +589,7 @@ CASES: Dict[str, Callable[[Client], None]] = {
     )
 }
 
-BOOL_FLAGS = ("use_tls", "use_test_ca", "use_alts")
+BOOL_FLAGS = ("use_tls", "use_test_ca", "use_alts", "aio")
 KNOWN_FLAGS = (
     "server_host",
     "server_port",
@@ -415,11 +617,22 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(f"FAIL {case}: unsupported test case; supported: {' '.join(CASES)}", file=sys.stderr)
         return 1
     try:
-        client = Client(flags)
-        try:
-            run(client)
-        finally:
-            client.channel.close()
+        if flags.bool("aio"):
+
+            async def run_aio() -> None:
+                client = AioClient(flags)
+                try:
+                    await getattr(client, case)()
+                finally:
+                    await client.channel.close()
+
+            asyncio.run(run_aio())
+        else:
+            client = Client(flags)
+            try:
+                run(client)
+            finally:
+                client.channel.close()
     except Failure as e:
         print(f"FAIL {case}: {e}", file=sys.stderr)
         return 1
