@@ -287,3 +287,41 @@ def test_aio_serializer_failures_end_the_call_internal(ours: Any) -> None:
             assert await ch.unary_unary(U)(b"ok") == b"echo:ok"
 
     asyncio.run(main())
+
+
+def test_aio_close_and_stop_with_calls_in_flight() -> None:
+    """Closing a channel ends its calls in flight; stop(grace) lets a running
+    aio handler finish within the grace and the client gets its response."""
+
+    async def main() -> None:
+        release = asyncio.Event()
+
+        async def slow(request: bytes, context: Any) -> bytes:
+            await asyncio.wait_for(release.wait(), 5)
+            return b"done:" + request
+
+        s = aio.server()
+        s.add_generic_rpc_handlers([grpc_core.method_handlers_generic_handler(SERVICE, {
+            "Unary": grpc_core.unary_unary_rpc_method_handler(slow),
+        })])
+        port = s.add_insecure_port("127.0.0.1:0")
+        await s.start()
+
+        ch = aio.insecure_channel(f"127.0.0.1:{port}")
+        call = ch.unary_unary(U)(b"a", timeout=10)
+        await asyncio.sleep(0.2)
+        await ch.close()
+        with pytest.raises((aio.AioRpcError, asyncio.CancelledError)):
+            await asyncio.wait_for(call, 5)
+        assert (await call.code()) in (grpc_core.StatusCode.CANCELLED, grpc_core.StatusCode.UNAVAILABLE)
+
+        async with aio.insecure_channel(f"127.0.0.1:{port}") as ch2:
+            inflight = ch2.unary_unary(U)(b"b", timeout=10)
+            await asyncio.sleep(0.2)
+            stopping = asyncio.ensure_future(s.stop(3.0))
+            await asyncio.sleep(0.2)
+            release.set()
+            assert await asyncio.wait_for(inflight, 5) == b"done:b"
+            await asyncio.wait_for(stopping, 10)
+
+    asyncio.run(main())
