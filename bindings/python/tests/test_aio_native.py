@@ -325,3 +325,118 @@ def test_aio_close_and_stop_with_calls_in_flight() -> None:
             await asyncio.wait_for(stopping, 10)
 
     asyncio.run(main())
+
+
+class _AddMetadata(aio.UnaryUnaryClientInterceptor, aio.StreamStreamClientInterceptor):
+    def __init__(self, key: str, value: str, log: List[str]) -> None:
+        self.key, self.value, self.log = key, value, log
+
+    def _details(self, d: Any) -> Any:
+        return d._replace(metadata=tuple(d.metadata or ()) + ((self.key, self.value),))
+
+    async def intercept_unary_unary(self, continuation: Any, client_call_details: Any, request: Any) -> Any:
+        self.log.append(f"uu:{self.key}:{client_call_details.method}")
+        return await continuation(self._details(client_call_details), request)
+
+    async def intercept_stream_stream(self, continuation: Any, client_call_details: Any, request_iterator: Any) -> Any:
+        self.log.append(f"ss:{self.key}")
+        return await continuation(self._details(client_call_details), request_iterator)
+
+
+class _Cached(aio.UnaryUnaryClientInterceptor):
+    async def intercept_unary_unary(self, continuation: Any, client_call_details: Any, request: Any) -> Any:
+        if request == b"cached":
+            return b"from cache"
+        call = await continuation(client_call_details, request)
+        return call
+
+
+class _Upper(aio.UnaryStreamClientInterceptor):
+    async def intercept_unary_stream(self, continuation: Any, client_call_details: Any, request: Any) -> Any:
+        call = await continuation(client_call_details, request)
+
+        async def upper() -> Any:
+            async for m in call:
+                yield m.upper()
+
+        return upper()
+
+
+def test_aio_client_interceptors(ours: Any) -> None:
+    port, state = ours
+    log: List[str] = []
+
+    async def main() -> None:
+        interceptors = [_AddMetadata("x-first", "1", log), _AddMetadata("x-echo", "via", log), _Cached(), _Upper()]
+        async with aio.insecure_channel(f"127.0.0.1:{port}", interceptors=interceptors) as ch:
+            call = ch.unary_unary(U)(b"metadata")
+            assert await call == b"via"
+            assert await call.code() is grpc_core.StatusCode.OK
+            assert dict(await call.initial_metadata())["x-initial"] == "i"
+            assert state.last_metadata["x-first"] == "1"
+            assert log == [f"uu:x-first:{U}", f"uu:x-echo:{U}"]
+
+            cached = ch.unary_unary(U)(b"cached")
+            assert await cached == b"from cache"
+            assert await cached.code() is grpc_core.StatusCode.OK
+
+            with pytest.raises(aio.AioRpcError) as ei:
+                await ch.unary_unary(U)(b"abort:NOT_FOUND:gone")
+            assert ei.value.code() is grpc_core.StatusCode.NOT_FOUND
+
+            assert [m async for m in ch.unary_stream(SS)(b"2")] == [b"R0", b"R1"]
+
+            bidi = ch.stream_stream(BI)()
+            await bidi.write(b"q")
+            assert await bidi.read() == b"pong:q"
+            await bidi.done_writing()
+            assert await bidi.read() is aio.EOF
+            assert log[-1] == "ss:x-echo"
+            # No stream-unary interceptor: the call is the plain one.
+            assert await ch.stream_unary(CS)([b"a"]) == b"a"
+        with pytest.raises(ValueError):
+            aio.insecure_channel("127.0.0.1:1", interceptors=[object()])
+
+    asyncio.run(main())
+
+
+class _Deny(aio.ServerInterceptor):
+    async def intercept_service(self, continuation: Any, handler_call_details: Any) -> Any:
+        if dict(handler_call_details.invocation_metadata).get("x-deny") == "yes":
+            return None
+        return await continuation(handler_call_details)
+
+
+class _SyncLog(grpc_core.ServerInterceptor):
+    def __init__(self, log: List[str]) -> None:
+        self.log = log
+
+    def intercept_service(self, continuation: Any, handler_call_details: Any) -> Any:
+        self.log.append(handler_call_details.method)
+        return continuation(handler_call_details)
+
+
+def test_aio_server_interceptors() -> None:
+    log: List[str] = []
+
+    async def main() -> None:
+        async def unary(request: bytes, context: Any) -> bytes:
+            return b"ok:" + request
+
+        s = aio.server(interceptors=[_SyncLog(log), _Deny()])
+        s.add_generic_rpc_handlers([grpc_core.method_handlers_generic_handler(SERVICE, {
+            "Unary": grpc_core.unary_unary_rpc_method_handler(unary),
+        })])
+        port = s.add_insecure_port("127.0.0.1:0")
+        await s.start()
+        try:
+            async with aio.insecure_channel(f"127.0.0.1:{port}") as ch:
+                assert await ch.unary_unary(U)(b"1") == b"ok:1"
+                with pytest.raises(aio.AioRpcError) as ei:
+                    await ch.unary_unary(U)(b"2", metadata=(("x-deny", "yes"),))
+                assert ei.value.code() is grpc_core.StatusCode.UNIMPLEMENTED
+            assert log == [U, U]
+        finally:
+            await s.stop(None)
+
+    asyncio.run(main())

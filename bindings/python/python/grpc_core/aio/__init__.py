@@ -12,7 +12,9 @@ worker thread.
 
 from __future__ import annotations
 
+import abc
 import asyncio
+import collections
 import inspect
 import logging
 import time
@@ -27,7 +29,6 @@ from .._common import (
     Compression,
     GenericRpcHandler,
     RpcError,
-    ServerInterceptor,
     StatusCode,
     compression_to_native,
     metadata_from_native,
@@ -36,7 +37,14 @@ from .._common import (
 __all__ = [
     "AioRpcError",
     "Channel",
+    "ClientCallDetails",
+    "ClientInterceptor",
     "EOF",
+    "ServerInterceptor",
+    "StreamStreamClientInterceptor",
+    "StreamUnaryClientInterceptor",
+    "UnaryStreamClientInterceptor",
+    "UnaryUnaryClientInterceptor",
     "Server",
     "ServicerContext",
     "insecure_channel",
@@ -492,14 +500,34 @@ class _StreamStreamCall(_StreamCall):
 
 
 class _MultiCallable:
-    def __init__(self, channel: _channel.Channel, method: str, serializer: Any, deserializer: Any) -> None:
+    _kind = ""
+    _call_class: Any = None
+
+    def __init__(self, channel: _channel.Channel, method: str, serializer: Any, deserializer: Any,
+                 interceptors: Sequence[Any] = ()) -> None:
         self._channel = channel
         self._method = method
         self._serializer = serializer
         self._deserializer = deserializer
+        self._interceptors = interceptors
+
+    def _make(self, request: Any, method: str, timeout: Optional[float], metadata: Any, credentials: Any,
+              wait_for_ready: Optional[bool], compression: Optional[Compression]) -> Any:
+        return self._call_class(request, self._channel, method, timeout, metadata, credentials, wait_for_ready,
+                                compression, self._serializer, self._deserializer)
+
+    def _invoke(self, request: Any, timeout: Optional[float], metadata: Any, credentials: Any,
+                wait_for_ready: Optional[bool], compression: Optional[Compression]) -> Any:
+        if self._interceptors:
+            return _intercepted(self, self._kind, request, timeout, metadata, credentials, wait_for_ready,
+                                compression)
+        return self._make(request, self._method, timeout, metadata, credentials, wait_for_ready, compression)
 
 
 class UnaryUnaryMultiCallable(_MultiCallable):
+    _kind = "unary_unary"
+    _call_class = _UnaryResponseCall
+
     def __call__(
         self,
         request: Any,
@@ -509,12 +537,14 @@ class UnaryUnaryMultiCallable(_MultiCallable):
         credentials: Any = None,
         wait_for_ready: Optional[bool] = None,
         compression: Optional[Compression] = None,
-    ) -> _UnaryResponseCall:
-        return _UnaryResponseCall(request, self._channel, self._method, timeout, metadata, credentials,
-                                  wait_for_ready, compression, self._serializer, self._deserializer)
+    ) -> Any:
+        return self._invoke(request, timeout, metadata, credentials, wait_for_ready, compression)
 
 
 class UnaryStreamMultiCallable(_MultiCallable):
+    _kind = "unary_stream"
+    _call_class = _UnaryStreamCall
+
     def __call__(
         self,
         request: Any,
@@ -524,12 +554,14 @@ class UnaryStreamMultiCallable(_MultiCallable):
         credentials: Any = None,
         wait_for_ready: Optional[bool] = None,
         compression: Optional[Compression] = None,
-    ) -> _UnaryStreamCall:
-        return _UnaryStreamCall(request, self._channel, self._method, timeout, metadata, credentials,
-                                wait_for_ready, compression, self._serializer, self._deserializer)
+    ) -> Any:
+        return self._invoke(request, timeout, metadata, credentials, wait_for_ready, compression)
 
 
 class StreamUnaryMultiCallable(_MultiCallable):
+    _kind = "stream_unary"
+    _call_class = _StreamUnaryCall
+
     def __call__(
         self,
         request_iterator: Any = None,
@@ -538,12 +570,14 @@ class StreamUnaryMultiCallable(_MultiCallable):
         credentials: Any = None,
         wait_for_ready: Optional[bool] = None,
         compression: Optional[Compression] = None,
-    ) -> _StreamUnaryCall:
-        return _StreamUnaryCall(request_iterator, self._channel, self._method, timeout, metadata, credentials,
-                                wait_for_ready, compression, self._serializer, self._deserializer)
+    ) -> Any:
+        return self._invoke(request_iterator, timeout, metadata, credentials, wait_for_ready, compression)
 
 
 class StreamStreamMultiCallable(_MultiCallable):
+    _kind = "stream_stream"
+    _call_class = _StreamStreamCall
+
     def __call__(
         self,
         request_iterator: Any = None,
@@ -552,32 +586,245 @@ class StreamStreamMultiCallable(_MultiCallable):
         credentials: Any = None,
         wait_for_ready: Optional[bool] = None,
         compression: Optional[Compression] = None,
-    ) -> _StreamStreamCall:
-        return _StreamStreamCall(request_iterator, self._channel, self._method, timeout, metadata, credentials,
-                                 wait_for_ready, compression, self._serializer, self._deserializer)
+    ) -> Any:
+        return self._invoke(request_iterator, timeout, metadata, credentials, wait_for_ready, compression)
+
+
+_ClientCallDetailsTuple = collections.namedtuple(
+    "_ClientCallDetailsTuple", ("method", "timeout", "metadata", "credentials", "wait_for_ready")
+)
+
+
+class ClientCallDetails(_ClientCallDetailsTuple):
+    """What a client interceptor sees of a call and may replace (grpc.aio.ClientCallDetails)."""
+
+
+class ClientInterceptor(metaclass=abc.ABCMeta):
+    """Base of the asyncio client interceptors."""
+
+
+class UnaryUnaryClientInterceptor(ClientInterceptor, metaclass=abc.ABCMeta):
+    @abc.abstractmethod
+    async def intercept_unary_unary(self, continuation: Callable[..., Any], client_call_details: ClientCallDetails,
+                                    request: Any) -> Any:
+        """``call = await continuation(details, request)``; return the call or a response."""
+
+
+class UnaryStreamClientInterceptor(ClientInterceptor, metaclass=abc.ABCMeta):
+    @abc.abstractmethod
+    async def intercept_unary_stream(self, continuation: Callable[..., Any], client_call_details: ClientCallDetails,
+                                     request: Any) -> Any:
+        """``call = await continuation(details, request)``; return the call or an async iterator."""
+
+
+class StreamUnaryClientInterceptor(ClientInterceptor, metaclass=abc.ABCMeta):
+    @abc.abstractmethod
+    async def intercept_stream_unary(self, continuation: Callable[..., Any], client_call_details: ClientCallDetails,
+                                     request_iterator: Any) -> Any:
+        """``call = await continuation(details, request_iterator)``; return the call or a response."""
+
+
+class StreamStreamClientInterceptor(ClientInterceptor, metaclass=abc.ABCMeta):
+    @abc.abstractmethod
+    async def intercept_stream_stream(self, continuation: Callable[..., Any], client_call_details: ClientCallDetails,
+                                      request_iterator: Any) -> Any:
+        """``call = await continuation(details, request_iterator)``; return the call or an async iterator."""
+
+
+class ServerInterceptor(metaclass=abc.ABCMeta):
+    """An asyncio server interceptor: ``await continuation(details)`` gives the handler."""
+
+    @abc.abstractmethod
+    async def intercept_service(self, continuation: Callable[..., Any], handler_call_details: Any) -> Any: ...
+
+
+_INTERCEPTOR_KINDS = {
+    "unary_unary": (UnaryUnaryClientInterceptor, "intercept_unary_unary"),
+    "unary_stream": (UnaryStreamClientInterceptor, "intercept_unary_stream"),
+    "stream_unary": (StreamUnaryClientInterceptor, "intercept_stream_unary"),
+    "stream_stream": (StreamStreamClientInterceptor, "intercept_stream_stream"),
+}
+
+
+class _DoneCall:
+    """What an interceptor that returned a value instead of a call yields: an OK call."""
+
+    def __init__(self, value: Any) -> None:
+        self._value = value
+
+    def __await__(self) -> Generator[Any, None, Any]:
+        if False:  # pragma: no cover - makes this a generator
+            yield None
+        return self._value
+
+    def __aiter__(self) -> AsyncIterator[Any]:
+        return self._value.__aiter__()
+
+    async def read(self) -> Any:
+        try:
+            return await self._value.__anext__()
+        except StopAsyncIteration:
+            return _EOF
+
+    async def initial_metadata(self) -> Any:
+        return ()
+
+    async def trailing_metadata(self) -> Any:
+        return ()
+
+    async def code(self) -> StatusCode:
+        return StatusCode.OK
+
+    async def details(self) -> str:
+        return ""
+
+    def cancel(self) -> bool:
+        return False
+
+    def cancelled(self) -> bool:
+        return False
+
+    def done(self) -> bool:
+        return True
+
+    def time_remaining(self) -> Optional[float]:
+        return None
+
+    def add_done_callback(self, callback: Callable[[Any], None]) -> None:
+        callback(self)
+
+
+class _InterceptedCall:
+    """A call behind client interceptors: the chain runs as a task; the call
+    it ends with (or the value an interceptor returned) answers for it."""
+
+    def __init__(self, interceptors: Sequence[Any], method_name: str, details: ClientCallDetails, request: Any,
+                 invoke: Callable[[ClientCallDetails, Any], Any]) -> None:
+        self._inner: Any = None
+        self._callbacks: list = []
+        self._task = asyncio.get_running_loop().create_task(self._run(interceptors, method_name, details, request,
+                                                                      invoke))
+
+    async def _run(self, interceptors: Sequence[Any], method_name: str, details: ClientCallDetails, request: Any,
+                   invoke: Callable[[ClientCallDetails, Any], Any]) -> Any:
+        async def chain(i: int, d: ClientCallDetails, r: Any) -> Any:
+            if i == len(interceptors):
+                return invoke(d, r)
+
+            async def continuation(d2: ClientCallDetails, r2: Any) -> Any:
+                return await chain(i + 1, d2, r2)
+
+            return await getattr(interceptors[i], method_name)(continuation, d, r)
+
+        result = await chain(0, details, request)
+        if not isinstance(result, (_Call, _InterceptedCall, _DoneCall)):
+            result = _DoneCall(result)
+        self._inner = result
+        for cb in self._callbacks:
+            result.add_done_callback(lambda _c, cb=cb: cb(self))
+        return result
+
+    async def _call(self) -> Any:
+        return await self._task
+
+    def __await__(self) -> Generator[Any, None, Any]:
+        async def result() -> Any:
+            return await (await self._call())
+
+        return result().__await__()
+
+    def __aiter__(self) -> AsyncIterator[Any]:
+        async def it() -> AsyncIterator[Any]:
+            async for m in await self._call():
+                yield m
+
+        return it()
+
+    async def read(self) -> Any:
+        return await (await self._call()).read()
+
+    async def write(self, request: Any) -> None:
+        await (await self._call()).write(request)
+
+    async def done_writing(self) -> None:
+        await (await self._call()).done_writing()
+
+    async def initial_metadata(self) -> Any:
+        return await (await self._call()).initial_metadata()
+
+    async def trailing_metadata(self) -> Any:
+        return await (await self._call()).trailing_metadata()
+
+    async def code(self) -> StatusCode:
+        return await (await self._call()).code()
+
+    async def details(self) -> str:
+        return await (await self._call()).details()
+
+    async def wait_for_connection(self) -> None:
+        await (await self._call()).initial_metadata()
+
+    def cancel(self) -> bool:
+        if self._inner is not None:
+            return bool(self._inner.cancel())
+        return self._task.cancel()
+
+    def cancelled(self) -> bool:
+        return self._task.cancelled() or (self._inner is not None and self._inner.cancelled())
+
+    def done(self) -> bool:
+        return self._task.cancelled() or (self._inner is not None and self._inner.done())
+
+    def time_remaining(self) -> Optional[float]:
+        return None if self._inner is None else self._inner.time_remaining()
+
+    def add_done_callback(self, callback: Callable[[Any], None]) -> None:
+        if self._inner is None:
+            self._callbacks.append(callback)
+        else:
+            self._inner.add_done_callback(lambda _c: callback(self))
+
+
+def _intercepted(multi: Any, kind: str, request: Any, timeout: Optional[float], metadata: Any, credentials: Any,
+                 wait_for_ready: Optional[bool], compression: Optional[Compression]) -> Any:
+    """Runs the call through the channel's interceptors of this kind, if any."""
+    cls, method_name = _INTERCEPTOR_KINDS[kind]
+    interceptors = [i for i in multi._interceptors if isinstance(i, cls)]
+    details = ClientCallDetails(multi._method, timeout, metadata, credentials, wait_for_ready)
+
+    def invoke(d: ClientCallDetails, r: Any) -> Any:
+        return multi._make(r, d.method, d.timeout, d.metadata, d.credentials, d.wait_for_ready, compression)
+
+    if not interceptors:
+        return invoke(details, request)
+    return _InterceptedCall(interceptors, method_name, details, request, invoke)
 
 
 class Channel:
     """An asyncio channel (grpc.aio.Channel)."""
 
-    def __init__(self, sync: _channel.Channel) -> None:
+    def __init__(self, sync: _channel.Channel, interceptors: Optional[Sequence[Any]] = None) -> None:
         self._sync = sync
+        self._interceptors = list(interceptors or ())
+        for i in self._interceptors:
+            if not isinstance(i, ClientInterceptor):
+                raise ValueError(f"Interceptor {i} must be a grpc_core.aio.ClientInterceptor")
 
     def unary_unary(self, method: str, request_serializer: Any = None, response_deserializer: Any = None,
                     _registered_method: Optional[bool] = False) -> UnaryUnaryMultiCallable:
-        return UnaryUnaryMultiCallable(self._sync, method, request_serializer, response_deserializer)
+        return UnaryUnaryMultiCallable(self._sync, method, request_serializer, response_deserializer, self._interceptors)
 
     def unary_stream(self, method: str, request_serializer: Any = None, response_deserializer: Any = None,
                      _registered_method: Optional[bool] = False) -> UnaryStreamMultiCallable:
-        return UnaryStreamMultiCallable(self._sync, method, request_serializer, response_deserializer)
+        return UnaryStreamMultiCallable(self._sync, method, request_serializer, response_deserializer, self._interceptors)
 
     def stream_unary(self, method: str, request_serializer: Any = None, response_deserializer: Any = None,
                      _registered_method: Optional[bool] = False) -> StreamUnaryMultiCallable:
-        return StreamUnaryMultiCallable(self._sync, method, request_serializer, response_deserializer)
+        return StreamUnaryMultiCallable(self._sync, method, request_serializer, response_deserializer, self._interceptors)
 
     def stream_stream(self, method: str, request_serializer: Any = None, response_deserializer: Any = None,
                       _registered_method: Optional[bool] = False) -> StreamStreamMultiCallable:
-        return StreamStreamMultiCallable(self._sync, method, request_serializer, response_deserializer)
+        return StreamStreamMultiCallable(self._sync, method, request_serializer, response_deserializer, self._interceptors)
 
     async def channel_ready(self) -> None:
         from .. import channel_ready_future
@@ -601,7 +848,7 @@ def insecure_channel(
     interceptors: Any = None,
 ) -> Channel:
     """An asyncio plaintext channel."""
-    return Channel(_channel.Channel(target, options, None, compression))
+    return Channel(_channel.Channel(target, options, None, compression), interceptors)
 
 
 def secure_channel(
@@ -612,7 +859,7 @@ def secure_channel(
     interceptors: Any = None,
 ) -> Channel:
     """An asyncio TLS channel."""
-    return Channel(_channel.Channel(target, options, credentials, compression))
+    return Channel(_channel.Channel(target, options, credentials, compression), interceptors)
 
 
 class ServicerContext(_server.ServicerContext):
@@ -708,6 +955,27 @@ class Server(_server.Server):
     async def wait_for_termination(self, timeout: Optional[float] = None) -> bool:  # type: ignore[override]
         return bool(await _run(super().wait_for_termination, timeout))
 
+    async def _find_async(self, details: Any) -> Any:
+        """The handler through the interceptors; ``continuation`` is a coroutine
+        function (grpc.aio's), and a sync interceptor works too."""
+        if not self._interceptors:
+            return self._lookup(details)
+
+        async def chain(i: int, d: Any) -> Any:
+            if i == len(self._interceptors):
+                return self._lookup(d)
+
+            async def continuation(d2: Any) -> Any:
+                return await chain(i + 1, d2)
+
+            interceptor: Any = self._interceptors[i]
+            r = interceptor.intercept_service(continuation, d)
+            while inspect.isawaitable(r):
+                r = await r
+            return r
+
+        return await chain(0, details)
+
     def _on_call(self, call: Any) -> None:
         assert self._loop is not None
         self._loop.create_task(self._serve_async(call))
@@ -715,7 +983,7 @@ class Server(_server.Server):
     async def _serve_async(self, call: Any) -> None:
         ctx = ServicerContext(call, self)
         try:
-            handler = self._find(_server._HandlerCallDetails(call.method, ctx.invocation_metadata()))
+            handler = await self._find_async(_server._HandlerCallDetails(call.method, ctx.invocation_metadata()))
         except Exception as e:  # noqa: BLE001
             call.finish(StatusCode.UNKNOWN.value[0], f"Exception servicing handler: {e}")
             return
@@ -799,6 +1067,7 @@ def server(
     maximum_concurrent_rpcs: Optional[int] = None,
     compression: Optional[Compression] = None,
 ) -> Server:
-    """Creates an asyncio server."""
-    return Server(migration_thread_pool, handlers, interceptors, options, maximum_concurrent_rpcs, compression)
+    """Creates an asyncio server (interceptors: grpc_core.aio.ServerInterceptor, or sync ones)."""
+    chain: Any = interceptors
+    return Server(migration_thread_pool, handlers, chain, options, maximum_concurrent_rpcs, compression)
 
