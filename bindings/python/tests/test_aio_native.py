@@ -440,3 +440,25 @@ def test_aio_server_interceptors() -> None:
             await s.stop(None)
 
     asyncio.run(main())
+
+
+def test_aio_channel_state() -> None:
+    async def main() -> None:
+        s, port, _ = await _ctx_server()
+        try:
+            async with aio.insecure_channel(f"127.0.0.1:{port}") as ch:
+                assert ch.get_state() is grpc_core.ChannelConnectivity.IDLE
+                state = ch.get_state(try_to_connect=True)
+                seen = [state]
+                for _ in range(20):
+                    if state is grpc_core.ChannelConnectivity.READY:
+                        break
+                    await asyncio.wait_for(ch.wait_for_state_change(state), 5)
+                    state = ch.get_state()
+                    seen.append(state)
+                assert state is grpc_core.ChannelConnectivity.READY, seen
+                assert await ch.unary_unary(U)(b"s") == b"u:s"
+        finally:
+            await s.stop(None)
+
+    asyncio.run(main())

@@ -25,6 +25,7 @@ from typing import Any, AsyncIterator, Callable, Generator, Optional, Sequence, 
 from .. import _channel, _native, _server
 from .._channel import _Status, _status_from_native
 from .._common import (
+    ChannelConnectivity,
     ChannelCredentials,
     Compression,
     GenericRpcHandler,
@@ -830,6 +831,19 @@ class Channel:
         from .. import channel_ready_future
 
         await asyncio.wrap_future(_wrap(channel_ready_future(self._sync)))
+
+    def get_state(self, try_to_connect: bool = False) -> ChannelConnectivity:
+        """The connectivity state now; ``try_to_connect`` starts connecting an idle channel."""
+        if try_to_connect:
+            self._sync._native.connect()
+        return self._sync._connectivity()
+
+    async def wait_for_state_change(self, last_observed_state: ChannelConnectivity) -> None:
+        """Returns once the state differs from ``last_observed_state``."""
+        native = self._sync._native
+        want = last_observed_state.value[0]
+        while native.state() == want:
+            await _run(native.wait_for_state_change, want, 1.0)
 
     async def close(self, grace: Optional[float] = None) -> None:
         self._sync.close()
