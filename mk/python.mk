@@ -1,5 +1,8 @@
 # Python binding (issue 4): grpc_core, a drop-in for grpcio (bindings/python).
-#   make test-python   builds the extension into .venv-python and runs pytest
+#   make test-python   builds the extension into .venv-python, runs mypy,
+#                      stubtest, pytest, then interop-python
+#   make interop-python the Python interop client and server (bindings/python/interop),
+#                      sync and aio, against grpc-go's, plaintext and TLS, via run-matrix.sh
 #   make demo-python   runs the Python greeter (examples/python) over grpc_core
 #   make bench-python  CPU-µs per unary call, grpc_core vs grpcio, in one run
 # The venv and its PyPI packages install themselves; run again at will.
@@ -9,7 +12,7 @@ PY := $(PY_VENV)/bin/python
 PY_STAMP := $(PY_VENV)/.deps-stamp
 PY_DEPS := maturin pytest grpcio grpcio-tools protobuf mypy
 
-.PHONY: test-python demo-python bench-python python-dev python-wheel
+.PHONY: test-python interop-python demo-python bench-python python-dev python-wheel
 
 $(PY_STAMP):
 	$(PYTHON) -m venv $(PY_VENV)
@@ -25,9 +28,29 @@ python-dev: $(PY_STAMP)
 python-wheel: $(PY_STAMP)
 	cd bindings/python && $(PY_VENV)/bin/maturin build --release -q -o $(CURDIR)/target/wheels
 
+# The grpc-go peers and the test certs (tests/interop/scripts/install-peers.sh,
+# run only when they are missing); the protos compiled once into
+# target/python-interop; then the cells go->py and py->go of the matrix, for
+# the sync API (py) and grpc.aio (pyaio, the same scripts with --aio).
+PY_INTEROP := $(CURDIR)/bindings/python/interop
+define run-interop-python
+	[ -x .peers/go/bin/server ] && [ -x .peers/go/bin/client ] && [ -f .peers/certs/ca.pem ] \
+		|| tests/interop/scripts/install-peers.sh
+	$(PY) $(PY_INTEROP)/_interop.py >/dev/null
+	EXTRA_SERVERS='py pyaio' EXTRA_CLIENTS='py pyaio' PEERS='py pyaio' SKIP_INSTALL=1 \
+		PY_SERVER='$(PY) $(PY_INTEROP)/server.py' PY_CLIENT='$(PY) $(PY_INTEROP)/client.py' \
+		PYAIO_SERVER='$(PY) $(PY_INTEROP)/server.py --aio' PYAIO_CLIENT='$(PY) $(PY_INTEROP)/client.py --aio' \
+		INTEROP_LOG_DIR=$(CURDIR)/target/interop-logs-python \
+		timeout --kill-after=10 300 tests/interop/scripts/run-matrix.sh
+endef
+
 test-python: python-dev
-	cd bindings/python && $(PY) -m mypy python/grpc_core && $(PY) -m mypy.stubtest grpc_core --allowlist stubtest-allowlist.txt
+	cd bindings/python && $(PY) -m mypy python/grpc_core && $(PY) -m mypy --ignore-missing-imports interop && $(PY) -m mypy.stubtest grpc_core --allowlist stubtest-allowlist.txt
 	cd bindings/python && timeout --kill-after=10 600 $(PY) -m pytest -q -p no:cacheprovider tests
+	$(run-interop-python)
+
+interop-python: python-dev
+	$(run-interop-python)
 
 demo-python: python-dev
 	timeout --kill-after=5 120 $(PY) examples/python/greeter.py

@@ -10,7 +10,8 @@
 
 use std::collections::VecDeque;
 use std::future::Future;
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -23,6 +24,8 @@ use pyo3::create_exception;
 use pyo3::exceptions::{PyException, PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyString, PyTuple};
+
+mod aio;
 
 create_exception!(_native, RpcStatus, PyException, "A call ended with a non-OK status: (code, details, trailing).");
 
@@ -111,6 +114,60 @@ fn limit(v: Option<i64>, default: usize) -> usize {
     }
 }
 
+/// Set by `_at_exit` (an `atexit` handler grpc_core registers): the
+/// interpreter is about to finalize, on the thread recorded here.
+static EXITING: AtomicBool = AtomicBool::new(false);
+static FINALIZING_THREAD: OnceLock<std::thread::ThreadId> = OnceLock::new();
+/// Threads between "my wait is over, the interpreter is not exiting" and
+/// "I hold the GIL again".
+static RETURNING: AtomicUsize = AtomicUsize::new(0);
+
+/// `py.detach(f)` that never hands a thread back to a finalizing
+/// interpreter. Before 3.14, CPython ends a thread that takes the GIL after
+/// finalization began with `pthread_exit`, whose forced unwind cannot pass
+/// the Rust frames under us: glibc aborts the process ("FATAL: exception
+/// not rethrown", exit 134). A daemon thread whose call completes during
+/// exit would do that; instead it parks here for good, as CPython 3.14
+/// itself does (python/cpython#87135), and the process exits around it.
+/// A thread that saw no exit yet is counted in `RETURNING` until it holds
+/// the GIL again, and `_at_exit` waits for those (see there).
+fn detach<T, F>(py: Python<'_>, f: F) -> T
+where
+    F: Send + FnOnce() -> T,
+    T: Send,
+{
+    let r = py.detach(|| {
+        let r = f();
+        RETURNING.fetch_add(1, Ordering::SeqCst);
+        if EXITING.load(Ordering::SeqCst) && FINALIZING_THREAD.get() != Some(&std::thread::current().id()) {
+            RETURNING.fetch_sub(1, Ordering::SeqCst);
+            loop {
+                std::thread::park();
+            }
+        }
+        r
+    });
+    RETURNING.fetch_sub(1, Ordering::SeqCst);
+    r
+}
+
+/// Marks the interpreter as exiting (see [`detach`]). grpc_core registers
+/// it with `atexit`, which runs on the finalizing thread after non-daemon
+/// threads were joined. From here on, threads whose wait ends park; the
+/// ones already on their way back to the GIL get it now (this thread lets
+/// go of it until they have, at most a second), before finalization starts.
+#[pyfunction]
+fn _at_exit(py: Python<'_>) {
+    let _ = FINALIZING_THREAD.set(std::thread::current().id());
+    EXITING.store(true, Ordering::SeqCst);
+    for _ in 0..1000 {
+        if RETURNING.load(Ordering::SeqCst) == 0 {
+            break;
+        }
+        py.detach(|| std::thread::sleep(Duration::from_millis(1)));
+    }
+}
+
 /// Runs `fut` on the core's runtime with the GIL released. (Polling it
 /// here inside the runtime's context instead was measured slower: the
 /// call's wake-ups then cross threads; on a worker they stay beside the
@@ -120,7 +177,7 @@ where
     F: Future + Send + 'static,
     F::Output: Send + 'static,
 {
-    py.detach(|| surface::block_on(fut))
+    detach(py, || surface::block_on(fut))
 }
 
 /// Wakes a thread parked in [`block_here`].
@@ -144,7 +201,7 @@ where
     F: Future + Send,
     F::Output: Send,
 {
-    py.detach(|| {
+    detach(py, || {
         let waker = std::task::Waker::from(Arc::new(ThreadWaker(std::thread::current())));
         let mut cx = std::task::Context::from_waker(&waker);
         let mut fut = std::pin::pin!(fut);
@@ -275,15 +332,7 @@ impl NativeChannel {
         let ch = self.ch.clone();
         let r = wait(py, async move { ch.call(&method, opts).await });
         match r {
-            Ok(call) => {
-                let handle = call.handle();
-                let (s, r) = call.split();
-                Ok(NativeCall {
-                    sender: Arc::new(tokio::sync::Mutex::new(s)),
-                    receiver: Arc::new(tokio::sync::Mutex::new(r)),
-                    handle,
-                })
-            }
+            Ok(call) => Ok(NativeCall::from_call(call)),
             Err(st) => Err(status_err(py, &st)),
         }
     }
@@ -327,6 +376,18 @@ struct NativeCall {
     sender: Arc<tokio::sync::Mutex<CallSender>>,
     receiver: Arc<tokio::sync::Mutex<CallReceiver>>,
     handle: CallHandle,
+}
+
+impl NativeCall {
+    fn from_call(call: grpc_core::surface::ClientCall) -> Self {
+        let handle = call.handle();
+        let (s, r) = call.split();
+        NativeCall {
+            sender: Arc::new(tokio::sync::Mutex::new(s)),
+            receiver: Arc::new(tokio::sync::Mutex::new(r)),
+            handle,
+        }
+    }
 }
 
 #[pymethods]
@@ -383,6 +444,8 @@ impl NativeCall {
 struct QueueInner {
     calls: Mutex<(VecDeque<IncomingCall>, bool)>,
     ready: Condvar,
+    /// Set by `aio.queue_attach`: calls go to this loop's completion queue.
+    sink: Mutex<Option<aio::Sink>>,
 }
 
 /// The queue every native server of one Python server delivers calls to.
@@ -404,7 +467,7 @@ impl CallQueue {
     fn next(&self, py: Python<'_>, timeout: Option<f64>) -> Option<NativeServerCall> {
         let inner = self.inner.clone();
         let deadline = duration_from(timeout).map(|d| Instant::now() + d);
-        let call = py.detach(move || {
+        let call = detach(py, move || {
             let mut g = inner.calls.lock().unwrap_or_else(|e| e.into_inner());
             loop {
                 if let Some(c) = g.0.pop_front() {
@@ -433,6 +496,7 @@ impl CallQueue {
         let dropped = {
             let mut g = self.inner.calls.lock().unwrap_or_else(|e| e.into_inner());
             g.1 = true;
+            self.inner.sink.lock().unwrap_or_else(|e| e.into_inner()).take();
             std::mem::take(&mut g.0)
         };
         drop(dropped);
@@ -513,6 +577,10 @@ impl NativeServer {
                 drop(c);
                 return;
             }
+            if let Some((cq, cb)) = &*q.sink.lock().unwrap_or_else(|e| e.into_inner()) {
+                cq.push_call(cb, c);
+                return;
+            }
             g.0.push_back(c);
             drop(g);
             q.ready.notify_one();
@@ -555,7 +623,7 @@ struct NativeServerCall {
     info: Arc<CallInfo>,
     receiver: Arc<tokio::sync::Mutex<Option<ServerReceiver>>>,
     sender: Arc<tokio::sync::Mutex<Option<ServerSender>>>,
-    call: Mutex<IncomingCall>,
+    call: Arc<Mutex<IncomingCall>>,
 }
 
 impl NativeServerCall {
@@ -566,7 +634,7 @@ impl NativeServerCall {
             info: call.info().clone(),
             receiver: Arc::new(tokio::sync::Mutex::new(receiver)),
             sender: Arc::new(tokio::sync::Mutex::new(sender)),
-            call: Mutex::new(call),
+            call: Arc::new(Mutex::new(call)),
         }
     }
 
@@ -574,20 +642,29 @@ impl NativeServerCall {
         self.call.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Runs `fut` unless the call ends first (then CANCELLED).
-    fn run<T, F>(&self, py: Python<'_>, fut: F) -> Result<T, Status>
+    /// `fut` unless the call ends first (then CANCELLED).
+    fn guarded<T, F>(&self, fut: F) -> impl Future<Output = Result<T, Status>> + Send + 'static
     where
         F: Future<Output = Result<T, Status>> + Send + 'static,
         T: Send + 'static,
     {
         let done = self.lock_call().done();
-        block_here(py, async move {
+        async move {
             tokio::select! {
                 biased;
                 r = fut => r,
                 _ = done => Err(Status::cancelled("the call is over")),
             }
-        })
+        }
+    }
+
+    /// Runs `fut` here unless the call ends first (then CANCELLED).
+    fn run<T, F>(&self, py: Python<'_>, fut: F) -> Result<T, Status>
+    where
+        F: Future<Output = Result<T, Status>> + Send + 'static,
+        T: Send + 'static,
+    {
+        block_here(py, self.guarded(fut))
     }
 }
 
@@ -729,6 +806,8 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<CallQueue>()?;
     m.add_class::<NativeServer>()?;
     m.add_class::<NativeServerCall>()?;
+    m.add_function(wrap_pyfunction!(_at_exit, m)?)?;
+    aio::register(m)?;
     m.add("VERSION", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

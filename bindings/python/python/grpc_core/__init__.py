@@ -7,6 +7,7 @@ Change ``import grpc`` to ``import grpc_core as grpc``, or call
 
 from __future__ import annotations
 
+import atexit
 import sys
 from typing import Any, Optional, Sequence, Tuple
 
@@ -62,6 +63,12 @@ from ._server import (
 )
 
 __version__: str = _native.VERSION
+
+# A daemon thread whose call completes while the interpreter finalizes must
+# not re-enter it (before 3.14 that aborts the process): from here on the
+# engine parks such threads instead. atexit runs after non-daemon threads
+# were joined, on the finalizing thread, which is left alone.
+atexit.register(_native._at_exit)
 
 __all__ = [
     "AuthMetadataContext",

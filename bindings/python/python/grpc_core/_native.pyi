@@ -1,14 +1,22 @@
 """The compiled half of grpc_core (Rust, PyO3). Hand-written stubs."""
 
-from typing import Iterable, List, Optional, Tuple, Union, final
+import asyncio
+from typing import Any, Callable, Iterable, List, Optional, Tuple, Union, final
 
 
-__all__ = ["RpcStatus", "NativeChannel", "NativeCall", "CallQueue", "NativeServer", "NativeServerCall", "VERSION"]
+__all__ = ["RpcStatus", "NativeChannel", "NativeCall", "CallQueue", "NativeServer", "NativeServerCall", "VERSION", "_at_exit",
+    "CompletionQueue", "NativeOp", "channel_unary", "channel_start", "call_send", "call_close_send",
+    "call_initial_metadata", "call_recv", "call_finish", "queue_attach", "scall_recv", "scall_send",
+    "scall_send_initial_metadata", "scall_reply", "scall_wait_done",
+]
 
 _MetadataIn = Optional[Iterable[Tuple[str, Union[str, bytes]]]]
 _MetadataOut = Tuple[Tuple[str, Union[str, bytes]], ...]
 
 VERSION: str
+
+def _at_exit() -> None:
+    """Marks the interpreter as exiting: threads whose wait ends later park instead of re-entering it."""
 
 class RpcStatus(Exception):
     """A call ended with a non-OK status: args are (code, details, trailing)."""
@@ -114,3 +122,60 @@ class NativeServerCall:
     def is_active(self) -> bool: ...
     def wait_done(self, timeout: Optional[float] = None) -> bool: ...
 
+
+# asyncio: each function starts an engine operation whose result (or
+# RpcStatus) resolves the asyncio future `fut` when the loop calls
+# `CompletionQueue.drain` (its reader callback for `fileno()`).
+
+_Fut = asyncio.Future[Any]
+
+@final
+class CompletionQueue:
+    def __new__(cls) -> CompletionQueue: ...
+    def fileno(self) -> int: ...
+    def drain(self) -> int: ...
+
+@final
+class NativeOp:
+    def cancel(self) -> None: ...
+
+def channel_unary(
+    cq: CompletionQueue,
+    fut: _Fut,
+    channel: NativeChannel,
+    method: str,
+    request: bytes,
+    timeout: Optional[float] = None,
+    metadata: _MetadataIn = None,
+    compression: Optional[int] = None,
+    wait_for_ready: bool = False,
+) -> NativeOp: ...
+def channel_start(
+    cq: CompletionQueue,
+    fut: _Fut,
+    channel: NativeChannel,
+    method: str,
+    timeout: Optional[float] = None,
+    metadata: _MetadataIn = None,
+    compression: Optional[int] = None,
+    wait_for_ready: bool = False,
+    first: Optional[bytes] = None,
+) -> NativeOp: ...
+def call_send(cq: CompletionQueue, fut: _Fut, call: NativeCall, message: bytes, last: bool = False) -> None: ...
+def call_close_send(cq: CompletionQueue, fut: _Fut, call: NativeCall) -> None: ...
+def call_initial_metadata(cq: CompletionQueue, fut: _Fut, call: NativeCall) -> None: ...
+def call_recv(cq: CompletionQueue, fut: _Fut, call: NativeCall) -> None: ...
+def call_finish(cq: CompletionQueue, fut: _Fut, call: NativeCall) -> None: ...
+def queue_attach(queue: CallQueue, cq: CompletionQueue, callback: Callable[[NativeServerCall], None]) -> None: ...
+def scall_recv(cq: CompletionQueue, fut: _Fut, call: NativeServerCall) -> None: ...
+def scall_send(cq: CompletionQueue, fut: _Fut, call: NativeServerCall, message: bytes, compress: bool = True) -> None: ...
+def scall_send_initial_metadata(cq: CompletionQueue, fut: _Fut, call: NativeServerCall, metadata: _MetadataIn) -> None: ...
+def scall_reply(
+    cq: CompletionQueue,
+    fut: _Fut,
+    call: NativeServerCall,
+    message: bytes,
+    compress: bool = True,
+    trailing_metadata: _MetadataIn = None,
+) -> None: ...
+def scall_wait_done(cq: CompletionQueue, fut: _Fut, call: NativeServerCall) -> None: ...

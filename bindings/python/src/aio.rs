@@ -1,0 +1,476 @@
+//! asyncio without a thread per call: each operation runs as a task on the
+//! core's runtime and its result lands in a [`CompletionQueue`], one per
+//! event loop. The queue's socket becomes readable when its first result of
+//! a batch arrives (one byte per batch, as grpcio's aio poller does); the
+//! loop's reader callback (`loop.add_reader(cq.fileno(), cq.drain)`) then
+//! resolves every asyncio future that is ready in one pass, with the GIL
+//! taken once. No Python thread waits on the engine.
+//!
+//! The operations are free functions (`channel_unary(cq, fut, channel, ...)`)
+//! rather than methods: a pyclass has one `#[pymethods]` block.
+
+use std::io::{Read, Write};
+use std::os::fd::AsRawFd;
+use std::os::unix::net::UnixStream;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use pyo3::exceptions::PyRuntimeError;
+use pyo3::intern;
+use pyo3::prelude::*;
+use pyo3::types::PyBytes;
+use tokio::task::AbortHandle;
+
+use super::{
+    compression_from, duration_from, md_from_py, md_to_py, status_err, status_tuple, CallQueue, NativeCall,
+    NativeChannel, NativeServerCall, QueueInner,
+};
+use grpc_core::surface::{self, CallOptions, IncomingCall, Status};
+
+/// Turns an operation's result into the Python value (or exception) its
+/// future gets; runs in `drain`, with the GIL.
+type Convert = Box<dyn FnOnce(Python<'_>) -> PyResult<Py<PyAny>> + Send>;
+
+/// Who gets a result: an asyncio future (`set_result` / `set_exception`,
+/// skipped if it is already done, e.g. cancelled) or a callback.
+enum Target {
+    Future(Py<PyAny>),
+    Callback(Arc<Py<PyAny>>),
+}
+
+struct Item {
+    target: Target,
+    value: Convert,
+}
+
+/// Where an attached server queue delivers calls: a loop's queue and the
+/// Python callback that takes each `NativeServerCall`.
+pub(crate) type Sink = (Arc<CqInner>, Arc<Py<PyAny>>);
+
+/// The results waiting for the loop, and the socket pair that wakes it.
+pub(crate) struct CqInner {
+    items: Mutex<Vec<Item>>,
+    tx: UnixStream,
+    rx: UnixStream,
+}
+
+impl std::fmt::Debug for CqInner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CqInner").field("fd", &self.rx.as_raw_fd()).finish_non_exhaustive()
+    }
+}
+
+impl CqInner {
+    fn push(&self, item: Item) {
+        let first = {
+            let mut g = self.items.lock().unwrap_or_else(|e| e.into_inner());
+            g.push(item);
+            g.len() == 1
+        };
+        // Only the first result of a batch writes: the loop reads the byte
+        // before it takes the batch, so no result is ever left unannounced.
+        if first {
+            let _ = (&self.tx).write(&[1]);
+        }
+    }
+
+    pub(crate) fn push_call(&self, callback: &Arc<Py<PyAny>>, call: IncomingCall) {
+        self.push(Item {
+            target: Target::Callback(callback.clone()),
+            value: Box::new(move |py| Ok(Py::new(py, NativeServerCall::new(call))?.into_any())),
+        });
+    }
+}
+
+/// The completion queue of one asyncio event loop.
+#[pyclass(frozen, module = "grpc_core._native")]
+#[derive(Debug)]
+pub(crate) struct CompletionQueue {
+    inner: Arc<CqInner>,
+}
+
+#[pymethods]
+impl CompletionQueue {
+    #[new]
+    fn new() -> PyResult<Self> {
+        let (tx, rx) = UnixStream::pair().map_err(|e| PyRuntimeError::new_err(e.to_string()))?;
+        tx.set_nonblocking(true).map_err(|e| PyRuntimeError::new_err(e.to_string()))?;
+        rx.set_nonblocking(true).map_err(|e| PyRuntimeError::new_err(e.to_string()))?;
+        Ok(CompletionQueue { inner: Arc::new(CqInner { items: Mutex::new(Vec::new()), tx, rx }) })
+    }
+
+    /// The descriptor that is readable while results wait.
+    fn fileno(&self) -> i32 {
+        self.inner.rx.as_raw_fd()
+    }
+
+    /// Resolves every future whose result is ready; returns how many.
+    fn drain(&self, py: Python<'_>) -> usize {
+        let mut buf = [0u8; 64];
+        while matches!((&self.inner.rx).read(&mut buf), Ok(n) if n > 0) {}
+        let items = std::mem::take(&mut *self.inner.items.lock().unwrap_or_else(|e| e.into_inner()));
+        let n = items.len();
+        for item in items {
+            let value = (item.value)(py);
+            let r = match item.target {
+                Target::Future(fut) => {
+                    let fut = fut.bind(py);
+                    match fut.call_method0(intern!(py, "done")).and_then(|d| d.is_truthy()) {
+                        Ok(false) => match value {
+                            Ok(v) => fut.call_method1(intern!(py, "set_result"), (v,)).map(drop),
+                            Err(e) => fut.call_method1(intern!(py, "set_exception"), (e.into_value(py),)).map(drop),
+                        },
+                        Ok(true) => Ok(()),
+                        Err(e) => Err(e),
+                    }
+                }
+                Target::Callback(cb) => value.and_then(|v| cb.bind(py).call1((v,)).map(drop)),
+            };
+            if let Err(e) = r {
+                e.write_unraisable(py, None);
+            }
+        }
+        n
+    }
+}
+
+/// A running operation; `cancel()` drops it (a call it was making is reset).
+#[pyclass(frozen, module = "grpc_core._native")]
+#[derive(Debug)]
+pub(crate) struct NativeOp {
+    abort: AbortHandle,
+}
+
+#[pymethods]
+impl NativeOp {
+    fn cancel(&self) {
+        self.abort.abort();
+    }
+}
+
+/// Runs `op` on the core's runtime; its output, through `convert`, resolves `fut`.
+fn submit<F, T, C>(cq: &CompletionQueue, fut: Py<PyAny>, op: F, convert: C) -> AbortHandle
+where
+    F: std::future::Future<Output = T> + Send + 'static,
+    T: Send + 'static,
+    C: FnOnce(Python<'_>, T) -> PyResult<Py<PyAny>> + Send + 'static,
+{
+    let inner = cq.inner.clone();
+    surface::spawn(async move {
+        let v = op.await;
+        inner.push(Item { target: Target::Future(fut), value: Box::new(move |py| convert(py, v)) });
+    })
+    .abort_handle()
+}
+
+/// Like [`submit`], but polls `op` once here first, with the GIL: the
+/// server-call and send operations are often ready at once (a request that
+/// was read with the headers, a message that fits h2's send buffer), and
+/// then `fut` is resolved before this returns: no task, no loop wake-up.
+/// Only an operation that has to wait goes to the runtime.
+fn submit_now<F, T, C>(py: Python<'_>, cq: &CompletionQueue, fut: Py<PyAny>, op: F, convert: C) -> PyResult<()>
+where
+    F: std::future::Future<Output = T> + Send + 'static,
+    T: Send + 'static,
+    C: FnOnce(Python<'_>, T) -> PyResult<Py<PyAny>> + Send + 'static,
+{
+    let mut op = Box::pin(op);
+    let polled = {
+        let _rt = surface::handle().enter();
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        op.as_mut().poll(&mut cx)
+    };
+    match polled {
+        std::task::Poll::Ready(v) => {
+            let f = fut.bind(py);
+            match convert(py, v) {
+                Ok(obj) => f.call_method1(intern!(py, "set_result"), (obj,))?,
+                Err(e) => f.call_method1(intern!(py, "set_exception"), (e.into_value(py),))?,
+            };
+        }
+        std::task::Poll::Pending => {
+            submit(cq, fut, op, convert);
+        }
+    }
+    Ok(())
+}
+
+fn opts(
+    timeout: Option<f64>,
+    metadata: Option<&Bound<'_, PyAny>>,
+    compression: Option<u8>,
+    wait_for_ready: bool,
+) -> PyResult<CallOptions> {
+    Ok(CallOptions {
+        timeout: duration_from(timeout),
+        metadata: md_from_py(metadata)?,
+        compression: compression_from(compression)?,
+        wait_for_ready,
+        ..Default::default()
+    })
+}
+
+fn none(py: Python<'_>) -> Py<PyAny> {
+    py.None()
+}
+
+fn unit_or_status(py: Python<'_>, r: Result<(), Status>) -> PyResult<Py<PyAny>> {
+    r.map(|()| none(py)).map_err(|st| status_err(py, &st))
+}
+
+fn message_or_status(py: Python<'_>, r: Result<Option<Bytes>, Status>) -> PyResult<Py<PyAny>> {
+    match r {
+        Ok(Some(b)) => Ok(PyBytes::new(py, &b).into_any().unbind()),
+        Ok(None) => Ok(none(py)),
+        Err(st) => Err(status_err(py, &st)),
+    }
+}
+
+/// A unary call: `(response, initial_metadata, trailing_metadata)` or `RpcStatus`.
+#[pyfunction]
+#[pyo3(signature = (cq, fut, channel, method, request, timeout=None, metadata=None, compression=None, wait_for_ready=false))]
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn channel_unary(
+    cq: &CompletionQueue,
+    fut: Py<PyAny>,
+    channel: &NativeChannel,
+    method: String,
+    request: &[u8],
+    timeout: Option<f64>,
+    metadata: Option<&Bound<'_, PyAny>>,
+    compression: Option<u8>,
+    wait_for_ready: bool,
+) -> PyResult<NativeOp> {
+    let o = opts(timeout, metadata, compression, wait_for_ready)?;
+    let req = Bytes::copy_from_slice(request);
+    let ch = channel.ch.clone();
+    let abort = submit(cq, fut, async move { ch.unary(&method, req, o).await }, |py, r| match r {
+        Ok(resp) => Ok((
+            PyBytes::new(py, &resp.message),
+            md_to_py(py, &resp.initial_metadata)?,
+            md_to_py(py, &resp.trailing_metadata)?,
+        )
+            .into_pyobject(py)?
+            .into_any()
+            .unbind()),
+        Err(st) => Err(status_err(py, &st)),
+    });
+    Ok(NativeOp { abort })
+}
+
+/// Starts a call of any kind: a `NativeCall` or `RpcStatus`. With `first`,
+/// that message is sent too (and the send side closed, for a unary-stream
+/// call), in the same task; a failed send shows in the call's status.
+#[pyfunction]
+#[pyo3(signature = (cq, fut, channel, method, timeout=None, metadata=None, compression=None, wait_for_ready=false, first=None))]
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn channel_start(
+    cq: &CompletionQueue,
+    fut: Py<PyAny>,
+    channel: &NativeChannel,
+    method: String,
+    timeout: Option<f64>,
+    metadata: Option<&Bound<'_, PyAny>>,
+    compression: Option<u8>,
+    wait_for_ready: bool,
+    first: Option<&[u8]>,
+) -> PyResult<NativeOp> {
+    let o = opts(timeout, metadata, compression, wait_for_ready)?;
+    let ch = channel.ch.clone();
+    let first = first.map(Bytes::copy_from_slice);
+    let op = async move {
+        let mut call = ch.call(&method, o).await?;
+        if let Some(m) = first {
+            let _ = call.send_with(m, true, true).await;
+        }
+        Ok(call)
+    };
+    let abort = submit(cq, fut, op, |py, r: Result<_, Status>| match r {
+        Ok(call) => Ok(Py::new(py, NativeCall::from_call(call))?.into_any()),
+        Err(st) => Err(status_err(py, &st)),
+    });
+    Ok(NativeOp { abort })
+}
+
+/// Sends one message (`last` half-closes too): True, or False if the call is over.
+#[pyfunction]
+#[pyo3(signature = (cq, fut, call, message, last=false))]
+pub(crate) fn call_send(
+    py: Python<'_>,
+    cq: &CompletionQueue,
+    fut: Py<PyAny>,
+    call: &NativeCall,
+    message: &[u8],
+    last: bool,
+) -> PyResult<()> {
+    let msg = Bytes::copy_from_slice(message);
+    let s = call.sender.clone();
+    submit_now(py, cq, fut, async move { s.lock().await.send_with(msg, true, last).await.is_ok() }, |py, ok| {
+        Ok(pyo3::types::PyBool::new(py, ok).to_owned().into_any().unbind())
+    })
+}
+
+/// Half-closes: True, or False if the call is over.
+#[pyfunction]
+pub(crate) fn call_close_send(py: Python<'_>, cq: &CompletionQueue, fut: Py<PyAny>, call: &NativeCall) -> PyResult<()> {
+    let s = call.sender.clone();
+    submit_now(py, cq, fut, async move { s.lock().await.close_send().await.is_ok() }, |py, ok| {
+        Ok(pyo3::types::PyBool::new(py, ok).to_owned().into_any().unbind())
+    })
+}
+
+/// The response headers, or `RpcStatus` if the call failed first.
+#[pyfunction]
+pub(crate) fn call_initial_metadata(cq: &CompletionQueue, fut: Py<PyAny>, call: &NativeCall) {
+    let r = call.receiver.clone();
+    submit(cq, fut, async move { r.lock().await.initial_metadata().await }, |py, r| match r {
+        Ok(md) => Ok(md_to_py(py, &md)?.into_any().unbind()),
+        Err(st) => Err(status_err(py, &st)),
+    });
+}
+
+/// The next message, None at the end of an OK call, or `RpcStatus`.
+#[pyfunction]
+pub(crate) fn call_recv(cq: &CompletionQueue, fut: Py<PyAny>, call: &NativeCall) {
+    let r = call.receiver.clone();
+    submit(cq, fut, async move { r.lock().await.recv().await }, message_or_status);
+}
+
+/// Drains the responses: `(code, details, trailing_metadata)`.
+#[pyfunction]
+pub(crate) fn call_finish(cq: &CompletionQueue, fut: Py<PyAny>, call: &NativeCall) {
+    let r = call.receiver.clone();
+    submit(cq, fut, async move { r.lock().await.finish().await }, |py, st| {
+        Ok(status_tuple(py, &st)?.into_pyobject(py)?.into_any().unbind())
+    });
+}
+
+/// From now on, calls arriving at `queue` go to `callback(NativeServerCall)` on
+/// `cq`'s loop (calls already queued first), not to `CallQueue.next`.
+#[pyfunction]
+pub(crate) fn queue_attach(queue: &CallQueue, cq: &CompletionQueue, callback: Py<PyAny>) {
+    let q: &QueueInner = &queue.inner;
+    let cb = Arc::new(callback);
+    let mut g = q.calls.lock().unwrap_or_else(|e| e.into_inner());
+    for c in g.0.drain(..) {
+        cq.inner.push_call(&cb, c);
+    }
+    *q.sink.lock().unwrap_or_else(|e| e.into_inner()) = Some((cq.inner.clone(), cb));
+}
+
+/// The next request; None once the client half-closed; `RpcStatus` if the call is over.
+#[pyfunction]
+pub(crate) fn scall_recv(
+    py: Python<'_>,
+    cq: &CompletionQueue,
+    fut: Py<PyAny>,
+    call: &NativeServerCall,
+) -> PyResult<()> {
+    let r = call.receiver.clone();
+    let op = call.guarded(async move {
+        match r.lock().await.as_mut() {
+            Some(r) => r.recv().await,
+            None => Ok(None),
+        }
+    });
+    submit_now(py, cq, fut, op, message_or_status)
+}
+
+/// Sends one response; `RpcStatus` if the call is over.
+#[pyfunction]
+#[pyo3(signature = (cq, fut, call, message, compress=true))]
+pub(crate) fn scall_send(
+    py: Python<'_>,
+    cq: &CompletionQueue,
+    fut: Py<PyAny>,
+    call: &NativeServerCall,
+    message: &[u8],
+    compress: bool,
+) -> PyResult<()> {
+    let msg = Bytes::copy_from_slice(message);
+    let s = call.sender.clone();
+    let op = call.guarded(async move {
+        match s.lock().await.as_mut() {
+            Some(s) => s.send_with(msg, compress).await,
+            None => Err(Status::internal("no sender")),
+        }
+    });
+    submit_now(py, cq, fut, op, unit_or_status)
+}
+
+/// Sends the response headers.
+#[pyfunction]
+pub(crate) fn scall_send_initial_metadata(
+    py: Python<'_>,
+    cq: &CompletionQueue,
+    fut: Py<PyAny>,
+    call: &NativeServerCall,
+    metadata: &Bound<'_, PyAny>,
+) -> PyResult<()> {
+    let md = md_from_py(Some(metadata))?;
+    let s = call.sender.clone();
+    let op = call.guarded(async move {
+        match s.lock().await.as_mut() {
+            Some(s) => s.send_initial_metadata(md).await,
+            None => Err(Status::internal("no sender")),
+        }
+    });
+    submit_now(py, cq, fut, op, unit_or_status)
+}
+
+/// Sends the one response of a unary call and ends it OK: True, False if it
+/// was already over; `RpcStatus` if the send failed.
+#[pyfunction]
+#[pyo3(signature = (cq, fut, call, message, compress=true, trailing_metadata=None))]
+pub(crate) fn scall_reply(
+    py: Python<'_>,
+    cq: &CompletionQueue,
+    fut: Py<PyAny>,
+    call: &NativeServerCall,
+    message: &[u8],
+    compress: bool,
+    trailing_metadata: Option<&Bound<'_, PyAny>>,
+) -> PyResult<()> {
+    let md = md_from_py(trailing_metadata)?;
+    let msg = Bytes::copy_from_slice(message);
+    let s = call.sender.clone();
+    let whole = call.call.clone();
+    let op = call.guarded(async move {
+        match s.lock().await.as_mut() {
+            Some(s) => s.send_with(msg, compress).await?,
+            None => return Err(Status::internal("no sender")),
+        }
+        Ok(whole.lock().unwrap_or_else(|e| e.into_inner()).finish(Status::ok().with_metadata(md)))
+    });
+    submit_now(py, cq, fut, op, |py, r| match r {
+        Ok(b) => Ok(pyo3::types::PyBool::new(py, b).to_owned().into_any().unbind()),
+        Err(st) => Err(status_err(py, &st)),
+    })
+}
+
+/// Resolves (None) once the call is over.
+#[pyfunction]
+pub(crate) fn scall_wait_done(cq: &CompletionQueue, fut: Py<PyAny>, call: &NativeServerCall) {
+    let done = call.lock_call().done();
+    submit(cq, fut, done, |py, ()| Ok(none(py)));
+}
+
+/// Adds the asyncio functions and classes to `_native`.
+pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<CompletionQueue>()?;
+    m.add_class::<NativeOp>()?;
+    m.add_function(wrap_pyfunction!(channel_unary, m)?)?;
+    m.add_function(wrap_pyfunction!(channel_start, m)?)?;
+    m.add_function(wrap_pyfunction!(call_send, m)?)?;
+    m.add_function(wrap_pyfunction!(call_close_send, m)?)?;
+    m.add_function(wrap_pyfunction!(call_initial_metadata, m)?)?;
+    m.add_function(wrap_pyfunction!(call_recv, m)?)?;
+    m.add_function(wrap_pyfunction!(call_finish, m)?)?;
+    m.add_function(wrap_pyfunction!(queue_attach, m)?)?;
+    m.add_function(wrap_pyfunction!(scall_recv, m)?)?;
+    m.add_function(wrap_pyfunction!(scall_send, m)?)?;
+    m.add_function(wrap_pyfunction!(scall_send_initial_metadata, m)?)?;
+    m.add_function(wrap_pyfunction!(scall_reply, m)?)?;
+    m.add_function(wrap_pyfunction!(scall_wait_done, m)?)?;
+    Ok(())
+}
