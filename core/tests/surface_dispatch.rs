@@ -19,6 +19,27 @@ fn serve_threads(rx: mpsc::Receiver<IncomingCall>) {
                     drop(call);
                     return;
                 }
+                if method.ends_with("/Reply") {
+                    // The fused reply: message and trailers from the sender, no handler hop.
+                    let req = block_on(async move { receiver.recv().await }).unwrap().unwrap();
+                    let mut t = Metadata::new();
+                    t.insert("x-fused", "yes").unwrap();
+                    let st = Status::ok().with_metadata(t);
+                    let (r, sender) = block_on(async move {
+                        let r = sender.send_and_finish(req, &st).await;
+                        (r, sender)
+                    });
+                    r.unwrap();
+                    assert!(sender.is_cancelled(), "the call is over for the sender");
+                    // The status given to the handler afterwards changes nothing.
+                    call.finish(Status::internal("too late"));
+                    return;
+                }
+                if method.ends_with("/FinishOnly") {
+                    sender.finish(&Status::new(Code::NotFound, "nothing here"));
+                    call.finish(Status::internal("too late"));
+                    return;
+                }
                 if method.ends_with("/Wait") {
                     // Hold the call until the client cancels it.
                     while !sender.is_cancelled() {
@@ -83,6 +104,14 @@ async fn threads_drive_calls() {
     let st = call.finish().await;
     assert!(st.is_ok());
     assert_eq!(st.metadata().get("x-done"), Some("yes"));
+
+    for i in 0..20 {
+        let r = ch.unary("/t.S/Reply", Bytes::from(format!("r{i}")), CallOptions::default()).await.unwrap();
+        assert_eq!(r.message, format!("r{i}"));
+        assert_eq!(r.trailing_metadata.get("x-fused"), Some("yes"));
+    }
+    let err = ch.unary("/t.S/FinishOnly", Bytes::from_static(b"q"), CallOptions::default()).await.unwrap_err();
+    assert_eq!((err.code(), err.message()), (Code::NotFound, "nothing here"));
 
     let err = ch.unary("/t.S/Drop", Bytes::new(), CallOptions::default()).await.unwrap_err();
     assert_eq!(err.code(), Code::Unknown);

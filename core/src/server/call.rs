@@ -303,6 +303,24 @@ impl ServerSender {
     }
 }
 
+impl ServerSender {
+    /// Ends the call now with `status` (its metadata are the trailers), from
+    /// this half: trailers, or a trailers-only response if nothing was sent.
+    /// The status the handler returns later changes nothing. Lets a binding
+    /// finish without waking the handler task (one fewer hop per call).
+    pub fn finish(&mut self, status: &Status) {
+        self.shared.finish(status);
+    }
+
+    /// Sends the last message and the status back to back (a unary or
+    /// client-streaming reply in one step); see [`ServerSender::finish`].
+    pub async fn send_and_finish(&mut self, msg: Bytes, status: &Status) -> Result<(), Status> {
+        self.send(msg).await?;
+        self.finish(status);
+        Ok(())
+    }
+}
+
 /// A call as the handler sees it: [`CallInfo`] (method, metadata, deadline,
 /// peer), receive requests, send headers and messages; the status the
 /// handler returns becomes the trailers. [`split`](Self::split) gives halves
