@@ -8,6 +8,9 @@
 //! streams and channels, so they can be polled from any executor.
 
 pub use crate::client::{
+    parse_address, CallConfig, LbPolicy, ManualResolver, MethodConfig, ServiceConfig, SubchannelInfo,
+};
+pub use crate::client::{
     CallHandle, CallOptions, CallReceiver, CallSender, Channel, ChannelOptions, ClientCall, ConnectivityState,
     UnaryResponse,
 };

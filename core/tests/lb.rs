@@ -347,3 +347,45 @@ async fn idle_timeout_drops_connections_and_the_next_call_reconnects() {
     );
     b.server.shutdown(Duration::from_secs(1)).await;
 }
+
+/// A listener whose accept queue is full: connection attempts to it hang
+/// (the kernel drops the SYNs), like an unreachable host.
+fn blackhole() -> (socket2::Socket, Vec<std::net::TcpStream>, String) {
+    use socket2::{Domain, Socket, Type};
+    let s = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+    s.bind(&"127.0.0.1:0".parse::<std::net::SocketAddr>().unwrap().into()).unwrap();
+    s.listen(0).unwrap();
+    let addr = s.local_addr().unwrap().as_socket().unwrap();
+    // Fill the queue (never accepted); more connects then hang.
+    let mut fill = Vec::new();
+    for _ in 0..4 {
+        match std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)) {
+            Ok(c) => fill.push(c),
+            Err(_) => break,
+        }
+    }
+    (s, fill, addr.to_string())
+}
+
+#[tokio::test]
+async fn pick_first_happy_eyeballs_starts_the_next_address_after_250ms() {
+    let (_hole, _fill, hole_addr) = blackhole();
+    // Make sure the hole really hangs here; otherwise the test proves nothing.
+    let probe = tokio::time::timeout(Duration::from_millis(500), tokio::net::TcpStream::connect(&hole_addr)).await;
+    if probe.is_ok() {
+        println!("note: could not make a hanging address on this machine; skipping");
+        return;
+    }
+    let b = backend_on("127.0.0.1:0").await;
+    let ch = Channel::new(&format!("ipv4:{hole_addr},{}", b.addr), ChannelOptions::default()).unwrap();
+    let t0 = std::time::Instant::now();
+    assert_eq!(who(&ch).await.unwrap(), b.addr);
+    let took = t0.elapsed();
+    // The second address is started after the 250 ms attempt delay, long
+    // before the first attempt's 20 s connect timeout.
+    assert!(took >= Duration::from_millis(200) && took < Duration::from_secs(3), "took {took:?}");
+    // The winner's connection is the only one left.
+    let subs = ch.subchannels();
+    assert_eq!(subs.iter().filter(|s| s.state == ConnectivityState::Ready).count(), 1, "{subs:?}");
+    b.server.shutdown(Duration::from_secs(1)).await;
+}

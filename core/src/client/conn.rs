@@ -86,7 +86,8 @@ impl Connector {
             None => ServiceConfig::default(),
         };
         let source = Source::new(target, opts.manual_resolver.clone(), opts.dns_refresh_interval)?;
-        let ctx = Arc::new(ConnCtx::new(opts, tls, server_name, scheme, authority, user_agent));
+        let closed = watch::channel(false).0;
+        let ctx = Arc::new(ConnCtx::new(opts, tls, server_name, scheme, authority, user_agent, closed.subscribe()));
         let (events, rx) = mpsc::unbounded_channel();
         let c = Arc::new(Connector {
             source,
@@ -94,7 +95,7 @@ impl Connector {
             service_config,
             state: watch::channel(Snapshot { state: ConnectivityState::Idle, picker: None, error: None }).0,
             events,
-            closed: watch::channel(false).0,
+            closed,
             last_pick: AtomicU64::new(0),
             epoch: Instant::now(),
             invalidated: Mutex::new(Vec::new()),
@@ -166,7 +167,10 @@ impl Connector {
     /// Waits for a ready connection (the pick). Fails fast in TRANSIENT_FAILURE
     /// unless `wait_for_ready`; `deadline` bounds the wait.
     pub(crate) async fn pick(&self, wait_for_ready: bool, deadline: Option<Instant>) -> Result<Ready, Status> {
-        self.last_pick.store(self.epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
+        let now = self.epoch.elapsed().as_millis() as u64;
+        if self.last_pick.load(Ordering::Relaxed) != now {
+            self.last_pick.store(now, Ordering::Relaxed);
+        }
         let mut rx = self.state.subscribe();
         loop {
             // close() takes effect at once.

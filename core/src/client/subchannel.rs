@@ -34,6 +34,9 @@ pub(crate) struct ConnCtx {
     ids: AtomicU64,
     /// Every connection's call counter, for the idle timer.
     calls: Mutex<Vec<Weak<AtomicUsize>>>,
+    /// The channel was closed: connections are dropped at once rather than
+    /// drained (a subchannel removed by the policy lets its calls finish).
+    closed: watch::Receiver<bool>,
 }
 
 impl ConnCtx {
@@ -44,6 +47,7 @@ impl ConnCtx {
         scheme: http::uri::Scheme,
         authority: http::uri::Authority,
         user_agent: http::HeaderValue,
+        closed: watch::Receiver<bool>,
     ) -> ConnCtx {
         ConnCtx {
             opts,
@@ -55,6 +59,7 @@ impl ConnCtx {
             generation: AtomicU64::new(0),
             ids: AtomicU64::new(0),
             calls: Mutex::new(Vec::new()),
+            closed,
         }
     }
 
@@ -231,7 +236,17 @@ impl Task {
                     return Ended::Lost;
                 }
                 c = self.cmd.recv() => match c {
-                    None => return Ended::Shutdown,
+                    None => {
+                        // Removed by the policy: let calls in flight finish
+                        // (h2 closes the connection when the last handle and
+                        // stream are gone). Closing the channel drops it now.
+                        if !*self.ctx.closed.borrow() {
+                            crate::rt::spawn(async move {
+                                let _ = conn.await;
+                            });
+                        }
+                        return Ended::Shutdown;
+                    }
                     Some(Cmd::Invalidate(g)) if g == generation => {
                         // No new streams fit on this connection (GOAWAY received):
                         // let its calls finish in the background, connect anew.
