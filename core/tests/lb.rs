@@ -49,6 +49,8 @@ async fn backend_on(addr: &str) -> Backend {
             }
         })
         .unwrap()
+        .register("/lb.S/Stream", MethodKind::BidiStreaming, echo)
+        .unwrap()
         .build()
         .unwrap();
     server.bind(&addr).await.unwrap();
@@ -388,4 +390,29 @@ async fn pick_first_happy_eyeballs_starts_the_next_address_after_250ms() {
     let subs = ch.subchannels();
     assert_eq!(subs.iter().filter(|s| s.state == ConnectivityState::Ready).count(), 1, "{subs:?}");
     b.server.shutdown(Duration::from_secs(1)).await;
+}
+
+#[tokio::test]
+async fn a_removed_address_lets_its_calls_in_flight_finish() {
+    let bs = three().await;
+    let all: Vec<&str> = bs.iter().map(|b| b.addr.as_str()).collect();
+    let r = ManualResolver::new();
+    let ch = Channel::new("manual:///drain", ChannelOptions { manual_resolver: Some(r.clone()), ..rr_opts() }).unwrap();
+    r.update_from_strs(&all[..1]).unwrap();
+    // A stream open on the only backend...
+    let mut call = bounded("open", ch.call("/lb.S/Stream", CallOptions::default())).await.unwrap();
+    call.send(Bytes::from_static(b"one")).await.unwrap();
+    assert_eq!(&bounded("recv", call.recv()).await.unwrap().unwrap()[..], b"one");
+    // ...survives its address leaving the list; new calls go to the new list.
+    r.update_from_strs(&all[1..]).unwrap();
+    wait_until("old subchannel removed", || ch.subchannels().len() == 2 && state_of(&ch, all[0]).is_none()).await;
+    wait_ready(&ch, &all[1..]).await;
+    assert_even(&spread(&ch, 100).await, &all[1..], 50);
+    call.send(Bytes::from_static(b"two")).await.unwrap();
+    assert_eq!(&bounded("recv", call.recv()).await.unwrap().unwrap()[..], b"two");
+    call.close_send().await.unwrap();
+    assert!(bounded("finish", call.finish()).await.is_ok());
+    for b in &bs {
+        b.server.shutdown(Duration::from_secs(1)).await;
+    }
 }
