@@ -24,6 +24,7 @@ pub mod typed;
 mod wire;
 
 pub use client::{CallOptions, Channel, ChannelOptions, ClientCall, ConnectivityState};
+pub use client::{ManualResolver, ServiceConfig};
 pub use codec::{Compression, Received};
 pub use error::{Error, ErrorKind};
 pub use metadata::{Metadata, MetadataValue};

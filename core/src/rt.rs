@@ -97,8 +97,3 @@ where
 pub(crate) async fn wait_true(rx: &mut tokio::sync::watch::Receiver<bool>) {
     let _ = rx.wait_for(|v| *v).await;
 }
-
-/// Waits until a watch holds `value` (or its sender is gone).
-pub(crate) async fn wait_value(rx: &mut tokio::sync::watch::Receiver<u64>, value: u64) {
-    let _ = rx.wait_for(|v| *v == value).await;
-}

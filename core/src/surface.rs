@@ -9,6 +9,9 @@
 
 pub use crate::auth::{AuthContext, AuthMetadataContext, BoxFuture, CallCredentials, MetadataProvider};
 pub use crate::client::{
+    parse_address, CallConfig, LbPolicy, ManualResolver, MethodConfig, ServiceConfig, SubchannelInfo,
+};
+pub use crate::client::{
     CallHandle, CallOptions, CallReceiver, CallSender, Channel, ChannelOptions, ClientCall, ConnectivityState,
     UnaryResponse,
 };

@@ -1,24 +1,33 @@
-//! The channel's connection: lazy connect, the gRPC connection-backoff spec,
-//! connectivity states, keepalive pings. One HTTP/2 connection per channel for
-//! now; the load-balancing seam is [`Connector::pick`].
+//! The channel's control plane: the resolver feeds addresses to the LB
+//! policy, which owns one subchannel (connection) per address and publishes
+//! the channel's connectivity state and a picker. Everything runs on one
+//! control task per channel, so the policy needs no locks. Calls meet it in
+//! [`Connector::pick`]: one connection per call (per attempt). An idle
+//! timer drops everything after a quiet period (IDLE); the next call
+//! restarts resolution and connecting.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use tokio::sync::{watch, Notify};
+use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
+use super::lb::{Helper, Picker, Policy, SubchannelInfo};
+use super::resolver::Source;
+use super::service_config::ServiceConfig;
+use super::subchannel::ConnCtx;
 use super::target::Target;
 use super::{BackoffConfig, ChannelOptions, ConnectivityState};
+use crate::error::Error;
 use crate::status::{Code, Status};
-use crate::transport::{self, Address};
+use crate::transport::Address;
 
 #[derive(Clone, Debug)]
 pub(crate) struct Snapshot {
     pub(crate) state: ConnectivityState,
-    pub(crate) conn: Option<Ready>,
+    pub(crate) picker: Option<Arc<Picker>>,
     pub(crate) error: Option<Status>,
 }
 
@@ -26,22 +35,40 @@ pub(crate) struct Snapshot {
 #[derive(Clone, Debug)]
 pub(crate) struct Ready {
     pub(crate) send: h2::client::SendRequest<Bytes>,
-    /// Bumped to ask the driver to drop this connection (it turned out dead).
+    /// Unique in the channel; `invalidate(generation)` drops this connection.
     pub(crate) generation: u64,
     pub(crate) active_calls: Arc<AtomicUsize>,
 }
 
+/// What reaches the control task.
+#[derive(Debug)]
+pub(crate) enum Event {
+    /// A resolver result.
+    Resolved(Result<Vec<Address>, Status>),
+    /// A subchannel changed state.
+    Subchannel { id: u64, state: ConnectivityState, ready: Option<Ready>, error: Option<Status> },
+    /// A call (or `connect()`) wants a connection.
+    ExitIdle,
+    /// A connection turned out dead or full (GOAWAY).
+    Invalidate(u64),
+    /// A policy timer fired.
+    Timer(u64),
+}
+
 #[derive(Debug)]
 pub(crate) struct Connector {
-    target: Target,
-    opts: Arc<ChannelOptions>,
-    tls: Option<Arc<rustls::ClientConfig>>,
-    server_name: String,
+    source: Source,
+    ctx: Arc<ConnCtx>,
+    service_config: ServiceConfig,
     state: watch::Sender<Snapshot>,
-    kick: Notify,
-    /// Set to a generation number to drop that connection.
-    invalidate: watch::Sender<u64>,
+    events: mpsc::UnboundedSender<Event>,
     closed: watch::Sender<bool>,
+    /// When the last pick happened, in ms since `epoch` (for the idle timer).
+    last_pick: AtomicU64,
+    epoch: Instant,
+    /// Recently invalidated generations: never published again.
+    invalidated: Mutex<Vec<u64>>,
+    subchannels: Mutex<Vec<SubchannelInfo>>,
 }
 
 impl Connector {
@@ -50,20 +77,33 @@ impl Connector {
         opts: Arc<ChannelOptions>,
         tls: Option<Arc<rustls::ClientConfig>>,
         server_name: String,
-    ) -> Arc<Connector> {
+        scheme: http::uri::Scheme,
+        authority: http::uri::Authority,
+        user_agent: http::HeaderValue,
+    ) -> Result<Arc<Connector>, Error> {
+        let service_config = match &opts.service_config {
+            Some(json) => ServiceConfig::parse(json)?,
+            None => ServiceConfig::default(),
+        };
+        let source = Source::new(target, opts.manual_resolver.clone(), opts.dns_refresh_interval)?;
+        let closed = watch::channel(false).0;
+        let ctx = Arc::new(ConnCtx::new(opts, tls, server_name, scheme, authority, user_agent, closed.subscribe()));
+        let (events, rx) = mpsc::unbounded_channel();
         let c = Arc::new(Connector {
-            target,
-            opts,
-            tls,
-            server_name,
-            state: watch::channel(Snapshot { state: ConnectivityState::Idle, conn: None, error: None }).0,
-            kick: Notify::new(),
-            invalidate: watch::channel(0).0,
-            closed: watch::channel(false).0,
+            source,
+            ctx,
+            service_config,
+            state: watch::channel(Snapshot { state: ConnectivityState::Idle, picker: None, error: None }).0,
+            events,
+            closed,
+            last_pick: AtomicU64::new(0),
+            epoch: Instant::now(),
+            invalidated: Mutex::new(Vec::new()),
+            subchannels: Mutex::new(Vec::new()),
         });
         let driver = c.clone();
-        crate::rt::spawn(async move { driver.run().await });
-        c
+        crate::rt::spawn(async move { driver.run(rx).await });
+        Ok(c)
     }
 
     pub(crate) fn state(&self) -> ConnectivityState {
@@ -74,50 +114,75 @@ impl Connector {
         self.state.subscribe()
     }
 
-    /// Leaves IDLE: starts connecting.
+    /// The channel's service config (empty if none was given).
+    pub(crate) fn service_config(&self) -> &ServiceConfig {
+        &self.service_config
+    }
+
+    /// The subchannels of the current policy and their states.
+    pub(crate) fn subchannels(&self) -> Vec<SubchannelInfo> {
+        self.subchannels.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Leaves IDLE: starts resolving and connecting.
     pub(crate) fn connect(&self) {
-        self.kick.notify_one();
+        let _ = self.events.send(Event::ExitIdle);
     }
 
     /// Closes the channel: SHUTDOWN at once (as grpc-go's `Close`), so no
-    /// new call picks a connection; the driver task then drains and exits.
+    /// new call picks a connection; the control task then drops everything.
     pub(crate) fn close(&self) {
         self.closed.send_replace(true);
-        self.state.send_replace(Snapshot { state: ConnectivityState::Shutdown, conn: None, error: None });
+        self.state.send_replace(Snapshot { state: ConnectivityState::Shutdown, picker: None, error: None });
     }
 
+    /// Stops handing out this connection at once (a retry must not get it
+    /// again before the control task has seen the invalidation); its
+    /// subchannel then drops it and reconnects.
     pub(crate) fn invalidate(&self, generation: u64) {
-        // Stop handing out this connection at once (IDLE, so the next pick
-        // asks for a new one): a retry must not get it again before the
-        // driver task has seen the invalidation.
-        self.state.send_if_modified(|s| {
-            let hit = s.conn.as_ref().is_some_and(|c| c.generation == generation);
-            if hit {
-                *s = Snapshot { state: ConnectivityState::Idle, conn: None, error: None };
+        {
+            let mut inv = self.invalidated.lock().unwrap_or_else(|e| e.into_inner());
+            if inv.len() >= 64 {
+                inv.remove(0);
             }
-            hit
+            inv.push(generation);
+        }
+        self.state.send_if_modified(|s| {
+            let Some(p) = &s.picker else { return false };
+            if !p.ready.iter().any(|r| r.generation == generation) {
+                return false;
+            }
+            let rest: Vec<Ready> = p.ready.iter().filter(|r| r.generation != generation).cloned().collect();
+            if rest.is_empty() {
+                // IDLE, so the next pick asks for a new connection.
+                *s = Snapshot { state: ConnectivityState::Idle, picker: None, error: None };
+            } else {
+                s.picker = Some(Arc::new(Picker::new(rest)));
+            }
+            true
         });
-        self.invalidate.send_replace(generation);
+        let _ = self.events.send(Event::Invalidate(generation));
     }
 
     /// Waits for a ready connection (the pick). Fails fast in TRANSIENT_FAILURE
     /// unless `wait_for_ready`; `deadline` bounds the wait.
     pub(crate) async fn pick(&self, wait_for_ready: bool, deadline: Option<Instant>) -> Result<Ready, Status> {
+        let now = self.epoch.elapsed().as_millis() as u64;
+        if self.last_pick.load(Ordering::Relaxed) != now {
+            self.last_pick.store(now, Ordering::Relaxed);
+        }
         let mut rx = self.state.subscribe();
         loop {
-            // close() takes effect at once, before the driver task has
-            // dropped the connection and published SHUTDOWN.
+            // close() takes effect at once.
             if *self.closed.borrow() {
                 return Err(Status::new(Code::Cancelled, "grpc: the client connection is closing"));
             }
             {
                 let snap = rx.borrow_and_update();
+                if let Some(r) = snap.picker.as_ref().and_then(|p| p.pick()) {
+                    return Ok(r);
+                }
                 match snap.state {
-                    ConnectivityState::Ready => {
-                        if let Some(c) = &snap.conn {
-                            return Ok(c.clone());
-                        }
-                    }
                     ConnectivityState::Idle => self.connect(),
                     ConnectivityState::TransientFailure if !wait_for_ready => {
                         let e = snap.error.clone().unwrap_or_else(|| Status::unavailable("connection failed"));
@@ -142,173 +207,104 @@ impl Connector {
         }
     }
 
-    /// Publishes a new state. SHUTDOWN is final: the driver, still winding
-    /// down after `close`, never moves the channel out of it.
-    fn set(&self, state: ConnectivityState, conn: Option<Ready>, error: Option<Status>) {
+    /// Publishes the channel's state and picker (from the policy). SHUTDOWN
+    /// is final: the control task, still winding down after `close`, never
+    /// moves the channel out of it.
+    pub(crate) fn publish(&self, state: ConnectivityState, mut ready: Vec<Ready>, error: Option<Status>) {
+        {
+            let inv = self.invalidated.lock().unwrap_or_else(|e| e.into_inner());
+            ready.retain(|r| !inv.contains(&r.generation));
+        }
+        let (state, picker) = match (state, ready.is_empty()) {
+            (ConnectivityState::Ready, true) => (ConnectivityState::Idle, None),
+            (s, true) => (s, None),
+            (s, false) => (s, Some(Arc::new(Picker::new(ready)))),
+        };
         self.state.send_if_modified(|s| {
             if s.state == ConnectivityState::Shutdown {
                 return false;
             }
-            *s = Snapshot { state, conn, error };
+            *s = Snapshot { state, picker, error };
             true
         });
     }
 
-    async fn resolve(&self) -> Result<Vec<Address>, Status> {
-        match &self.target {
-            Target::Static(a) => Ok(a.clone()),
-            Target::Dns { host, port } => {
-                let addrs: Vec<_> = tokio::net::lookup_host((host.as_str(), *port))
-                    .await
-                    .map_err(|e| Status::unavailable(format!("name resolution failed for {host}: {e}")))?
-                    .map(Address::Tcp)
-                    .collect();
-                if addrs.is_empty() {
-                    return Err(Status::unavailable(format!("name resolution for {host} returned no addresses")));
-                }
-                Ok(addrs)
-            }
-        }
-    }
-
-    /// One attempt: resolve, then try each address in order (pick_first).
-    async fn connect_once(
-        &self,
-    ) -> Result<(h2::client::SendRequest<Bytes>, h2::client::Connection<transport::BoxIo, Bytes>), Status> {
-        let addrs = self.resolve().await?;
-        let mut last = None;
-        for addr in &addrs {
-            let tls = self.tls.as_ref().map(|c| (c, self.server_name.as_str()));
-            match transport::connect(addr, tls).await {
-                Ok(io) => {
-                    let o = &self.opts;
-                    let mut b = h2::client::Builder::new();
-                    b.initial_window_size(o.initial_stream_window_size)
-                        .initial_connection_window_size(o.initial_connection_window_size)
-                        .max_header_list_size(o.max_header_list_size)
-                        .max_frame_size(o.max_frame_size)
-                        .max_send_buffer_size(1024 * 1024)
-                        // Until the server's SETTINGS arrive, open one stream
-                        // and queue the rest: streams opened before we know its
-                        // MAX_CONCURRENT_STREAMS would be refused (UNAVAILABLE).
-                        .initial_max_send_streams(1)
-                        .enable_push(false);
-                    match b.handshake(io).await {
-                        Ok(pair) => return Ok(pair),
-                        Err(e) => last = Some(Status::unavailable(format!("HTTP/2 handshake with {addr} failed: {e}"))),
-                    }
-                }
-                Err(e) => last = Some(Status::unavailable(format!("connection to {addr} failed: {e}"))),
-            }
-        }
-        Err(last.unwrap_or_else(|| Status::unavailable("no addresses to connect to")))
-    }
-
-    async fn run(self: Arc<Self>) {
+    async fn run(self: Arc<Self>, mut rx: mpsc::UnboundedReceiver<Event>) {
         let mut closed = self.closed.subscribe();
-        let mut invalidate = self.invalidate.subscribe();
-        let mut generation = 0u64;
+        let mut timers = 0u64;
         loop {
             // IDLE until a call (or connect()) asks for a connection.
-            tokio::select! {
-                _ = self.kick.notified() => {}
-                _ = crate::rt::wait_true(&mut closed) => break,
-            }
-            let mut backoff = Backoff::new(&self.opts.backoff);
-            let (send, conn) = loop {
-                self.set(ConnectivityState::Connecting, None, None);
-                // connection-backoff.md: the attempt may run until
-                // max(backoff deadline, now + MIN_CONNECT_TIMEOUT); after a
-                // failure, sleep until the backoff deadline.
-                let now = Instant::now();
-                let backoff_deadline = now + backoff.next_delay();
-                let attempt_deadline = backoff_deadline.max(now + self.opts.connect_timeout);
-                let res = tokio::select! {
-                    r = tokio::time::timeout_at(attempt_deadline, self.connect_once()) => r,
-                    _ = crate::rt::wait_true(&mut closed) => { self.set(ConnectivityState::Shutdown, None, None); return; }
-                };
-                let err = match res {
-                    Ok(Ok(pair)) => break pair,
-                    Ok(Err(e)) => e,
-                    Err(_) => Status::unavailable("connection attempt timed out"),
-                };
-                tracing::debug!(error = %err, "connect failed");
-                self.set(ConnectivityState::TransientFailure, None, Some(err));
+            loop {
                 tokio::select! {
-                    _ = tokio::time::sleep_until(backoff_deadline) => {}
-                    _ = crate::rt::wait_true(&mut closed) => { self.set(ConnectivityState::Shutdown, None, None); return; }
-                }
-            };
-            generation += 1;
-            let active_calls = Arc::new(AtomicUsize::new(0));
-            let ready = Ready { send, generation, active_calls: active_calls.clone() };
-            self.set(ConnectivityState::Ready, Some(ready), None);
-            let ended = self.drive(conn, generation, &active_calls, &mut closed, &mut invalidate).await;
-            if ended {
-                self.set(ConnectivityState::Shutdown, None, None);
-                return;
-            }
-            // Connection lost: IDLE again; the next call reconnects. Wake a
-            // waiter that raced with the drop so it does not wait forever.
-            self.set(ConnectivityState::Idle, None, None);
-        }
-        self.set(ConnectivityState::Shutdown, None, None);
-    }
-
-    /// Runs the connection until it ends. Returns true if the channel closed.
-    async fn drive(
-        &self,
-        mut conn: h2::client::Connection<transport::BoxIo, Bytes>,
-        generation: u64,
-        active_calls: &AtomicUsize,
-        closed: &mut watch::Receiver<bool>,
-        invalidate: &mut watch::Receiver<u64>,
-    ) -> bool {
-        let mut ping = conn.ping_pong();
-        let keepalive = self.opts.keepalive_time;
-        let mut next_ping = keepalive.map(|k| Instant::now() + k);
-        loop {
-            let ping_due = async {
-                match next_ping {
-                    Some(t) => tokio::time::sleep_until(t).await,
-                    None => std::future::pending().await,
-                }
-            };
-            tokio::select! {
-                r = &mut conn => {
-                    if let Err(e) = r {
-                        tracing::debug!(error = %e, "connection ended");
-                    }
-                    return false;
-                }
-                _ = crate::rt::wait_true(closed) => return true,
-                _ = crate::rt::wait_value(invalidate, generation) => {
-                    // No new streams fit on this connection (GOAWAY received):
-                    // let its calls finish in the background, connect anew.
-                    crate::rt::spawn(async move {
-                        let _ = conn.await;
-                    });
-                    return false;
-                }
-                _ = ping_due => {
-                    let k = keepalive.expect("ping only with keepalive");
-                    next_ping = Some(Instant::now() + k);
-                    if !self.opts.keepalive_permit_without_calls && active_calls.load(Ordering::Relaxed) == 0 {
-                        continue;
-                    }
-                    let Some(p) = ping.as_mut() else { continue };
-                    let pong = tokio::time::timeout(self.opts.keepalive_timeout, p.ping(h2::Ping::opaque()));
-                    // Keep driving the connection while the ping is in flight.
-                    let ok = tokio::select! {
-                        r = pong => matches!(r, Ok(Ok(_))),
-                        r = &mut conn => { let _ = r; return false; }
-                    };
-                    if !ok {
-                        tracing::debug!("keepalive ping timed out; closing the connection");
-                        return false;
-                    }
+                    ev = rx.recv() => match ev {
+                        Some(Event::ExitIdle) => break,
+                        Some(_) => continue,
+                        None => return,
+                    },
+                    _ = crate::rt::wait_true(&mut closed) => return self.publish(ConnectivityState::Shutdown, Vec::new(), None),
                 }
             }
+            self.publish(ConnectivityState::Connecting, Vec::new(), None);
+            let resolver = self.source.start(self.events.clone(), &self.ctx.opts.backoff);
+            let health = self.service_config.health_check_service().map(str::to_string);
+            let mut policy = Policy::new(self.service_config.lb_policy(), health);
+            self.last_pick.store(self.epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
+            let idle_timeout = self.ctx.opts.idle_timeout.filter(|d| !d.is_zero());
+            loop {
+                let idle_at = idle_timeout
+                    .map(|t| self.epoch + Duration::from_millis(self.last_pick.load(Ordering::Relaxed)) + t);
+                let idle_due = async {
+                    match idle_at {
+                        Some(t) => tokio::time::sleep_until(t).await,
+                        None => std::future::pending().await,
+                    }
+                };
+                let ev = tokio::select! {
+                    ev = rx.recv() => match ev { Some(ev) => ev, None => return },
+                    _ = crate::rt::wait_true(&mut closed) => {
+                        drop(policy);
+                        self.subchannels.lock().unwrap_or_else(|e| e.into_inner()).clear();
+                        return self.publish(ConnectivityState::Shutdown, Vec::new(), None);
+                    }
+                    _ = idle_due => {
+                        if self.ctx.active_calls() > 0 {
+                            // Calls in flight are activity.
+                            self.last_pick.store(self.epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
+                            continue;
+                        }
+                        let since = (self.epoch.elapsed().as_millis() as u64)
+                            .saturating_sub(self.last_pick.load(Ordering::Relaxed));
+                        if Duration::from_millis(since) < idle_timeout.unwrap_or_default() {
+                            continue;
+                        }
+                        tracing::debug!("channel idle timeout: dropping connections");
+                        break;
+                    }
+                };
+                let mut h = Helper {
+                    connector: &self,
+                    ctx: &self.ctx,
+                    events: &self.events,
+                    resolver: &resolver,
+                    timers: &mut timers,
+                };
+                match ev {
+                    Event::Resolved(r) => policy.resolved(r, &mut h),
+                    Event::Subchannel { id, state, ready, error } => {
+                        policy.subchannel_state(id, state, ready, error, &mut h)
+                    }
+                    Event::ExitIdle => policy.exit_idle(&mut h),
+                    Event::Invalidate(g) => policy.invalidate(g, &mut h),
+                    Event::Timer(t) => policy.timer(t, &mut h),
+                }
+                *self.subchannels.lock().unwrap_or_else(|e| e.into_inner()) = policy.describe();
+            }
+            // Idle timeout: drop the policy (its subchannels and connections)
+            // and the resolver; IDLE until the next call.
+            drop(policy);
+            drop(resolver);
+            self.subchannels.lock().unwrap_or_else(|e| e.into_inner()).clear();
+            self.publish(ConnectivityState::Idle, Vec::new(), None);
         }
     }
 }
@@ -339,7 +335,7 @@ impl Backoff {
 }
 
 /// A cheap uniform number in [0, 1) (jitter needs no cryptographic quality).
-fn rand_unit() -> f64 {
+pub(crate) fn rand_unit() -> f64 {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
     h.write_u64(

@@ -4,9 +4,19 @@
 
 mod call;
 mod conn;
+mod health_check;
+mod lb;
+mod resolver;
+pub mod service_config;
+mod subchannel;
 mod target;
 
 pub use call::{CallHandle, CallReceiver, CallSender, ClientCall, UnaryResponse};
+pub use lb::SubchannelInfo;
+pub use resolver::{parse_address, ManualResolver};
+pub use service_config::{
+    CallConfig, HedgingPolicy, LbPolicy, MethodConfig, RetryPolicy, RetryThrottling, ServiceConfig,
+};
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -100,6 +110,18 @@ pub struct ChannelOptions {
     /// OpenTelemetry metrics and spans for every call (off); runs before
     /// the other interceptors.
     pub telemetry: Option<OpenTelemetry>,
+    /// Service config JSON (service_config.md): load-balancing policy,
+    /// per-method settings, retry throttling, health checking. Parsed and
+    /// validated by `Channel::new`; invalid → an error there. None: pick_first.
+    pub service_config: Option<String>,
+    /// The resolver for a `manual:///name` target (required with one, refused otherwise).
+    pub manual_resolver: Option<ManualResolver>,
+    /// With no call for this long, the channel drops its connections and goes
+    /// IDLE; the next call reconnects (30 min, as grpc-go). None or zero: never.
+    pub idle_timeout: Option<Duration>,
+    /// `dns:` targets are re-resolved this often (30 s), and also when a
+    /// connection fails or drops (at most every 5 s).
+    pub dns_refresh_interval: Duration,
 }
 
 impl Default for ChannelOptions {
@@ -124,6 +146,10 @@ impl Default for ChannelOptions {
             call_credentials: None,
             allow_insecure_call_credentials: false,
             telemetry: None,
+            service_config: None,
+            manual_resolver: None,
+            idle_timeout: Some(Duration::from_secs(30 * 60)),
+            dns_refresh_interval: Duration::from_secs(30),
         }
     }
 }
@@ -206,7 +232,15 @@ impl Channel {
         let user_agent = http::HeaderValue::from_str(&ua).map_err(|_| Error::invalid("invalid user agent"))?;
         let scheme = if tls.is_some() { http::uri::Scheme::HTTPS } else { http::uri::Scheme::HTTP };
         let opts = Arc::new(opts);
-        let connector = conn::Connector::new(target, opts.clone(), tls, server_name);
+        let connector = conn::Connector::new(
+            target,
+            opts.clone(),
+            tls,
+            server_name,
+            scheme.clone(),
+            authority.clone(),
+            user_agent.clone(),
+        )?;
         Ok(Channel { inner: Arc::new(ChannelInner { connector, opts, scheme, authority, user_agent }) })
     }
 
@@ -241,8 +275,27 @@ impl Channel {
     }
 
     /// Starts a call of any kind on `method` (`/package.Service/Method`).
+    /// The service config's `timeout` and `waitForReady` for the method apply.
     pub async fn call(&self, method: &str, opts: CallOptions) -> Result<ClientCall, Status> {
+        let opts = service_config::apply_to_options(&self.inner, method, opts);
         call::start(&self.inner, method, opts).await
+    }
+
+    /// The channel's service config (empty when none was given).
+    pub fn service_config(&self) -> &ServiceConfig {
+        self.inner.connector.service_config()
+    }
+
+    /// What the service config and channel options make of a call on
+    /// `method` with `opts`: deadline, wait-for-ready, message size limits.
+    pub fn call_config(&self, method: &str, opts: &CallOptions) -> CallConfig {
+        service_config::call_config(&self.inner, method, opts)
+    }
+
+    /// The current subchannels (one per address of the LB policy) and their
+    /// states; empty while the channel is IDLE.
+    pub fn subchannels(&self) -> Vec<SubchannelInfo> {
+        self.inner.connector.subchannels()
     }
 
     /// A unary call: one request, one response. A call the server refused

@@ -1,5 +1,6 @@
 //! Target parsing: `host:port`, `dns:[//authority/]host[:port]`,
-//! `ipv4:a:p,b:p`, `ipv6:[a]:p,...`, `unix:path` and `unix:///abs/path`.
+//! `ipv4:a:p,b:p`, `ipv6:[a]:p,...`, `unix:path`, `unix:///abs/path` and
+//! `manual:///name` (addresses from a `ManualResolver`).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -16,11 +17,21 @@ pub(crate) enum Target {
     Dns { host: String, port: u16 },
     /// A fixed list of addresses.
     Static(Vec<Address>),
+    /// `manual:///name`: addresses come from a `ManualResolver`.
+    Manual(String),
 }
 
 impl Target {
     pub(crate) fn parse(target: &str) -> Result<(Target, String), Error> {
         let bad = |why: &str| Error::invalid(format!("invalid target {target:?}: {why}"));
+        if let Some(rest) = target.strip_prefix("manual:") {
+            // manual:///name or manual:name; the name is the default authority.
+            let name = rest.strip_prefix("//").map(|r| r.split_once('/').map_or(r, |(_, n)| n)).unwrap_or(rest);
+            if name.is_empty() {
+                return Err(bad("manual: targets need a name (manual:///name)"));
+            }
+            return Ok((Target::Manual(name.to_string()), name.to_string()));
+        }
         if let Some(rest) = target.strip_prefix("unix:") {
             // unix:relative, unix:/abs, unix:///abs (unix://authority/ is not allowed).
             let path = if let Some(p) = rest.strip_prefix("//") {
@@ -139,6 +150,8 @@ mod tests {
         let (t, a) = Target::parse("unix:///tmp/x.sock").unwrap();
         assert_eq!(t, Target::Static(vec![Address::Unix("/tmp/x.sock".into())]));
         assert_eq!(a, "localhost");
+        let (t, a) = Target::parse("manual:///svc").unwrap();
+        assert_eq!((t, a.as_str()), (Target::Manual("svc".into()), "svc"));
         let (t, _) = Target::parse("unix:rel.sock").unwrap();
         assert_eq!(t, Target::Static(vec![Address::Unix("rel.sock".into())]));
     }
