@@ -153,6 +153,9 @@ pub struct CallReceiver {
     initial_metadata: Option<Metadata>,
     /// Messages read ahead while settling a failed send, for `recv` to return.
     early: std::collections::VecDeque<Received>,
+    /// Response headers arrived (not a trailers-only response): the call is
+    /// committed for retries (gRFC A6).
+    headers_received: bool,
 }
 
 /// A client call: send messages, half-close, receive messages and the status.
@@ -308,6 +311,12 @@ async fn open(
         None => open.await?,
     };
     conn.active_calls.fetch_add(1, Ordering::Relaxed);
+    // The service config's per-method limits: the stricter of it and the channel's.
+    let (mut max_send, mut max_recv) = (inner.opts.max_send_message_size, inner.opts.max_recv_message_size);
+    if let Some(m) = inner.connector.service_config().method_config(method) {
+        max_send = m.max_request_message_bytes.map_or(max_send, |n| n.min(max_send));
+        max_recv = m.max_response_message_bytes.map_or(max_recv, |n| n.min(max_recv));
+    }
     let shared = Arc::new(Shared {
         stream: Mutex::new(Some(stream)),
         cancelled: Mutex::new(None),
@@ -331,16 +340,12 @@ async fn open(
         *shared.timer.lock().unwrap_or_else(|e| e.into_inner()) = Some(t.abort_handle());
     }
     Ok(ClientCall {
-        sender: CallSender {
-            shared: shared.clone(),
-            compression,
-            max_send: inner.opts.max_send_message_size,
-            half_closed: false,
-        },
+        sender: CallSender { shared: shared.clone(), compression, max_send, half_closed: false },
         receiver: CallReceiver {
             shared,
             state: RecvState::Headers(resp),
-            decoder: Decoder::new(inner.opts.max_recv_message_size, None),
+            decoder: Decoder::new(max_recv, None),
+            headers_received: false,
             initial_metadata: None,
             early: Default::default(),
         },
@@ -603,6 +608,7 @@ impl CallReceiver {
                 }
             }
         }
+        self.headers_received = true;
         let mut md = Metadata::from_headers(&parts.headers);
         if let Some(o) = &self.shared.observers {
             o.initial_metadata(&mut md);
@@ -702,6 +708,11 @@ impl ClientCall {
             initial_metadata: self.receiver.initial_metadata.clone().unwrap_or_default(),
             trailing_metadata,
         })
+    }
+
+    /// True once response headers arrived (a trailers-only answer does not count).
+    pub(crate) fn headers_received(&self) -> bool {
+        self.receiver.headers_received
     }
 
     /// True if the call failed because the server refused its stream

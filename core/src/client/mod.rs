@@ -7,6 +7,7 @@ mod conn;
 mod health_check;
 mod lb;
 mod resolver;
+mod retry;
 pub mod service_config;
 mod subchannel;
 mod target;
@@ -190,6 +191,8 @@ pub(crate) struct ChannelInner {
     pub(crate) scheme: http::uri::Scheme,
     pub(crate) authority: http::uri::Authority,
     pub(crate) user_agent: http::HeaderValue,
+    /// The service config's `retryThrottling` bucket.
+    pub(crate) throttle: Option<retry::Throttle>,
 }
 
 impl Drop for ChannelInner {
@@ -241,7 +244,8 @@ impl Channel {
             authority.clone(),
             user_agent.clone(),
         )?;
-        Ok(Channel { inner: Arc::new(ChannelInner { connector, opts, scheme, authority, user_agent }) })
+        let throttle = connector.service_config().retry_throttling().map(retry::Throttle::new);
+        Ok(Channel { inner: Arc::new(ChannelInner { connector, opts, scheme, authority, user_agent, throttle }) })
     }
 
     /// The current connectivity state.
@@ -298,25 +302,32 @@ impl Channel {
         self.inner.connector.subchannels()
     }
 
-    /// A unary call: one request, one response. A call the server refused
-    /// unprocessed while going away (GOAWAY raced with the request) is
-    /// retried once on a new connection, within the same deadline.
+    /// A unary call: one request, one response. The method's `retryPolicy`
+    /// or `hedgingPolicy` from the service config applies (gRFC A6, see
+    /// `client/retry.rs`), under the channel's `retryThrottling`. A call the
+    /// server refused unprocessed while going away (GOAWAY raced with the
+    /// request) is retried once on a new connection, within the same
+    /// deadline, without counting as an attempt.
     pub async fn unary(&self, method: &str, request: Bytes, mut opts: CallOptions) -> Result<UnaryResponse, Status> {
-        opts.deadline = opts.deadline().map(Instant::into_std);
+        let cfg = self.call_config(method, &opts);
+        opts.deadline = cfg.deadline.map(Instant::into_std);
         opts.timeout = None;
-        let mut tries = 0;
-        loop {
-            tries += 1;
-            let mut call = self.call(method, opts.clone()).await?;
-            let r = match call.send_last(request.clone()).await {
-                Ok(()) => call.recv_unary().await,
-                Err(e) => Err(e),
-            };
-            match r {
-                Err(_) if tries < 2 && call.unprocessed() => continue,
-                r => return r,
+        opts.wait_for_ready = cfg.wait_for_ready;
+        let throttle = self.inner.throttle.as_ref();
+        match cfg.method_config.as_deref() {
+            Some(MethodConfig { retry_policy: Some(p), .. }) => {
+                retry::unary_with_retry(self, method, request, opts, p, throttle).await
             }
+            Some(MethodConfig { hedging_policy: Some(p), .. }) => {
+                retry::unary_hedged(self, method, request, opts, p, throttle).await
+            }
+            _ => retry::unary_once(self, method, request, opts).await,
         }
+    }
+
+    /// Tokens left in the `retryThrottling` bucket (None without throttling).
+    pub fn retry_tokens(&self) -> Option<f64> {
+        self.inner.throttle.as_ref().map(retry::Throttle::tokens)
     }
 }
 

@@ -2,8 +2,9 @@
 //! and `grpc-message` percent-encoding.
 //!
 //! Binary values are sent base64 without padding and accepted padded or not.
-//! Keys are lower-case `[0-9a-z_.-]`; `grpc-*`, pseudo-headers and the
-//! transport's own headers are reserved and rejected on insert.
+//! Keys are lower-case `[0-9a-z_.-]`; `grpc-*` (but for the two retry keys
+//! of gRFC A6), pseudo-headers and the transport's own headers are reserved
+//! and rejected on insert.
 
 mod timeout;
 pub use timeout::{decode_timeout, encode_timeout};
@@ -51,9 +52,12 @@ pub struct Metadata {
 
 /// Headers owned by gRPC or HTTP/2 that users may not set and that are not
 /// reported as metadata.
+/// The `grpc-*` keys of gRFC A6 are the exception: a server sets
+/// `grpc-retry-pushback-ms` in its trailers, a client sends
+/// `grpc-previous-rpc-attempts` on a retry.
 fn is_reserved(key: &str) -> bool {
     key.starts_with(':')
-        || key.starts_with("grpc-")
+        || (key.starts_with("grpc-") && !matches!(key, "grpc-retry-pushback-ms" | "grpc-previous-rpc-attempts"))
         || matches!(
             key,
             "content-type"

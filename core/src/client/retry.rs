@@ -1,0 +1,304 @@
+//! Retries and hedging of unary calls (gRFC A6), driven by the method's
+//! `retryPolicy` / `hedgingPolicy` in the service config, with the channel's
+//! `retryThrottling` token bucket.
+//!
+//! - Retry: an attempt that ends with a code in `retryableStatusCodes`
+//!   before the server sent response headers (a trailers-only answer: not
+//!   committed) is tried again, up to `maxAttempts`, after
+//!   `random(0, min(initialBackoff * multiplier^(n-1), maxBackoff))`. A
+//!   `grpc-retry-pushback-ms` trailer overrides the delay (and resets the
+//!   backoff); a negative or malformed one stops retrying.
+//! - Hedging: the first attempt goes out at once, another every
+//!   `hedgingDelay` while none has finished, up to `maxAttempts`. The first
+//!   OK or fatal answer wins and the others are cancelled; a non-fatal code
+//!   sends the next attempt at once (pushback delays or stops it).
+//! - Throttling: every attempt failing with a retryable (or non-fatal) code
+//!   takes a token, every OK call gives `tokenRatio` back; retries and extra
+//!   hedges go out only while tokens > maxTokens / 2.
+//! - The call's deadline covers all attempts. A stream the server refused
+//!   unprocessed (GOAWAY) is retried transparently without counting.
+//!
+//! Streaming calls are not retried (except that transparent case).
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::time::Instant;
+
+use super::service_config::{HedgingPolicy, RetryPolicy, RetryThrottling};
+use super::{CallOptions, Channel, UnaryResponse};
+use crate::status::{Code, Status};
+
+/// The channel's retry token bucket.
+#[derive(Debug)]
+pub(crate) struct Throttle {
+    max: f64,
+    ratio: f64,
+    tokens: Mutex<f64>,
+}
+
+impl Throttle {
+    pub(crate) fn new(t: &RetryThrottling) -> Throttle {
+        Throttle { max: t.max_tokens, ratio: t.token_ratio, tokens: Mutex::new(t.max_tokens) }
+    }
+    fn failure(&self) {
+        let mut t = self.tokens.lock().unwrap_or_else(|e| e.into_inner());
+        *t = (*t - 1.0).max(0.0);
+    }
+    fn success(&self) {
+        let mut t = self.tokens.lock().unwrap_or_else(|e| e.into_inner());
+        *t = (*t + self.ratio).min(self.max);
+    }
+    fn allows_retry(&self) -> bool {
+        *self.tokens.lock().unwrap_or_else(|e| e.into_inner()) > self.max / 2.0
+    }
+    /// The current token count (for tests).
+    pub(crate) fn tokens(&self) -> f64 {
+        *self.tokens.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// How one attempt ended.
+struct Attempt {
+    result: Result<UnaryResponse, Status>,
+    /// Response headers arrived before the end: committed.
+    committed: bool,
+}
+
+/// One attempt, with the transparent retry of a stream refused unprocessed.
+async fn attempt(ch: &Channel, method: &str, request: &Bytes, opts: &CallOptions) -> Attempt {
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        let mut call = match ch.call(method, opts.clone()).await {
+            Ok(c) => c,
+            Err(st) => return Attempt { result: Err(st), committed: false },
+        };
+        let r = match call.send_last(request.clone()).await {
+            Ok(()) => call.recv_unary().await,
+            Err(e) => Err(e),
+        };
+        if r.is_err() && tries < 2 && call.unprocessed() {
+            continue;
+        }
+        return Attempt { committed: call.headers_received(), result: r };
+    }
+}
+
+/// The options of attempt `n + 1`: `grpc-previous-rpc-attempts: n` on retries (A6).
+fn previous_attempts(opts: &CallOptions, n: u32) -> CallOptions {
+    let mut o = opts.clone();
+    if n > 0 {
+        o.metadata.remove("grpc-previous-rpc-attempts");
+        let _ = o.metadata.insert("grpc-previous-rpc-attempts", n.to_string());
+    }
+    o
+}
+
+/// A unary call without a retry policy: one attempt (plus the transparent retry).
+pub(crate) async fn unary_once(
+    ch: &Channel,
+    method: &str,
+    request: Bytes,
+    opts: CallOptions,
+) -> Result<UnaryResponse, Status> {
+    attempt(ch, method, &request, &opts).await.result
+}
+
+/// What the server's `grpc-retry-pushback-ms` says: `None` (absent),
+/// `Some(None)` (do not retry), `Some(Some(delay))`.
+fn pushback(st: &Status) -> Option<Option<Duration>> {
+    let v = st.metadata().get("grpc-retry-pushback-ms")?;
+    Some(v.trim().parse::<i64>().ok().filter(|ms| *ms >= 0).map(|ms| Duration::from_millis(ms as u64)))
+}
+
+fn jitter(max: Duration) -> Duration {
+    // A cheap uniform draw in [0, max): splitmix64 over the clock.
+    let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos() as u64;
+    let mut z = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^= z >> 31;
+    max.mul_f64((z >> 11) as f64 / (1u64 << 53) as f64)
+}
+
+/// Sleeps `d`, unless the deadline comes first: then DEADLINE_EXCEEDED.
+async fn backoff(d: Duration, deadline: Option<Instant>) -> Result<(), Status> {
+    let until = Instant::now() + d;
+    match deadline {
+        Some(dl) if dl <= until => {
+            tokio::time::sleep_until(dl).await;
+            Err(Status::deadline_exceeded("context deadline exceeded"))
+        }
+        _ => {
+            tokio::time::sleep_until(until).await;
+            Ok(())
+        }
+    }
+}
+
+pub(crate) async fn unary_with_retry(
+    ch: &Channel,
+    method: &str,
+    request: Bytes,
+    opts: CallOptions,
+    policy: &RetryPolicy,
+    throttle: Option<&Throttle>,
+) -> Result<UnaryResponse, Status> {
+    let deadline = opts.deadline.map(Instant::from_std);
+    let mut next_backoff = policy.initial_backoff;
+    let mut n = 0;
+    loop {
+        n += 1;
+        let a = attempt(ch, method, &request, &previous_attempts(&opts, n - 1)).await;
+        let st = match a.result {
+            Ok(r) => {
+                if let Some(t) = throttle {
+                    t.success();
+                }
+                return Ok(r);
+            }
+            Err(st) => st,
+        };
+        let retryable = policy.retryable_status_codes.contains(&st.code());
+        if retryable {
+            if let Some(t) = throttle {
+                t.failure();
+            }
+        }
+        if !retryable || a.committed || n >= policy.max_attempts || st.code() == Code::DeadlineExceeded {
+            return Err(st);
+        }
+        if throttle.is_some_and(|t| !t.allows_retry()) {
+            return Err(st);
+        }
+        let delay = match pushback(&st) {
+            Some(None) => return Err(st),
+            Some(Some(d)) => {
+                next_backoff = policy.initial_backoff;
+                d
+            }
+            None => {
+                let d = jitter(next_backoff);
+                next_backoff = next_backoff.mul_f64(policy.backoff_multiplier).min(policy.max_backoff);
+                d
+            }
+        };
+        backoff(delay, deadline).await?;
+    }
+}
+
+pub(crate) async fn unary_hedged(
+    ch: &Channel,
+    method: &str,
+    request: Bytes,
+    opts: CallOptions,
+    policy: &HedgingPolicy,
+    throttle: Option<&Throttle>,
+) -> Result<UnaryResponse, Status> {
+    let deadline = opts.deadline.map(Instant::from_std);
+    let mut running = tokio::task::JoinSet::new();
+    let spawn = |running: &mut tokio::task::JoinSet<Attempt>, sent: u32| {
+        let (ch, method, request) = (ch.clone(), method.to_string(), request.clone());
+        let opts = previous_attempts(&opts, sent);
+        running.spawn(async move { attempt(&ch, &method, &request, &opts).await });
+    };
+    spawn(&mut running, 0);
+    let mut sent = 1;
+    let mut next_at = Some(Instant::now() + policy.hedging_delay);
+    let mut last: Option<Status> = None;
+    loop {
+        let can_hedge = sent < policy.max_attempts && throttle.is_none_or(|t| t.allows_retry());
+        let timer = async {
+            match next_at {
+                Some(t) if can_hedge => tokio::time::sleep_until(t).await,
+                _ => std::future::pending().await,
+            }
+        };
+        let dl = async {
+            match deadline {
+                Some(d) => tokio::time::sleep_until(d).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            done = running.join_next(), if !running.is_empty() => {
+                let a = match done {
+                    None => return Err(last.unwrap_or_else(|| Status::internal("hedging: no attempt ran"))),
+                    Some(Ok(a)) => a,
+                    Some(Err(e)) => Attempt { result: Err(Status::internal(format!("hedged attempt failed: {e}"))), committed: false },
+                };
+                match a.result {
+                    Ok(r) => {
+                        if let Some(t) = throttle {
+                            t.success();
+                        }
+                        return Ok(r); // dropping `running` cancels the other attempts
+                    }
+                    Err(st) => {
+                        let non_fatal = policy.non_fatal_status_codes.contains(&st.code());
+                        if !non_fatal || a.committed {
+                            return Err(st);
+                        }
+                        if let Some(t) = throttle {
+                            t.failure();
+                        }
+                        match pushback(&st) {
+                            Some(None) => next_at = None,
+                            Some(Some(d)) => next_at = Some(Instant::now() + d),
+                            None => next_at = Some(Instant::now()),
+                        }
+                        last = Some(st);
+                        if running.is_empty() && (next_at.is_none() || sent >= policy.max_attempts || throttle.is_some_and(|t| !t.allows_retry())) {
+                            return Err(last.take().unwrap_or_else(|| Status::internal("hedging failed")));
+                        }
+                    }
+                }
+            }
+            _ = timer => {
+                spawn(&mut running, sent);
+                sent += 1;
+                next_at = Some(Instant::now() + policy.hedging_delay);
+            }
+            _ = dl => return Err(Status::deadline_exceeded("context deadline exceeded")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pushback_values() {
+        let with = |v: &str| {
+            let mut md = crate::Metadata::new();
+            md.insert("grpc-retry-pushback-ms", v).unwrap();
+            Status::unavailable("x").with_metadata(md)
+        };
+        assert_eq!(pushback(&Status::unavailable("x")), None);
+        assert_eq!(pushback(&with("250")), Some(Some(Duration::from_millis(250))));
+        assert_eq!(pushback(&with("-1")), Some(None));
+        assert_eq!(pushback(&with("soon")), Some(None));
+    }
+
+    #[test]
+    fn jitter_stays_in_range_and_throttle_counts() {
+        for _ in 0..1000 {
+            assert!(jitter(Duration::from_millis(10)) < Duration::from_millis(10));
+        }
+        let t = Throttle::new(&RetryThrottling { max_tokens: 4.0, token_ratio: 0.5 });
+        assert!(t.allows_retry());
+        t.failure();
+        assert!(t.allows_retry(), "3 > 2");
+        t.failure();
+        assert!(!t.allows_retry(), "2 is not > 2");
+        t.success();
+        assert!(t.allows_retry(), "2.5 > 2");
+        for _ in 0..10 {
+            t.success();
+        }
+        assert_eq!(t.tokens(), 4.0, "capped at max");
+    }
+}
