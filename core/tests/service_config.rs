@@ -26,7 +26,8 @@ const METHODS: &str = r#"{
   "methodConfig": [
     {"name": [{"service": "sc.S", "method": "Slow"}], "timeout": "0.2s"},
     {"name": [{"service": "sc.S"}], "timeout": "10s", "maxRequestMessageBytes": 1024, "maxResponseMessageBytes": "2048"},
-    {"name": [{"service": "sc.Wait"}], "waitForReady": true, "timeout": "0.5s"}
+    {"name": [{"service": "sc.Wait"}], "waitForReady": true, "timeout": "0.5s"},
+    {"name": [{"service": "sc.NoWait"}], "waitForReady": false}
   ]
 }"#;
 
@@ -82,6 +83,10 @@ async fn per_method_message_size_limits() {
     assert!(!c.wait_for_ready);
     let c = ch.call_config("/sc.Wait/M", &CallOptions::default());
     assert!(c.wait_for_ready);
+    // The call's own wait-for-ready wins over the config's false (grpc-go).
+    let wfr = CallOptions { wait_for_ready: true, ..Default::default() };
+    assert!(ch.call_config("/sc.NoWait/M", &wfr).wait_for_ready);
+    assert!(!ch.call_config("/sc.NoWait/M", &CallOptions::default()).wait_for_ready);
     assert_eq!(c.max_send_message_size, usize::MAX);
     let c = ch.call_config("/x.Y/Z", &CallOptions::default());
     assert!(c.deadline.is_none() && c.method_config.is_none());

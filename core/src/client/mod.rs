@@ -297,7 +297,8 @@ impl Channel {
     }
 
     /// The current subchannels (one per address of the LB policy) and their
-    /// states; empty while the channel is IDLE.
+    /// states; empty while the channel is IDLE. Updated by the channel's
+    /// control task right after each change, so it may lag `state()` briefly.
     pub fn subchannels(&self) -> Vec<SubchannelInfo> {
         self.inner.connector.subchannels()
     }

@@ -74,7 +74,8 @@ pub struct RetryThrottling {
 /// The settings one `methodConfig` entry gives the methods it names.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct MethodConfig {
-    /// `waitForReady`: overrides the call's wait-for-ready flag when set.
+    /// `waitForReady`: `true` makes calls wait for ready unless they ask for it
+    /// themselves anyway (the call's own `true` always wins).
     pub wait_for_ready: Option<bool>,
     /// `timeout`: the call's deadline is the earlier of this and its own.
     pub timeout: Option<Duration>,
@@ -148,7 +149,7 @@ pub struct CallConfig {
     /// The call's deadline: the earliest of its timeout, its absolute
     /// deadline and the method config's `timeout`.
     pub deadline: Option<tokio::time::Instant>,
-    /// The method config's `waitForReady` if set, else the call's flag.
+    /// The call's flag, or true if the method config says `waitForReady: true`.
     pub wait_for_ready: bool,
     /// min(channel `max_send_message_size`, `maxRequestMessageBytes`).
     pub max_send_message_size: usize,
@@ -160,8 +161,8 @@ pub struct CallConfig {
 
 /// The call path's one entry point to the service config: what applies to
 /// a call on `method` started with `opts`. Idempotent (applying its result
-/// again changes nothing). Mirrors grpc-go: the config's `waitForReady`
-/// overrides the call's; timeouts and size limits take the stricter value.
+/// again changes nothing). Mirrors grpc-go: the config's `waitForReady` is
+/// the default for calls; timeouts and size limits take the stricter value.
 pub(crate) fn call_config(inner: &ChannelInner, method: &str, opts: &CallOptions) -> CallConfig {
     resolve_call_config(inner.connector.service_config(), &inner.opts, method, opts)
 }
@@ -183,8 +184,11 @@ pub(crate) fn resolve_call_config(
             let d = tokio::time::Instant::now() + t;
             deadline = Some(deadline.map_or(d, |x| x.min(d)));
         }
-        if let Some(w) = m.wait_for_ready {
-            wait_for_ready = w;
+        // grpc-go: the config's value is the default and an explicit call
+        // option wins. `CallOptions::wait_for_ready` cannot say "unset", so a
+        // call's `true` wins and the config's `true` turns it on.
+        if m.wait_for_ready == Some(true) {
+            wait_for_ready = true;
         }
         if let Some(n) = m.max_request_message_bytes {
             max_send = max_send.min(n);

@@ -203,7 +203,11 @@ impl Task {
     ) -> Ended {
         let generation = self.ctx.generation.fetch_add(1, Ordering::Relaxed) + 1;
         let active_calls = Arc::new(AtomicUsize::new(0));
-        self.ctx.calls.lock().unwrap_or_else(|e| e.into_inner()).push(Arc::downgrade(&active_calls));
+        {
+            let mut calls = self.ctx.calls.lock().unwrap_or_else(|e| e.into_inner());
+            calls.retain(|w| w.strong_count() > 0);
+            calls.push(Arc::downgrade(&active_calls));
+        }
         let ready = Ready { send: send.clone(), generation, active_calls: active_calls.clone() };
 
         let (htx, mut hrx) = watch::channel(if self.health.is_some() { Health::Pending } else { Health::Serving });
