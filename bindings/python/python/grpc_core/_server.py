@@ -184,15 +184,19 @@ class ServicerContext:
         return _format_peer(self._native.peer)
 
     def peer_identities(self) -> Optional[List[bytes]]:
-        certs = self._native.peer_certificates()
-        return certs or None
+        """The verified client certificate's SANs (else its CN), or None."""
+        return self._native.peer_identities()
 
     def peer_identity_key(self) -> Optional[str]:
-        return None
+        """``x509_subject_alternative_name`` or ``x509_common_name``, or None."""
+        return self._native.peer_identity_key()
 
     def auth_context(self) -> Dict[str, List[bytes]]:
-        certs = self._native.peer_certificates()
-        return {"transport_security_type": [b"ssl" if certs else b"insecure"]}
+        """The peer's properties under gRPC core's names, each a list of bytes (as grpcio)."""
+        out: Dict[str, List[bytes]] = {}
+        for name, value in self._native.auth_properties():
+            out.setdefault(name, []).append(value)
+        return out
 
     def set_compression(self, compression: Compression) -> None:
         self._native.set_compression(int(compression))
@@ -336,6 +340,16 @@ class Server:
     def add_registered_method_handlers(self, service_name: str, method_handlers: Dict[str, RpcMethodHandler]) -> None:
         for method, handler in method_handlers.items():
             self._registered[f"/{service_name}/{method}"] = handler
+
+    def _enable_reflection(self, file_descriptor_set: bytes, methods: Sequence[str]) -> None:
+        """Reflection over these descriptors for every port added from now on (see ``grpc_core.reflection``)."""
+        if self._natives:
+            raise RuntimeError("enable_server_reflection must be called before the server's ports are added")
+        self._kw.setdefault("reflection", []).append(file_descriptor_set)
+        known = self._kw.setdefault("reflection_methods", [])
+        for m in methods:
+            if m not in known:
+                known.append(m)
 
     def _bind(self, address: str, credentials: Optional[ServerCredentials]) -> int:
         with self._state_lock:
