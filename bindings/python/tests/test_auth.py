@@ -190,7 +190,8 @@ def test_refused_on_insecure_channels_as_grpcio(tls_server: Any) -> None:
     with grpc_core.secure_channel(f"127.0.0.1:{plain}", local) as ch:
         seen = _seen(ch.unary_unary(WHO)(b"", timeout=5))
     assert seen["authorization"] == "Bearer x"
-    assert seen["auth_context"]["transport_security_type"] == [b"insecure"]
+    # What grpcio reports for a plaintext peer.
+    assert seen["auth_context"] == {"transport_security_type": [b"insecure"], "security_level": [b"TSI_SECURITY_NONE"]}
 
 
 def test_plugin_errors_become_unavailable_as_grpcio(certs: dict, tls_server: Any, caplog: Any) -> None:
@@ -250,9 +251,22 @@ def test_mtls_auth_context(certs: dict) -> None:
     s, port, _ = _serve(grpc_core, certs, mtls=True)
     try:
         with grpc_core.secure_channel(f"localhost:{port}", mc) as ch:
-            check(_seen(ch.unary_unary(WHO)(b"", timeout=5)))
+            ours = _seen(ch.unary_unary(WHO)(b"", timeout=5))
+            check(ours)
     finally:
         s.stop(None).wait(10)
+    # grpcio's server, same client certificate: the same values under the names both have.
+    g, gport, _ = _serve(grpc, certs, mtls=True)
+    try:
+        with grpc.secure_channel(f"localhost:{gport}", grpc.ssl_channel_credentials(
+                certs["ca.pem"], certs["client.key"], certs["client.pem"])) as gch:
+            theirs = _seen(gch.unary_unary(WHO)(b"", timeout=5))
+    finally:
+        g.stop(None).wait(10)
+    for key in ("transport_security_type", "security_level", "x509_common_name", "x509_subject",
+                "x509_subject_alternative_name", "x509_pem_cert"):
+        assert ours["auth_context"][key] == theirs["auth_context"][key], key
+    assert (ours["peer_identities"], ours["peer_identity_key"]) == (theirs["peer_identities"], theirs["peer_identity_key"])
 
     async def main() -> None:
         async def who(request: bytes, context: Any) -> bytes:
@@ -443,3 +457,27 @@ def test_reflection_lists_and_describes_services(tmp_path: Path) -> None:
     with pytest.raises(RuntimeError):
         reflection.enable_server_reflection(names, s2)
     s2.stop(None)
+
+
+def test_grpcio_reflection_servicer_runs_after_install_as_grpc() -> None:
+    """Code written for grpcio-reflection runs unchanged: its Python servicer on our server."""
+    script = textwrap.dedent("""
+        import grpc_core
+        grpc_core.install_as_grpc()
+        import grpc
+        from concurrent import futures
+        from grpc_reflection.v1alpha import reflection, reflection_pb2, reflection_pb2_grpc
+        s = grpc.server(futures.ThreadPoolExecutor(2))
+        reflection.enable_server_reflection((reflection.SERVICE_NAME, "x.Y"), s)
+        port = s.add_insecure_port("127.0.0.1:0")
+        s.start()
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as ch:
+            stub = reflection_pb2_grpc.ServerReflectionStub(ch)
+            req = reflection_pb2.ServerReflectionRequest(list_services="")
+            (resp,) = stub.ServerReflectionInfo(iter([req]), timeout=5)
+            print(sorted(sv.name for sv in resp.list_services_response.service))
+        s.stop(None)
+    """)
+    p = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=60, text=True)
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert p.stdout.strip() == "['grpc.reflection.v1alpha.ServerReflection', 'x.Y']"

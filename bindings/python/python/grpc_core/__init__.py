@@ -265,6 +265,7 @@ def install_as_grpc() -> None:
     sys.modules["grpc._utilities"] = _utilities
     sys.modules["grpc.experimental"] = experimental
     sys.modules["grpc.aio"] = aio
+    sys.modules["grpc.experimental.aio"] = aio
 
 
 from . import aio, experimental  # noqa: E402  (they need the names above)

@@ -196,6 +196,8 @@ class ServicerContext:
         out: Dict[str, List[bytes]] = {}
         for name, value in self._native.auth_properties():
             out.setdefault(name, []).append(value)
+        # grpcio names the level of a plaintext peer too.
+        out.setdefault("security_level", [b"TSI_SECURITY_NONE"])
         return out
 
     def set_compression(self, compression: Compression) -> None:

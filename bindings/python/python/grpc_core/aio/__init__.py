@@ -164,7 +164,6 @@ class _Call:
         self._cancelled = False
         self._op: Any = None
         native_ch = channel._checked()
-        self._start_error: Optional[_Status] = None
         self._creds = None if credentials is None else credentials._native
         self._args = (native_ch, method, timeout, metadata, compression_to_native(compression), bool(wait_for_ready))
 
@@ -249,9 +248,6 @@ class _UnaryResponseCall(_Call):
         super().__init__(*args)
         self._response: Any = None
         self._fut: "Optional[asyncio.Future[Any]]" = None
-        if self._start_error is not None:
-            self._set_status(self._start_error)
-            return
         try:
             payload = request if self._serializer is None else self._serializer(request)
         except Exception:  # noqa: BLE001
@@ -311,9 +307,6 @@ class _StreamCall(_Call):
         self._native: Any = None
         self._start: "Optional[asyncio.Future[Any]]" = None
         self._writer: "Optional[asyncio.Task[Any]]" = None
-        if self._start_error is not None:
-            self._set_status(self._start_error)
-            return
         ch, method, timeout, md, comp, wfr = self._args
         self._start = fut = asyncio.get_running_loop().create_future()
         self._op = _native.channel_start(_cq(), fut, ch, method, timeout, md, comp, wfr, first, self._creds)
