@@ -451,12 +451,28 @@ def test_reflection_lists_and_describes_services(tmp_path: Path) -> None:
             assert db.FindFileContainingSymbol("refl.demo.HelloRequest").name == "refl_demo.proto"
     finally:
         s.stop(None).wait(10)
-    # Too late once ports exist.
-    s2 = grpc_core.server(futures.ThreadPoolExecutor(max_workers=1))
-    s2.add_insecure_port("127.0.0.1:0")
-    with pytest.raises(RuntimeError):
-        reflection.enable_server_reflection(names, s2)
-    s2.stop(None)
+    # After the ports were added (grpcio allows it until start): the same ports, rebuilt.
+    s2 = grpc_core.server(futures.ThreadPoolExecutor(max_workers=2))
+    s2.add_generic_rpc_handlers([grpc_core.method_handlers_generic_handler(
+        "refl.demo.Greeter", {"SayHello": grpc_core.unary_unary_rpc_method_handler(hello)})])
+    port2 = s2.add_insecure_port("127.0.0.1:0")
+    reflection.enable_server_reflection(names, s2)
+    s2.start()
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{port2}") as ch:
+            from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
+                ProtoReflectionDescriptorDatabase,
+            )
+
+            assert "refl.demo.Greeter" in ProtoReflectionDescriptorDatabase(ch).get_services()
+            reply = ch.unary_unary("/refl.demo.Greeter/SayHello")(
+                refl_demo_pb2.HelloRequest(name="again").SerializeToString(), timeout=5)
+            assert refl_demo_pb2.HelloReply.FromString(reply).message == "Hello, again"
+        # Too late once started.
+        with pytest.raises(RuntimeError):
+            reflection.enable_server_reflection(names, s2)
+    finally:
+        s2.stop(None).wait(10)
 
 
 def test_grpcio_reflection_servicer_runs_after_install_as_grpc() -> None:

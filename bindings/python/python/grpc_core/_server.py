@@ -6,6 +6,7 @@ from __future__ import annotations
 import collections
 import logging
 import threading
+import time
 from concurrent import futures
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
@@ -327,6 +328,7 @@ class Server:
         self._active_lock = threading.Lock()
         self._queue = _native.CallQueue()
         self._natives: List[Any] = []
+        self._ports: List[Tuple[str, Optional[ServerCredentials], int]] = []
         self._state = "new"
         self._state_lock = threading.Lock()
         self._terminated = threading.Event()
@@ -345,13 +347,36 @@ class Server:
 
     def _enable_reflection(self, file_descriptor_set: bytes, methods: Sequence[str]) -> None:
         """Reflection over these descriptors for every port added from now on (see ``grpc_core.reflection``)."""
-        if self._natives:
-            raise RuntimeError("enable_server_reflection must be called before the server's ports are added")
+        with self._state_lock:
+            if self._state != "new":
+                raise RuntimeError("enable_server_reflection must be called before the server starts")
         self._kw.setdefault("reflection", []).append(file_descriptor_set)
         known = self._kw.setdefault("reflection_methods", [])
         for m in methods:
             if m not in known:
                 known.append(m)
+        if self._natives:
+            self._rebind()
+
+    def _rebind(self) -> None:
+        """Rebuilds the ports added so far with the current settings, on the same port
+        numbers (the engine fixes a server's methods when it is built)."""
+        old, ports = self._natives, self._ports
+        if any(port == 0 for _, _, port in ports):
+            raise RuntimeError("enable_server_reflection must be called before a unix: port is added")
+        self._natives, self._ports = [], []
+        for n in old:
+            n.shutdown(0)
+        for address, credentials, port in ports:
+            host = address.rsplit(":", 1)[0]
+            for attempt in range(100):
+                try:
+                    self._bind(f"{host}:{port}", credentials)
+                    break
+                except RuntimeError:  # the old listener may take a moment to close
+                    if attempt == 99:
+                        raise
+                    time.sleep(0.01)
 
     def _bind(self, address: str, credentials: Optional[ServerCredentials]) -> int:
         with self._state_lock:
@@ -373,6 +398,7 @@ class Server:
             address = "[::]" + address
         port = native.bind(address)
         self._natives.append(native)
+        self._ports.append((address, credentials, port))
         if self._state == "started":
             native.start()
         return port

@@ -65,9 +65,10 @@ def enable_server_reflection(
     --include_imports --descriptor_set_out``) or else from ``pool`` (default: protobuf's
     default pool, which every imported ``*_pb2`` module fills).
 
-    Call it before ``add_insecure_port`` / ``add_secure_port`` (the engine builds each
-    port's server with its reflection index). The reflection services themselves are
-    always listed, v1 and v1alpha."""
+    Call it before ``start()`` (ports added before are rebuilt on the same port numbers,
+    since the engine builds each port's server with its reflection index; a ``unix:``
+    port must come after). The reflection services themselves are always listed, v1
+    and v1alpha."""
     names = [n for n in service_names if n not in _REFLECTION]
     if file_descriptor_set is None:
         if pool is None:
