@@ -10,11 +10,12 @@ PYTHON ?= python3
 PY_VENV := $(CURDIR)/.venv-python
 PY := $(PY_VENV)/bin/python
 PY_STAMP := $(PY_VENV)/.deps-stamp
-PY_DEPS := maturin pytest grpcio grpcio-tools protobuf mypy
+PY_DEPS := maturin pytest grpcio grpcio-tools grpcio-reflection protobuf mypy
 
 .PHONY: test-python interop-python demo-python bench-python python-dev python-wheel
 
-$(PY_STAMP):
+# Re-run when this file (and so the list) changes; pip skips what is installed.
+$(PY_STAMP): $(CURDIR)/mk/python.mk
 	$(PYTHON) -m venv $(PY_VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q $(PY_DEPS)

@@ -21,6 +21,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 use tokio::task::AbortHandle;
 
+use super::auth::NativeCallCredentials;
 use super::{
     compression_from, duration_from, md_from_py, md_to_py, status_err, status_tuple, CallQueue, NativeCall,
     NativeChannel, NativeServerCall, QueueInner,
@@ -228,7 +229,8 @@ fn message_or_status(py: Python<'_>, r: Result<Option<Bytes>, Status>) -> PyResu
 
 /// A unary call: `(response, initial_metadata, trailing_metadata)` or `RpcStatus`.
 #[pyfunction]
-#[pyo3(signature = (cq, fut, channel, method, request, timeout=None, metadata=None, compression=None, wait_for_ready=false))]
+#[pyo3(signature = (cq, fut, channel, method, request, timeout=None, metadata=None, compression=None, wait_for_ready=false,
+    credentials=None))]
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn channel_unary(
     cq: &CompletionQueue,
@@ -240,8 +242,10 @@ pub(crate) fn channel_unary(
     metadata: Option<&Bound<'_, PyAny>>,
     compression: Option<u8>,
     wait_for_ready: bool,
+    credentials: Option<PyRef<'_, NativeCallCredentials>>,
 ) -> PyResult<NativeOp> {
-    let o = opts(timeout, metadata, compression, wait_for_ready)?;
+    let mut o = opts(timeout, metadata, compression, wait_for_ready)?;
+    o.credentials = credentials.map(|c| c.creds.clone());
     let req = Bytes::copy_from_slice(request);
     let ch = channel.ch.clone();
     let abort = submit(cq, fut, async move { ch.unary(&method, req, o).await }, |py, r| match r {
@@ -262,7 +266,8 @@ pub(crate) fn channel_unary(
 /// that message is sent too (and the send side closed, for a unary-stream
 /// call), in the same task; a failed send shows in the call's status.
 #[pyfunction]
-#[pyo3(signature = (cq, fut, channel, method, timeout=None, metadata=None, compression=None, wait_for_ready=false, first=None))]
+#[pyo3(signature = (cq, fut, channel, method, timeout=None, metadata=None, compression=None, wait_for_ready=false, first=None,
+    credentials=None))]
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn channel_start(
     cq: &CompletionQueue,
@@ -274,8 +279,10 @@ pub(crate) fn channel_start(
     compression: Option<u8>,
     wait_for_ready: bool,
     first: Option<&[u8]>,
+    credentials: Option<PyRef<'_, NativeCallCredentials>>,
 ) -> PyResult<NativeOp> {
-    let o = opts(timeout, metadata, compression, wait_for_ready)?;
+    let mut o = opts(timeout, metadata, compression, wait_for_ready)?;
+    o.credentials = credentials.map(|c| c.creds.clone());
     let ch = channel.ch.clone();
     let first = first.map(Bytes::copy_from_slice);
     let op = async move {

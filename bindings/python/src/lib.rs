@@ -17,8 +17,8 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use grpc_core::surface::{
     self, CallHandle, CallInfo, CallOptions, CallReceiver, CallSender, Channel, ChannelOptions, ClientTlsConfig, Code,
-    Compression, ConnectivityState, IncomingCall, Metadata, MetadataValue, Server, ServerOptions, ServerReceiver,
-    ServerSender, ServerTlsConfig, Status,
+    Compression, ConnectivityState, IncomingCall, Metadata, MetadataValue, MethodKind, Server, ServerOptions,
+    ServerReceiver, ServerSender, ServerTlsConfig, Status,
 };
 use pyo3::create_exception;
 use pyo3::exceptions::{PyException, PyRuntimeError, PyValueError};
@@ -26,6 +26,8 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyString, PyTuple};
 
 mod aio;
+mod auth;
+mod logs;
 
 create_exception!(_native, RpcStatus, PyException, "A call ended with a non-OK status: (code, details, trailing).");
 
@@ -168,6 +170,21 @@ fn _at_exit(py: Python<'_>) {
     }
 }
 
+/// Runs `f` with the GIL from a thread that does not hold it (a runtime
+/// thread): None, without touching Python, once the interpreter is exiting.
+/// Counted in `RETURNING` like a thread on its way back from [`detach`], so
+/// `_at_exit` lets it finish before finalization starts.
+fn with_python<T>(f: impl FnOnce(Python<'_>) -> T) -> Option<T> {
+    RETURNING.fetch_add(1, Ordering::SeqCst);
+    if EXITING.load(Ordering::SeqCst) {
+        RETURNING.fetch_sub(1, Ordering::SeqCst);
+        return None;
+    }
+    let r = Python::attach(f);
+    RETURNING.fetch_sub(1, Ordering::SeqCst);
+    Some(r)
+}
+
 /// Runs `fut` on the core's runtime with the GIL released. (Polling it
 /// here inside the runtime's context instead was measured slower: the
 /// call's wake-ups then cross threads; on a worker they stay beside the
@@ -236,7 +253,8 @@ impl NativeChannel {
     #[new]
     #[pyo3(signature = (target, *, tls=false, root_certs=None, private_key=None, cert_chain=None,
         server_name_override=None, authority=None, user_agent=None, max_recv=None, max_send=None,
-        keepalive_time_ms=None, keepalive_timeout_ms=None, keepalive_permit_without_calls=false, compression=None))]
+        keepalive_time_ms=None, keepalive_timeout_ms=None, keepalive_permit_without_calls=false, compression=None,
+        call_credentials=None, allow_insecure_call_credentials=false))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         target: &str,
@@ -253,8 +271,14 @@ impl NativeChannel {
         keepalive_timeout_ms: Option<u64>,
         keepalive_permit_without_calls: bool,
         compression: Option<u8>,
+        call_credentials: Option<PyRef<'_, auth::NativeCallCredentials>>,
+        allow_insecure_call_credentials: bool,
     ) -> PyResult<Self> {
-        let mut o = ChannelOptions::default();
+        let mut o = ChannelOptions {
+            call_credentials: call_credentials.map(|c| c.creds.clone()),
+            allow_insecure_call_credentials,
+            ..Default::default()
+        };
         if tls {
             let identity = match (cert_chain, private_key) {
                 (Some(c), Some(k)) => Some((c, k)),
@@ -280,7 +304,8 @@ impl NativeChannel {
 
     /// One unary call: returns `(response, initial_metadata, trailing_metadata)`.
     #[allow(clippy::too_many_arguments)]
-    #[pyo3(signature = (method, request, timeout=None, metadata=None, compression=None, wait_for_ready=false))]
+    #[pyo3(signature = (method, request, timeout=None, metadata=None, compression=None, wait_for_ready=false,
+        credentials=None))]
     fn unary<'py>(
         &self,
         py: Python<'py>,
@@ -290,12 +315,14 @@ impl NativeChannel {
         metadata: Option<&Bound<'py, PyAny>>,
         compression: Option<u8>,
         wait_for_ready: bool,
+        credentials: Option<PyRef<'py, auth::NativeCallCredentials>>,
     ) -> PyResult<(Bound<'py, PyBytes>, Bound<'py, PyTuple>, Bound<'py, PyTuple>)> {
         let opts = CallOptions {
             timeout: duration_from(timeout),
             metadata: md_from_py(metadata)?,
             compression: compression_from(compression)?,
             wait_for_ready,
+            credentials: credentials.map(|c| c.creds.clone()),
             ..Default::default()
         };
         let req = Bytes::copy_from_slice(request);
@@ -312,7 +339,8 @@ impl NativeChannel {
     }
 
     /// Starts a call of any kind.
-    #[pyo3(signature = (method, timeout=None, metadata=None, compression=None, wait_for_ready=false))]
+    #[pyo3(signature = (method, timeout=None, metadata=None, compression=None, wait_for_ready=false, credentials=None))]
+    #[allow(clippy::too_many_arguments)]
     fn start(
         &self,
         py: Python<'_>,
@@ -321,12 +349,14 @@ impl NativeChannel {
         metadata: Option<&Bound<'_, PyAny>>,
         compression: Option<u8>,
         wait_for_ready: bool,
+        credentials: Option<PyRef<'_, auth::NativeCallCredentials>>,
     ) -> PyResult<NativeCall> {
         let opts = CallOptions {
             timeout: duration_from(timeout),
             metadata: md_from_py(metadata)?,
             compression: compression_from(compression)?,
             wait_for_ready,
+            credentials: credentials.map(|c| c.creds.clone()),
             ..Default::default()
         };
         let ch = self.ch.clone();
@@ -517,7 +547,8 @@ impl NativeServer {
     #[pyo3(signature = (queue, *, cert_chain=None, private_key=None, client_ca=None, require_client_auth=false,
         max_recv=None, max_send=None, max_concurrent_streams=None, keepalive_time_ms=None, keepalive_timeout_ms=None,
         keepalive_min_time_ms=None, keepalive_permit_without_calls=None, max_connection_idle_ms=None,
-        max_connection_age_ms=None, max_connection_age_grace_ms=None, compression=None))]
+        max_connection_age_ms=None, max_connection_age_grace_ms=None, compression=None, reflection=None,
+        reflection_methods=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         queue: &CallQueue,
@@ -536,6 +567,8 @@ impl NativeServer {
         max_connection_age_ms: Option<u64>,
         max_connection_age_grace_ms: Option<u64>,
         compression: Option<u8>,
+        reflection: Option<Vec<Vec<u8>>>,
+        reflection_methods: Option<Vec<String>>,
     ) -> PyResult<Self> {
         let mut o = ServerOptions::default();
         match (cert_chain, private_key) {
@@ -585,10 +618,24 @@ impl NativeServer {
             drop(g);
             q.ready.notify_one();
         };
-        let server = Server::builder(o)
-            .fallback(surface::dispatch(deliver))
-            .build()
-            .map_err(|e| PyValueError::new_err(e.message().to_string()))?;
+        let deliver = Arc::new(deliver);
+        let d = deliver.clone();
+        let mut b = Server::builder(o).fallback(surface::dispatch(move |c| d(c)));
+        let invalid = |e: grpc_core::surface::Error| PyValueError::new_err(e.message().to_string());
+        if let Some(sets) = reflection {
+            for set in &sets {
+                b = b.with_reflection(set).map_err(invalid)?;
+            }
+            // The engine lists the services that have registered methods;
+            // the Python server's own are served through the fallback, so
+            // the reflected ones are registered too, to the same queue (as
+            // bidi streams: what the fallback does with every call).
+            for path in reflection_methods.unwrap_or_default() {
+                let d = deliver.clone();
+                b = b.register(&path, MethodKind::BidiStreaming, surface::dispatch(move |c| d(c))).map_err(invalid)?;
+            }
+        }
+        let server = b.build().map_err(invalid)?;
         Ok(NativeServer { server })
     }
 
@@ -690,6 +737,26 @@ impl NativeServerCall {
     /// The client's certificate chain (DER), when it presented one.
     fn peer_certificates<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
         PyList::new(py, self.info.peer_certificates().iter().map(|c| PyBytes::new(py, c)))
+    }
+
+    /// The peer's auth properties under gRPC core's names, `[(name, bytes)]`.
+    fn auth_properties<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        let props = self.info.auth_context().properties();
+        PyList::new(py, props.iter().map(|(k, v)| (*k, PyBytes::new(py, v))))
+    }
+
+    /// The verified client identity (SANs, else CN), None without one.
+    fn peer_identities<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyList>>> {
+        let ids = self.info.auth_context().peer_identity();
+        if ids.is_empty() {
+            return Ok(None);
+        }
+        PyList::new(py, ids.iter().map(|s| PyBytes::new(py, s.as_bytes()))).map(Some)
+    }
+
+    /// The name of the identity property, None without an identity.
+    fn peer_identity_key(&self) -> Option<&'static str> {
+        self.info.auth_context().peer_identity_property_name()
     }
 
     /// Seconds left before the deadline, None without one.
@@ -807,6 +874,11 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<NativeServer>()?;
     m.add_class::<NativeServerCall>()?;
     m.add_function(wrap_pyfunction!(_at_exit, m)?)?;
+    m.add_class::<auth::NativeCallCredentials>()?;
+    m.add_class::<auth::PluginCallback>()?;
+    m.add_function(wrap_pyfunction!(logs::log_enable, m)?)?;
+    m.add_function(wrap_pyfunction!(logs::log_disable, m)?)?;
+    m.add_function(wrap_pyfunction!(logs::log_next, m)?)?;
     aio::register(m)?;
     m.add("VERSION", env!("CARGO_PKG_VERSION"))?;
     Ok(())

@@ -315,7 +315,9 @@ def test_call_credentials(ours: Any) -> None:
         assert context.method_name == "Unary"
         callback((("x-plugin", "yes"),), None)
 
-    with grpc_core.insecure_channel(f"127.0.0.1:{port}") as ch:
+    # Plaintext carries call credentials only with local credentials (as grpcio;
+    # tests/test_auth.py covers TLS and the refusal on insecure channels).
+    with grpc_core.secure_channel(f"127.0.0.1:{port}", grpc_core.local_channel_credentials()) as ch:
         creds = grpc_core.composite_call_credentials(
             grpc_core.metadata_call_credentials(plugin), grpc_core.access_token_call_credentials("tok")
         )

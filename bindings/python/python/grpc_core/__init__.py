@@ -8,6 +8,9 @@ Change ``import grpc`` to ``import grpc_core as grpc``, or call
 from __future__ import annotations
 
 import atexit
+import collections
+import enum
+import logging
 import sys
 from typing import Any, Optional, Sequence, Tuple
 
@@ -43,6 +46,7 @@ from ._common import (
     ServiceRpcHandler,
     Status,
     StatusCode,
+    compose_native,
 )
 from ._interceptor import (
     StreamStreamClientInterceptor,
@@ -51,6 +55,7 @@ from ._interceptor import (
     UnaryUnaryClientInterceptor,
     intercept_channel,
 )
+from ._logs import disable_logging, enable_logging
 from ._server import (
     Server,
     ServicerContext,
@@ -63,6 +68,8 @@ from ._server import (
 )
 
 __version__: str = _native.VERSION
+
+_LOGGER = logging.getLogger(__name__)
 
 # A daemon thread whose call completes while the interpreter finalizes must
 # not re-enter it (before 3.14 that aborts the process): from here on the
@@ -102,6 +109,11 @@ __all__ = [
     "UnaryStreamClientInterceptor",
     "UnaryUnaryClientInterceptor",
     "intercept_channel",
+    "LocalConnectionType",
+    "local_channel_credentials",
+    "local_server_credentials",
+    "enable_logging",
+    "disable_logging",
     "StreamUnaryMultiCallable",
     "UnaryStreamMultiCallable",
     "UnaryUnaryMultiCallable",
@@ -166,35 +178,63 @@ def ssl_server_credentials(
     return ServerCredentials(private_key_certificate_chain_pairs, root_certificates, require_client_auth)
 
 
-class _MetadataPlugin:
+class _AuthMetadataContext(collections.namedtuple("AuthMetadataContext", ("service_url", "method_name")),
+                           AuthMetadataContext):
+    """What a plugin is told (grpcio's: ``service_url``, ``method_name``)."""
+
+
+class _Invoker:
+    """Called by the engine (GIL taken on a runtime thread) for each call:
+    runs the plugin; its exception becomes ``callback(None, error)``, which
+    ends the call UNAVAILABLE, as in grpcio."""
+
     def __init__(self, plugin: Any) -> None:
         self._plugin = plugin
 
-    def __call__(self, context: Any, callback: Any) -> None:
-        self._plugin(context, callback)
-
-
-class _AccessTokenPlugin:
-    def __init__(self, token: str) -> None:
-        self._token = token
-
-    def __call__(self, context: Any, callback: Any) -> None:
-        callback((("authorization", f"Bearer {self._token}"),), None)
+    def __call__(self, service_url: str, method_name: str, callback: Any) -> None:
+        try:
+            self._plugin(_AuthMetadataContext(service_url, method_name), callback)
+        except Exception as e:  # noqa: BLE001 - reported to the call, logged like grpcio
+            _LOGGER.exception('AuthMetadataPluginCallback "%s" raised exception!', self._plugin)
+            try:
+                callback(None, e)
+            except ValueError:  # it had called back already
+                pass
 
 
 def metadata_call_credentials(metadata_plugin: AuthMetadataPlugin, name: Optional[str] = None) -> CallCredentials:
-    """Call credentials whose metadata ``metadata_plugin(context, callback)`` makes."""
-    return CallCredentials([_MetadataPlugin(metadata_plugin)])
+    """Call credentials whose metadata ``metadata_plugin(context, callback)`` makes; the
+    plugin may call ``callback(metadata, error)`` later, from any thread."""
+    return CallCredentials(_native.NativeCallCredentials.plugin(_Invoker(metadata_plugin)))
 
 
 def access_token_call_credentials(access_token: str) -> CallCredentials:
     """Call credentials sending ``authorization: Bearer <token>``."""
-    return CallCredentials([_AccessTokenPlugin(access_token)])
+    return CallCredentials(_native.NativeCallCredentials.access_token(access_token))
 
 
 def composite_call_credentials(*call_credentials: CallCredentials) -> CallCredentials:
-    """All these call credentials together."""
-    return CallCredentials([p for c in call_credentials for p in c._plugins])
+    """All these call credentials together, in order."""
+    if not call_credentials:
+        raise ValueError("composite_call_credentials needs at least one CallCredentials")
+    return CallCredentials(compose_native(call_credentials))
+
+
+class LocalConnectionType(enum.Enum):
+    """How a local channel or server connects (grpcio's): a Unix socket or loopback TCP."""
+
+    UDS = 0
+    LOCAL_TCP = 1
+
+
+def local_channel_credentials(local_connect_type: LocalConnectionType = LocalConnectionType.LOCAL_TCP) -> ChannelCredentials:
+    """Plaintext to a peer on this machine, which (unlike ``insecure_channel``) carries call credentials."""
+    return ChannelCredentials(local=True)
+
+
+def local_server_credentials(local_connect_type: LocalConnectionType = LocalConnectionType.LOCAL_TCP) -> ServerCredentials:
+    """A plaintext port for local clients (the counterpart of ``local_channel_credentials``)."""
+    return ServerCredentials((), insecure=True)
 
 
 def composite_channel_credentials(
@@ -207,6 +247,7 @@ def composite_channel_credentials(
         channel_credentials._certificate_chain,
         channel_credentials._call_credentials + tuple(call_credentials),
         channel_credentials._insecure,
+        channel_credentials._local,
     )
 
 
@@ -224,6 +265,7 @@ def install_as_grpc() -> None:
     sys.modules["grpc._utilities"] = _utilities
     sys.modules["grpc.experimental"] = experimental
     sys.modules["grpc.aio"] = aio
+    sys.modules["grpc.experimental.aio"] = aio
 
 
 from . import aio, experimental  # noqa: E402  (they need the names above)

@@ -11,8 +11,6 @@ from typing import Any, Callable, Iterator, List, Optional, Sequence, Tuple
 
 from . import _native
 from ._common import (
-    AuthMetadataContext,
-    AuthMetadataPluginCallback,
     Call,
     CallCredentials,
     ChannelConnectivity,
@@ -41,22 +39,8 @@ def _deserialize(data: bytes, deserializer: Optional[Callable[[bytes], Any]]) ->
     return data if deserializer is None else deserializer(data)
 
 
-class _AuthContext(AuthMetadataContext):
-    def __init__(self, service_url: str, method_name: str) -> None:
-        self.service_url = service_url
-        self.method_name = method_name
-
-
-class _PluginCallback(AuthMetadataPluginCallback):
-    def __init__(self) -> None:
-        self.event = threading.Event()
-        self.metadata: Tuple[Tuple[str, Any], ...] = ()
-        self.error: Optional[Exception] = None
-
-    def __call__(self, metadata: Any, error: Optional[Exception]) -> None:
-        self.metadata = tuple(metadata or ())
-        self.error = error
-        self.event.set()
+def _creds(credentials: Optional[CallCredentials]) -> Any:
+    return None if credentials is None else credentials._native
 
 
 class _Status:
@@ -360,9 +344,9 @@ class _MultiCallable:
     ) -> bool:
         """Starts the native call into ``call``; false (and ``call`` terminated) if it failed."""
         try:
-            md = self._channel._call_metadata(self._method, metadata, credentials)
             native = self._channel._checked().start(
-                self._method, timeout, md, compression_to_native(compression), bool(wait_for_ready)
+                self._method, timeout, metadata, compression_to_native(compression), bool(wait_for_ready),
+                _creds(credentials),
             )
         except _native.RpcStatus as e:
             call._terminate(_status_from_native(e.args))
@@ -418,10 +402,10 @@ class UnaryUnaryMultiCallable(_MultiCallable):
         except Exception:  # noqa: BLE001
             _LOGGER.exception("Exception serializing request!")
             raise _InactiveRpcError(_Status(StatusCode.INTERNAL, "Exception serializing request!", ())) from None
-        md = self._channel._call_metadata(self._method, metadata, credentials)
         try:
             data, initial, trailing = channel.unary(
-                self._method, payload, timeout, md, compression_to_native(compression), bool(wait_for_ready)
+                self._method, payload, timeout, metadata, compression_to_native(compression), bool(wait_for_ready),
+                _creds(credentials),
             )
         except _native.RpcStatus as e:
             raise _InactiveRpcError(_status_from_native(e.args)) from None
@@ -446,7 +430,7 @@ class UnaryUnaryMultiCallable(_MultiCallable):
         wait_for_ready: Optional[bool] = None,
         compression: Optional[Compression] = None,
     ) -> Any:
-        if credentials is not None or self._channel._call_credentials or self._channel._closed:
+        if self._channel._closed:
             return self._blocking(request, timeout, metadata, credentials, wait_for_ready, compression)[0]
         # The hot path: no call object unless the call fails.
         try:
@@ -462,6 +446,7 @@ class UnaryUnaryMultiCallable(_MultiCallable):
                 metadata,
                 None if compression is None else int(compression),
                 bool(wait_for_ready),
+                None if credentials is None else credentials._native,
             )[0]
         except _native.RpcStatus as e:
             raise _InactiveRpcError(_status_from_native(e.args)) from None
@@ -657,7 +642,10 @@ def _native_channel(
         # Other grpcio options (http2 tuning, service config, ...) are accepted and ignored.
     if compression is not None:
         kw["compression"] = int(compression)
-    if credentials is not None and not credentials._insecure:
+    if credentials is not None:
+        kw["call_credentials"] = credentials._native_call_credentials()
+        kw["allow_insecure_call_credentials"] = credentials._local
+    if credentials is not None and not credentials._insecure and not credentials._local:
         kw["tls"] = True
         kw["root_certs"] = credentials._root_certificates
         kw["private_key"] = credentials._private_key
@@ -680,7 +668,6 @@ class Channel:
     ) -> None:
         self._target = target
         self._native = _native_channel(target, options, credentials, compression)
-        self._call_credentials: Tuple[CallCredentials, ...] = credentials._call_credentials if credentials else ()
         self._closed = False
         self._subscriptions: List[Tuple[Callable[[ChannelConnectivity], None], threading.Event]] = []
 
@@ -688,26 +675,6 @@ class Channel:
         if self._closed:
             raise ValueError("Cannot invoke RPC on closed channel!")
         return self._native
-
-    def _call_metadata(self, method: str, metadata: Any, credentials: Optional[CallCredentials]) -> Any:
-        creds = self._call_credentials + ((credentials,) if credentials is not None else ())
-        if not creds:
-            return metadata
-        md = list(metadata or ())
-        service, _, name = method.rpartition("/")
-        ctx = _AuthContext(f"https://{self._target}{service}", name)
-        for cred in creds:
-            for plugin in cred._plugins:
-                cb = _PluginCallback()
-                plugin(ctx, cb)
-                if not cb.event.wait(10.0):
-                    raise _InactiveRpcError(_Status(StatusCode.UNAVAILABLE, "metadata plugin timed out", ()))
-                if cb.error is not None:
-                    raise _InactiveRpcError(
-                        _Status(StatusCode.UNAVAILABLE, f"Getting metadata from plugin failed with error: {cb.error}", ())
-                    )
-                md.extend(cb.metadata)
-        return md
 
     def unary_unary(
         self,

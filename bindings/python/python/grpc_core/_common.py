@@ -208,7 +208,11 @@ class ServerInterceptor(abc.ABC):
 
 
 class ChannelCredentials:
-    """Credentials of a secure channel (see ``ssl_channel_credentials``)."""
+    """Credentials of a channel (see ``ssl_channel_credentials``, ``local_channel_credentials``).
+
+    ``insecure``: plaintext, call credentials refused (``experimental.insecure_channel_credentials``);
+    ``local``: plaintext to a local peer, call credentials allowed (as grpcio's local credentials).
+    """
 
     def __init__(
         self,
@@ -217,19 +221,33 @@ class ChannelCredentials:
         certificate_chain: Optional[bytes] = None,
         call_credentials: Sequence["CallCredentials"] = (),
         insecure: bool = False,
+        local: bool = False,
     ) -> None:
         self._root_certificates = root_certificates
         self._private_key = private_key
         self._certificate_chain = certificate_chain
         self._call_credentials = tuple(call_credentials)
         self._insecure = insecure
+        self._local = local
+
+    def _native_call_credentials(self) -> Any:
+        """The engine's credentials for every call of the channel, or None."""
+        return compose_native(self._call_credentials)
 
 
 class CallCredentials:
-    """Per-call credentials: metadata added to each call."""
+    """Per-call credentials: metadata added to each call, made by the engine
+    (``_native`` is a ``NativeCallCredentials``)."""
 
-    def __init__(self, plugins: Sequence[Any]) -> None:
-        self._plugins = tuple(plugins)
+    def __init__(self, native: Any) -> None:
+        self._native = native
+
+
+def compose_native(creds: Sequence[CallCredentials]) -> Any:
+    out = None
+    for c in creds:
+        out = c._native if out is None else out.compose(c._native)
+    return out
 
 
 class ServerCredentials:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import collections
 import logging
 import threading
+import time
 from concurrent import futures
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
@@ -184,15 +185,21 @@ class ServicerContext:
         return _format_peer(self._native.peer)
 
     def peer_identities(self) -> Optional[List[bytes]]:
-        certs = self._native.peer_certificates()
-        return certs or None
+        """The verified client certificate's SANs (else its CN), or None."""
+        return self._native.peer_identities()
 
     def peer_identity_key(self) -> Optional[str]:
-        return None
+        """``x509_subject_alternative_name`` or ``x509_common_name``, or None."""
+        return self._native.peer_identity_key()
 
     def auth_context(self) -> Dict[str, List[bytes]]:
-        certs = self._native.peer_certificates()
-        return {"transport_security_type": [b"ssl" if certs else b"insecure"]}
+        """The peer's properties under gRPC core's names, each a list of bytes (as grpcio)."""
+        out: Dict[str, List[bytes]] = {}
+        for name, value in self._native.auth_properties():
+            out.setdefault(name, []).append(value)
+        # grpcio names the level of a plaintext peer too.
+        out.setdefault("security_level", [b"TSI_SECURITY_NONE"])
+        return out
 
     def set_compression(self, compression: Compression) -> None:
         self._native.set_compression(int(compression))
@@ -321,6 +328,7 @@ class Server:
         self._active_lock = threading.Lock()
         self._queue = _native.CallQueue()
         self._natives: List[Any] = []
+        self._ports: List[Tuple[str, Optional[ServerCredentials], int]] = []
         self._state = "new"
         self._state_lock = threading.Lock()
         self._terminated = threading.Event()
@@ -336,6 +344,39 @@ class Server:
     def add_registered_method_handlers(self, service_name: str, method_handlers: Dict[str, RpcMethodHandler]) -> None:
         for method, handler in method_handlers.items():
             self._registered[f"/{service_name}/{method}"] = handler
+
+    def _enable_reflection(self, file_descriptor_set: bytes, methods: Sequence[str]) -> None:
+        """Reflection over these descriptors for every port added from now on (see ``grpc_core.reflection``)."""
+        with self._state_lock:
+            if self._state != "new":
+                raise RuntimeError("enable_server_reflection must be called before the server starts")
+        self._kw.setdefault("reflection", []).append(file_descriptor_set)
+        known = self._kw.setdefault("reflection_methods", [])
+        for m in methods:
+            if m not in known:
+                known.append(m)
+        if self._natives:
+            self._rebind()
+
+    def _rebind(self) -> None:
+        """Rebuilds the ports added so far with the current settings, on the same port
+        numbers (the engine fixes a server's methods when it is built)."""
+        old, ports = self._natives, self._ports
+        if any(port == 0 for _, _, port in ports):
+            raise RuntimeError("enable_server_reflection must be called before a unix: port is added")
+        self._natives, self._ports = [], []
+        for n in old:
+            n.shutdown(0)
+        for address, credentials, port in ports:
+            host = address.rsplit(":", 1)[0]
+            for attempt in range(100):
+                try:
+                    self._bind(f"{host}:{port}", credentials)
+                    break
+                except RuntimeError:  # the old listener may take a moment to close
+                    if attempt == 99:
+                        raise
+                    time.sleep(0.01)
 
     def _bind(self, address: str, credentials: Optional[ServerCredentials]) -> int:
         with self._state_lock:
@@ -357,6 +398,7 @@ class Server:
             address = "[::]" + address
         port = native.bind(address)
         self._natives.append(native)
+        self._ports.append((address, credentials, port))
         if self._state == "started":
             native.start()
         return port

@@ -164,13 +164,8 @@ class _Call:
         self._cancelled = False
         self._op: Any = None
         native_ch = channel._checked()
-        self._start_error: Optional[_Status] = None
-        try:
-            md = channel._call_metadata(method, metadata, credentials)
-        except RpcError as e:
-            md = None
-            self._start_error = _Status(e.code(), e.details(), ())  # type: ignore[attr-defined]
-        self._args = (native_ch, method, timeout, md, compression_to_native(compression), bool(wait_for_ready))
+        self._creds = None if credentials is None else credentials._native
+        self._args = (native_ch, method, timeout, metadata, compression_to_native(compression), bool(wait_for_ready))
 
     # -- ending --------------------------------------------------------------
     def _set_status(self, status: _Status) -> None:
@@ -253,9 +248,6 @@ class _UnaryResponseCall(_Call):
         super().__init__(*args)
         self._response: Any = None
         self._fut: "Optional[asyncio.Future[Any]]" = None
-        if self._start_error is not None:
-            self._set_status(self._start_error)
-            return
         try:
             payload = request if self._serializer is None else self._serializer(request)
         except Exception:  # noqa: BLE001
@@ -264,7 +256,7 @@ class _UnaryResponseCall(_Call):
             return
         ch, method, timeout, md, comp, wfr = self._args
         self._fut = fut = asyncio.get_running_loop().create_future()
-        self._op = _native.channel_unary(_cq(), fut, ch, method, payload, timeout, md, comp, wfr)
+        self._op = _native.channel_unary(_cq(), fut, ch, method, payload, timeout, md, comp, wfr, self._creds)
 
     def _abort_native(self) -> None:
         if self._op is not None:
@@ -315,12 +307,9 @@ class _StreamCall(_Call):
         self._native: Any = None
         self._start: "Optional[asyncio.Future[Any]]" = None
         self._writer: "Optional[asyncio.Task[Any]]" = None
-        if self._start_error is not None:
-            self._set_status(self._start_error)
-            return
         ch, method, timeout, md, comp, wfr = self._args
         self._start = fut = asyncio.get_running_loop().create_future()
-        self._op = _native.channel_start(_cq(), fut, ch, method, timeout, md, comp, wfr, first)
+        self._op = _native.channel_start(_cq(), fut, ch, method, timeout, md, comp, wfr, first, self._creds)
 
     def _abort_native(self) -> None:
         if self._native is not None:

@@ -10,6 +10,7 @@ from .._common import CallCredentials, ChannelCredentials, Compression
 
 __all__ = [
     "ExperimentalApiWarning",
+    "aio",
     "insecure_channel_credentials",
     "stream_stream",
     "stream_unary",
@@ -88,3 +89,6 @@ unary_unary = _one_shot("unary_unary")
 unary_stream = _one_shot("unary_stream")
 stream_unary = _one_shot("stream_unary")
 stream_stream = _one_shot("stream_stream")
+
+# grpcio's older name for grpc.aio (grpcio-reflection and others import it).
+from .. import aio  # noqa: E402
