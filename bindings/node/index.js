@@ -464,6 +464,66 @@ function fixCancelDetails(call, st) {
 const READ_CREDIT = 64;
 const WRITE_WINDOW = 64;
 
+/**
+ * A client stream's writes: one native write in flight at a time (so they
+ * stay in order), the writes made meanwhile going together in the next
+ * (`writeMany`). The Writable's callback is called at once while fewer than
+ * WRITE_WINDOW messages are unsent, which is the back-pressure; the
+ * half-close waits for every write to complete.
+ */
+class ClientWriter {
+  constructor() {
+    this.native = null;
+    this.queue = [];
+    this.unsent = 0;
+    this.busy = false;
+    this.deferredCb = null;
+    this.finalCb = null;
+  }
+  attach(nativeCall) {
+    this.native = nativeCall;
+    this.flush();
+  }
+  push(buf, cb) {
+    this.queue.push(buf);
+    this.unsent++;
+    this.flush();
+    if (this.unsent < WRITE_WINDOW) cb();
+    else this.deferredCb = cb;
+  }
+  final(cb) {
+    this.finalCb = cb;
+    this.flush();
+  }
+  flush() {
+    if (this.busy || this.native === null) return;
+    if (this.queue.length === 0) {
+      if (this.finalCb !== null) {
+        const f = this.finalCb;
+        this.finalCb = null;
+        this.native.writesDone(0);
+        f();
+      }
+      return;
+    }
+    const bufs = this.queue;
+    this.queue = [];
+    this.busy = true;
+    const id = once(() => {
+      this.busy = false;
+      this.unsent -= bufs.length;
+      if (this.deferredCb !== null) {
+        const d = this.deferredCb;
+        this.deferredCb = null;
+        d();
+      }
+      this.flush();
+    });
+    if (bufs.length === 1) this.native.write(id, bufs[0], false);
+    else this.native.writeMany(id, bufs, false);
+  }
+}
+
 /** The state machine shared by the three streaming kinds on the client. */
 class StreamCall {
   constructor(stream, deserialize) {
@@ -473,12 +533,12 @@ class StreamCall {
     this.reading = false;
     this.done = false;
     this.wantRead = false;
-    this.pendingWrites = [];
+    this.writer = new ClientWriter();
   }
   attach(nativeCall) {
     this.native = nativeCall;
+    this.writer.attach(nativeCall);
     if (this.wantRead) this.pull();
-    for (const w of this.pendingWrites.splice(0)) w();
   }
   pull() {
     if (this.done || this.reading) return;
@@ -532,39 +592,16 @@ class StreamCall {
     this.end(st);
   }
   write(chunk, serialize, cb) {
-    const go = () => {
-      let buf;
-      try {
-        buf = serialize(chunk);
-      } catch (e) {
-        return cb(e);
-      }
-      this.native.write(once(() => cb()), buf, false);
-    };
-    if (this.native === null) this.pendingWrites.push(go);
-    else go();
-  }
-  /** The writes that queued while one was in flight, in one crossing. */
-  writev(chunks, serialize, cb) {
-    const go = () => {
-      let bufs;
-      try {
-        bufs = chunks.map((c) => serialize(c.chunk));
-      } catch (e) {
-        return cb(e);
-      }
-      this.native.writeMany(once(() => cb()), bufs, false);
-    };
-    if (this.native === null) this.pendingWrites.push(go);
-    else go();
+    let buf;
+    try {
+      buf = serialize(chunk);
+    } catch (e) {
+      return cb(e);
+    }
+    this.writer.push(buf, cb);
   }
   final(cb) {
-    const go = () => {
-      this.native.writesDone(0);
-      cb();
-    };
-    if (this.native === null) this.pendingWrites.push(go);
-    else go();
+    this.writer.final(cb);
   }
   cancel() {
     this.stream._cancelled = true;
@@ -601,45 +638,23 @@ class ClientWritableStreamImpl extends Writable {
     this._peer = peer;
     this._native = null;
     this._cancelled = false;
-    this._queue = [];
+    this._writer = new ClientWriter();
   }
   _attach(n) {
     this._native = n;
-    for (const w of this._queue.splice(0)) w();
+    this._writer.attach(n);
   }
   _write(chunk, _enc, cb) {
-    const go = () => {
-      let buf;
-      try {
-        buf = this._serialize(chunk);
-      } catch (e) {
-        return cb(e);
-      }
-      this._native.write(once(() => cb()), buf, false);
-    };
-    if (this._native === null) this._queue.push(go);
-    else go();
-  }
-  _writev(chunks, cb) {
-    const go = () => {
-      let bufs;
-      try {
-        bufs = chunks.map((c) => this._serialize(c.chunk));
-      } catch (e) {
-        return cb(e);
-      }
-      this._native.writeMany(once(() => cb()), bufs, false);
-    };
-    if (this._native === null) this._queue.push(go);
-    else go();
+    let buf;
+    try {
+      buf = this._serialize(chunk);
+    } catch (e) {
+      return cb(e);
+    }
+    this._writer.push(buf, cb);
   }
   _final(cb) {
-    const go = () => {
-      this._native.writesDone(0);
-      cb();
-    };
-    if (this._native === null) this._queue.push(go);
-    else go();
+    this._writer.final(cb);
   }
   cancel() {
     this._cancelled = true;
@@ -663,9 +678,6 @@ class ClientDuplexStreamImpl extends Duplex {
   }
   _write(chunk, _enc, cb) {
     this._call.write(chunk, this._serialize, cb);
-  }
-  _writev(chunks, cb) {
-    this._call.writev(chunks, this._serialize, cb);
   }
   _final(cb) {
     this._call.final(cb);
