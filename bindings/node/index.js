@@ -21,7 +21,11 @@ let nextId = 1;
 function dispatch(batch) {
   for (const ev of batch) {
     const h = handlers.get(ev.id);
-    if (h === undefined) continue;
+    if (h === undefined) {
+      // Cannot happen while the credentials exist; never leave the engine waiting.
+      if (ev.auth) native.credsReply(ev.auth.req, undefined, status.UNAVAILABLE, 'call credentials are gone');
+      continue;
+    }
     try {
       h(ev);
     } catch (e) {
@@ -247,14 +251,31 @@ class ChannelCredentials {
  * generator through an event; the generator's callback answers it.
  */
 class CallCredentials {
-  constructor(nativeCreds) {
+  constructor(nativeCreds, parts) {
     this._native = nativeCreds; // a CallCredsNative, or null (empty)
+    // What this one is made of, kept alive as long as it is: the engine may
+    // ask any of their generators while this object is in use.
+    this._parts = parts || null;
+    this._generator = null;
   }
   static createFromMetadataGenerator(generator) {
     if (typeof generator !== 'function') throw new TypeError('generator must be a function');
     const id = newId();
-    handlers.set(id, (ev) => runGenerator(generator, ev.auth));
-    return new CallCredentials(new native.CallCredsNative(id));
+    const creds = new CallCredentials(new native.CallCredsNative(id));
+    creds._generator = generator;
+    // Requests come as `auth` events; a status means the engine dropped the
+    // provider. The handler holds the credentials weakly: a generator often
+    // closes over its own credentials object, and a strong reference from
+    // this table would keep both forever. Channels, compositions and calls
+    // in flight hold the object strongly instead.
+    const ref = new WeakRef(creds);
+    handlers.set(id, (ev) => {
+      if (!ev.auth) return handlers.delete(id);
+      const c = ref.deref();
+      if (c === undefined) return native.credsReply(ev.auth.req, undefined, status.UNAVAILABLE, 'call credentials are gone');
+      runGenerator(c._generator, ev.auth);
+    });
+    return creds;
   }
   /** Beyond grpc-js: `authorization: Bearer <token>` on every call, without a JS round trip. */
   static createFromAccessToken(token) {
@@ -267,7 +288,7 @@ class CallCredentials {
     if (!(other instanceof CallCredentials)) throw new TypeError('other must be a CallCredentials object');
     if (this._native === null) return other;
     if (other._native === null) return this;
-    return new CallCredentials(this._native.compose(other._native));
+    return new CallCredentials(this._native.compose(other._native), [this, other]);
   }
 }
 
@@ -1327,6 +1348,7 @@ class Client {
     const channel = this[kChannel];
     const creds = credsOf(options);
     const call = new ClientUnaryCallImpl(literalPeer(channel.getTarget()));
+    call._credentials = options.credentials; // alive while the call is
     const onStatus = (st, msg) => {
       fixCancelDetails(call, st);
       if (st.code === status.OK) {
@@ -1382,6 +1404,7 @@ class Client {
     const channel = this[kChannel];
     const creds = credsOf(options);
     const stream = new ClientWritableStreamImpl(serialize, literalPeer(channel.getTarget()));
+    stream._credentials = options.credentials; // alive while the call is
     const onStatus = (st, msg) => {
       fixCancelDetails(stream, st);
       if (st.code === status.OK) {
@@ -1431,6 +1454,7 @@ class Client {
     const channel = this[kChannel];
     const creds = credsOf(options);
     const stream = new ClientReadableStreamImpl(deserialize, literalPeer(channel.getTarget()));
+    stream._credentials = options.credentials; // alive while the call is
     hold();
     let buf;
     try {
@@ -1463,6 +1487,7 @@ class Client {
     const channel = this[kChannel];
     const creds = credsOf(options);
     const stream = new ClientDuplexStreamImpl(serialize, deserialize, literalPeer(channel.getTarget()));
+    stream._credentials = options.credentials; // alive while the call is
     hold();
     const start = (md) => {
       const n = channel._native.start(method, md._toList(), timeoutOf(options.deadline), !!options.waitForReady, creds);
@@ -2092,6 +2117,8 @@ function promisify(client) {
 }
 
 module.exports = {
+  /** Diagnostics for tests: how many completion handlers are registered. */
+  _handlerCount: () => handlers.size,
   Metadata,
   status,
   credentials,

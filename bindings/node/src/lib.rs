@@ -263,6 +263,17 @@ impl Drop for PendingGuard {
     }
 }
 
+/// Tells JS (an OK status under the generator's id) that the engine dropped
+/// the last reference to a generator's provider: no request can come any
+/// more, so JS forgets the generator.
+struct Released(u32);
+
+impl Drop for Released {
+    fn drop(&mut self) {
+        post_status(self.0, Status::ok());
+    }
+}
+
 /// Call credentials: the engine's `CallCredentials`, whose providers are JS
 /// metadata generators. The engine runs them for each call (after refusing
 /// plaintext channels); each run is an event under the generator's `id`, and
@@ -277,7 +288,9 @@ impl CallCredsNative {
     /// Credentials from the JS generator registered under event id `id`.
     #[napi(constructor)]
     pub fn new(id: u32) -> Self {
+        let released = Released(id);
         let creds = CallCredentials::from_fn(move |ctx: &AuthMetadataContext| {
+            let _owner = &released;
             let (tx, rx) = tokio::sync::oneshot::channel();
             let req = NEXT_CREDS_REQ.fetch_add(1, Ordering::Relaxed);
             pending().get_or_insert_with(HashMap::new).insert(req, tx);

@@ -41,6 +41,7 @@ function authServer(lib, creds) {
     unary(call, cb) {
       seen.push({
         authorization: call.metadata.get('authorization')[0],
+        authorizations: call.metadata.get('authorization'),
         perCall: call.metadata.get('x-per-call')[0],
         auth: typeof call.getAuthContext === 'function' ? call.getAuthContext() : null,
       });
@@ -105,6 +106,29 @@ test('call credentials: channel and per-call tokens reach the server over TLS, w
   const end = await new Promise((resolve) => st.on('status', resolve).on('data', () => {}).on('error', () => {}));
   assert.equal(end.code, grpc.status.UNIMPLEMENTED); // authServer only implements unary: the call got through auth
   assert.equal(asked.length, 3);
+  client.close();
+  await stopServer(grpc, server);
+});
+
+test('call credentials with client interceptors: both apply (interceptor metadata, then channel and per-call credentials)', async () => {
+  const { server, port, seen } = await authServer(grpc, tlsServer(grpc));
+  const interceptor = (options, nextCall) =>
+    new grpc.InterceptingCall(nextCall(options), {
+      start(metadata, listener, next) {
+        metadata.set('x-per-call', 'from-interceptor');
+        next(metadata, listener);
+      },
+    });
+  const asked = [];
+  const creds = grpc.credentials.combineChannelCredentials(grpc.credentials.createSsl(pki.ca), tokenGenerator(grpc, 'icpt', asked));
+  const client = new (load(grpc).Tester)(`localhost:${port}`, creds, { interceptors: [interceptor] });
+  const r = await unary(client, { credentials: grpc.credentials.createFromAccessToken('call-token') });
+  assert.equal(r.err, null);
+  // Channel credentials first, then the call's: two authorization values reach the server.
+  const md = seen[0];
+  assert.equal(md.perCall, 'from-interceptor');
+  assert.deepEqual(md.authorizations, ['Bearer icpt', 'Bearer call-token']);
+  assert.equal(asked.length, 1);
   client.close();
   await stopServer(grpc, server);
 });
@@ -286,4 +310,50 @@ test('server reflection from a proto-loader package definition: list services, f
   assert.equal(files[0].find(([f]) => f === 2)[1].toString(), 'test.v1'); // package
   client.close();
   await stopServer(grpc, server);
+});
+
+test('generators are forgotten once their credentials are unreachable, and kept while a composition or channel uses them', async () => {
+  // In a child process with --expose-gc: the generators close over their own
+  // credentials object (the usual shape), which must not pin them.
+  const script = `
+    const grpc = require(${JSON.stringify(path.join(__dirname, '..'))});
+    const { load } = require(${JSON.stringify(path.join(__dirname, 'common.js'))});
+    const gcUntil = async (cond) => {
+      for (let k = 0; k < 100 && !cond(); k++) { global.gc(); await new Promise((r) => setTimeout(r, 20)); }
+    };
+    (async () => {
+      const server = new grpc.Server();
+      server.addService(load(grpc).Tester.service, { unary: (c, cb) => cb(null, { message: c.metadata.get('authorization').join(',') }) });
+      const port = await new Promise((r) => server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (e, p) => r(p)));
+      const client = new (load(grpc).Tester)('127.0.0.1:' + port, grpc.credentials.createInsecure(), { 'grpc-core.allow_insecure_call_credentials': true });
+      const call = (options) => new Promise((res) => client.unary({}, options, (e, v) => res(e ? 'error ' + e.code : v.message)));
+      const before = grpc._handlerCount();
+      let ok = 0;
+      for (let i = 0; i < 100; i++) {
+        const creds = grpc.credentials.createFromMetadataGenerator((p, cb) => { const m = new grpc.Metadata(); m.set('authorization', 'Bearer ' + i); cb(null, m, creds); });
+        if ((await call({ credentials: creds })) === 'Bearer ' + i) ok++;
+      }
+      const peak = grpc._handlerCount();
+      await gcUntil(() => grpc._handlerCount() <= before);
+      const after = grpc._handlerCount();
+      // A composition keeps its parts' generators alive after the parts are dropped.
+      let composed = grpc.credentials.combineCallCredentials(
+        grpc.credentials.createFromMetadataGenerator((p, cb) => { const m = new grpc.Metadata(); m.set('authorization', 'Bearer a'); cb(null, m); }),
+        grpc.credentials.createFromMetadataGenerator((p, cb) => { const m = new grpc.Metadata(); m.set('authorization', 'Bearer b'); cb(null, m); }),
+      );
+      for (let k = 0; k < 10; k++) { global.gc(); await new Promise((r) => setTimeout(r, 10)); }
+      const viaComposition = await call({ credentials: composed });
+      composed = null;
+      client.close();
+      server.tryShutdown(() => {});
+      console.log(JSON.stringify({ before, peak, after, ok, viaComposition }));
+    })();`;
+  const out = await new Promise((resolve, reject) =>
+    require('node:child_process').execFile(process.execPath, ['--expose-gc', '-e', script], { timeout: 30000 }, (e, stdout) => (e ? reject(e) : resolve(stdout))),
+  );
+  const r = JSON.parse(out.trim());
+  assert.equal(r.ok, 100);
+  assert.equal(r.peak, r.before + 100);
+  assert.equal(r.after, r.before, 'every generator handler released');
+  assert.equal(r.viaComposition, 'Bearer a,Bearer b');
 });
