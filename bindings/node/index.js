@@ -1034,24 +1034,38 @@ class NativeInterceptingCall {
     if (this.listener) this.listener.onReceiveStatus(st);
   }
   /**
-   * Sends queued writes and the half-close one at a time, each after the
-   * previous one completed (the engine runs operations as separate tasks,
-   * so two in flight could overtake each other); a half-close right behind
-   * the last write goes with it.
+   * Sends queued writes and the half-close one native operation at a time,
+   * each after the previous one completed (the engine runs operations as
+   * separate tasks, so two in flight could overtake each other): the
+   * messages queued meanwhile go together, and a half-close right behind
+   * them goes with the last.
    */
   pump() {
     if (this.busy || this.native === null || this.done || this.ops.length === 0) return;
-    const op = this.ops.shift();
+    if (this.ops[0].buf === undefined) {
+      this.ops.shift();
+      this.busy = true;
+      return this.native.writesDone(
+        once(() => {
+          this.busy = false;
+          this.pump();
+        }),
+      );
+    }
+    // Every message queued meanwhile goes in this one write.
+    let n = 0;
+    while (n < this.ops.length && this.ops[n].buf !== undefined) n++;
+    const batch = this.ops.splice(0, n);
+    const last = this.ops.length > 0;
+    if (last) this.ops.shift();
     this.busy = true;
     const id = once(() => {
       this.busy = false;
-      if (op.context && typeof op.context.callback === 'function') op.context.callback();
+      for (const op of batch) if (op.context && typeof op.context.callback === 'function') op.context.callback();
       this.pump();
     });
-    if (op.buf === undefined) return this.native.writesDone(id);
-    const last = this.ops.length > 0 && this.ops[0].buf === undefined;
-    if (last) this.ops.shift();
-    this.native.write(id, op.buf, last);
+    if (batch.length === 1) this.native.write(id, batch[0].buf, last);
+    else this.native.writeMany(id, batch.map((op) => op.buf), last);
   }
   sendMessageWithContext(context, buf) {
     if (this.done) return;

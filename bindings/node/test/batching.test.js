@@ -116,3 +116,32 @@ test('a paused reader applies back-pressure across batches (grpc-core)', async (
   client.close();
   await stopServer(grpc, server);
 });
+
+test('batched writes through client interceptors keep order (grpc-core client)', async () => {
+  const { server, port } = await batchServer(grpc);
+  let sent = 0;
+  const counting = (options, nextCall) =>
+    new grpc.InterceptingCall(nextCall(options), {
+      sendMessage(message, next) {
+        sent++;
+        next(message);
+      },
+    });
+  const client = new (load(grpc).Tester)(`127.0.0.1:${port}`, grpc.credentials.createInsecure(), { interceptors: [counting] });
+  const c = await new Promise((resolve, reject) => {
+    const call = client.clientStream((e, r) => (e ? reject(e) : resolve(r)));
+    for (let i = 0; i < N; i++) call.write({ n: i });
+    call.end();
+  });
+  assert.deepEqual({ message: c.message, n: c.n }, { message: 'in order', n: N });
+  const call = client.bidi();
+  const d = collect(call);
+  for (let i = 0; i < N; i++) call.write({ n: i });
+  call.end();
+  const dr = await d;
+  assert.equal(dr.st.code, 0);
+  assert.ok(inOrder(dr.got, N), `bidi: ${dr.got.length} messages`);
+  assert.equal(sent, 2 * N);
+  client.close();
+  await stopServer(grpc, server);
+});
