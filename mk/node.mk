@@ -6,7 +6,7 @@
 #   make interop-node  the Node interop client and server (bindings/node/interop)
 #                    against grpc-go's interop server and client, plain and TLS
 #   make demo-node   the greeter example in examples/node
-#   make bench-node  unary CPU-µs per call, grpc-core vs grpc-js, one run
+#   make bench-node  unary and streaming CPU-µs, grpc-core vs grpc-js, one run
 NODE_DIR := bindings/node
 NPM ?= npm
 

@@ -79,12 +79,24 @@ export interface ServerErrorResponse extends Partial<Error> {
 export type ServerStatusResponse = Partial<StatusObject>;
 
 export interface CallMetadataOptions {
+  /** `https://<host>/<package.Service>` (the port dropped, as grpc-js does). */
   service_url: string;
+  /** The full method path (`/helloworld.Greeter/SayHello`), as grpc-js gives it. */
+  method_name: string;
 }
-export type CallMetadataGenerator = (options: CallMetadataOptions, cb: (err: Error | null, metadata?: Metadata) => void) => void;
+/** An error may carry a `code` (else UNKNOWN); codes gRFC A54 forbids become INTERNAL. */
+export type CallMetadataGenerator = (options: CallMetadataOptions, cb: (err: (Error & { code?: number }) | null, metadata?: Metadata) => void) => void;
 
+/**
+ * Run by the engine for every call. Refused on plaintext channels with
+ * UNAUTHENTICATED unless the channel option
+ * `'grpc-core.allow_insecure_call_credentials'` is true.
+ */
 export declare class CallCredentials {
   static createFromMetadataGenerator(generator: CallMetadataGenerator): CallCredentials;
+  /** Beyond grpc-js: `authorization: Bearer <token>` without a JS round trip per call. */
+  static createFromAccessToken(token: string): CallCredentials;
+  static createEmpty(): CallCredentials;
   compose(other: CallCredentials): CallCredentials;
 }
 
@@ -112,6 +124,7 @@ export declare const credentials: {
   createFromMetadataGenerator: typeof CallCredentials.createFromMetadataGenerator;
   combineChannelCredentials(channelCredentials: ChannelCredentials, ...callCredentials: CallCredentials[]): ChannelCredentials;
   combineCallCredentials(first: CallCredentials, ...additional: CallCredentials[]): CallCredentials;
+  createFromAccessToken: typeof CallCredentials.createFromAccessToken;
 };
 
 export interface ChannelOptions {
@@ -121,6 +134,8 @@ export interface ChannelOptions {
   'grpc.max_send_message_length'?: number;
   'grpc.max_receive_message_length'?: number;
   'grpc.default_compression_algorithm'?: compressionAlgorithms;
+  /** Send call credentials over plaintext too (else such calls fail with UNAUTHENTICATED). */
+  'grpc-core.allow_insecure_call_credentials'?: boolean;
   [key: string]: any;
 }
 
@@ -137,6 +152,8 @@ export type Deadline = Date | number;
 export interface CallOptions {
   deadline?: Deadline;
   waitForReady?: boolean;
+  /** Per-call credentials, after the channel's. */
+  credentials?: CallCredentials;
   /** Replace the client's interceptors for this call. */
   interceptors?: Interceptor[];
   interceptor_providers?: InterceptorProvider[];
@@ -354,10 +371,31 @@ export declare function getClientChannel(client: Client): Channel;
 
 // ---------------------------------------------------------------- server
 
+/** grpc-js's AuthContext plus what the engine knows about the peer. */
+export interface AuthContext {
+  /** `'ssl'` over TLS (grpc-js sets it only when the client sent a verified certificate). */
+  transportSecurityType?: string;
+  /** The verified client certificate, in `tls.getPeerCertificate()` form. */
+  sslPeerCertificate?: import('tls').PeerCertificate;
+  peer: string;
+  tlsVersion?: string;
+  subject?: string;
+  commonName?: string;
+  subjectAltNames: string[];
+  /** The SANs if any, else the CN (gRPC core's peer identity). */
+  peerIdentity: string[];
+  peerIdentityPropertyName?: string;
+  /** DER, leaf first. */
+  peerCertificates: Buffer[];
+  /** gRPC core's auth properties (`x509_common_name`, `x509_pem_cert`, ...). */
+  properties: { [name: string]: string[] };
+}
+
 interface ServerSurfaceCall extends EventEmitter {
   readonly cancelled: boolean;
   readonly metadata: Metadata;
   getPeer(): string;
+  getAuthContext(): AuthContext;
   sendMetadata(responseMetadata: Metadata): void;
   getDeadline(): Deadline;
   getPath(): string;
@@ -406,6 +444,8 @@ export declare class Server {
   removeService(service: ServiceDefinition): void;
   register<RequestType, ResponseType>(name: string, handler: HandleCall<RequestType, ResponseType>, serialize: Serialize<ResponseType>, deserialize: Deserialize<RequestType>, type: 'unary' | 'clientStream' | 'serverStream' | 'bidi'): boolean;
   unregister(name: string): boolean;
+  /** Beyond grpc-js: serve server reflection from a FileDescriptorSet or a proto-loader package definition (before bindAsync). */
+  addReflection(descriptors: Buffer | Uint8Array | object): void;
   bindAsync(port: string, creds: ServerCredentials, callback: (error: Error | null, port: number) => void): void;
   /** @deprecated bindAsync already starts serving. */
   start(): void;

@@ -9,6 +9,7 @@
 const { EventEmitter } = require('node:events');
 const { Readable, Writable, Duplex } = require('node:stream');
 const path = require('node:path');
+const { X509Certificate } = require('node:crypto');
 
 const native = require(path.join(__dirname, 'lib', 'grpc_core_node.node'));
 
@@ -20,7 +21,11 @@ let nextId = 1;
 function dispatch(batch) {
   for (const ev of batch) {
     const h = handlers.get(ev.id);
-    if (h === undefined) continue;
+    if (h === undefined) {
+      // Cannot happen while the credentials exist; never leave the engine waiting.
+      if (ev.auth) native.credsReply(ev.auth.req, undefined, status.UNAVAILABLE, 'call credentials are gone');
+      continue;
+    }
     try {
       h(ev);
     } catch (e) {
@@ -218,14 +223,16 @@ class ChannelCredentials {
     this._rootCerts = rootCerts || null;
     this._privateKey = privateKey || null;
     this._certChain = certChain || null;
-    this._callCreds = callCreds || [];
+    this._callCreds = callCreds || null; // a CallCredentials, or null
   }
   _isSecure() {
     return this._secure;
   }
   compose(callCredentials) {
     if (!this._secure) throw new Error('Cannot compose insecure credentials');
-    return new ChannelCredentials(true, this._rootCerts, this._privateKey, this._certChain, this._callCreds.concat([callCredentials]));
+    if (!(callCredentials instanceof CallCredentials)) throw new TypeError('callCredentials must be a CallCredentials object');
+    const c = this._callCreds ? this._callCreds.compose(callCredentials) : callCredentials;
+    return new ChannelCredentials(true, this._rootCerts, this._privateKey, this._certChain, c);
   }
   static createInsecure() {
     return new ChannelCredentials(false);
@@ -237,27 +244,95 @@ class ChannelCredentials {
   }
 }
 
+/**
+ * Call credentials are the engine's: it runs them for every call, after
+ * refusing plaintext channels (UNAUTHENTICATED, unless the channel option
+ * 'grpc-core.allow_insecure_call_credentials' is set), and asks each
+ * generator through an event; the generator's callback answers it.
+ */
 class CallCredentials {
-  constructor(generator) {
-    this._generator = generator;
+  constructor(nativeCreds, parts) {
+    this._native = nativeCreds; // a CallCredsNative, or null (empty)
+    // What this one is made of, kept alive as long as it is: the engine may
+    // ask any of their generators while this object is in use.
+    this._parts = parts || null;
+    this._generator = null;
   }
   static createFromMetadataGenerator(generator) {
-    return new CallCredentials(generator);
+    if (typeof generator !== 'function') throw new TypeError('generator must be a function');
+    const id = newId();
+    const creds = new CallCredentials(new native.CallCredsNative(id));
+    creds._generator = generator;
+    // Requests come as `auth` events; a status means the engine dropped the
+    // provider. The handler holds the credentials weakly: a generator often
+    // closes over its own credentials object, and a strong reference from
+    // this table would keep both forever. Channels, compositions and calls
+    // in flight hold the object strongly instead.
+    const ref = new WeakRef(creds);
+    handlers.set(id, (ev) => {
+      if (!ev.auth) return handlers.delete(id);
+      const c = ref.deref();
+      if (c === undefined) return native.credsReply(ev.auth.req, undefined, status.UNAVAILABLE, 'call credentials are gone');
+      runGenerator(c._generator, ev.auth);
+    });
+    return creds;
+  }
+  /** Beyond grpc-js: `authorization: Bearer <token>` on every call, without a JS round trip. */
+  static createFromAccessToken(token) {
+    return new CallCredentials(native.CallCredsNative.accessToken(String(token)));
+  }
+  static createEmpty() {
+    return new CallCredentials(null);
   }
   compose(other) {
-    const a = this._generator;
-    const b = other._generator;
-    return new CallCredentials((opts, cb) =>
-      a(opts, (e1, m1) => {
-        if (e1) return cb(e1);
-        b(opts, (e2, m2) => {
-          if (e2) return cb(e2);
-          const m = m1.clone();
-          m.merge(m2);
-          cb(null, m);
-        });
-      }),
-    );
+    if (!(other instanceof CallCredentials)) throw new TypeError('other must be a CallCredentials object');
+    if (this._native === null) return other;
+    if (other._native === null) return this;
+    return new CallCredentials(this._native.compose(other._native), [this, other]);
+  }
+}
+
+/** Metadata from a generator: ours, or one with grpc-js's shape. */
+function generatedList(md) {
+  if (md instanceof Metadata) return md._toList();
+  if (md && md.internalRepr instanceof Map) {
+    const m = new Metadata();
+    for (const [k, vs] of md.internalRepr) for (const v of vs) m.add(k, v);
+    return m._toList();
+  }
+  throw new TypeError('the metadata generator must give a Metadata object');
+}
+
+/** Runs a grpc-js metadata generator for one engine request (`ev.auth`) and answers it once. */
+function runGenerator(generator, req) {
+  let answered = false;
+  const fail = (err) => {
+    const code = err && typeof err.code === 'number' && err.code > 0 && err.code <= 16 ? err.code : status.UNKNOWN;
+    const msg = err && err.message !== undefined ? err.message : String(err);
+    native.credsReply(req.req, undefined, code, `Getting metadata from plugin failed with error: ${msg}`);
+  };
+  const callback = (err, md) => {
+    if (answered) return;
+    answered = true;
+    // As grpc-js: metadata, when given, wins over the error.
+    if (md === undefined || md === null) return fail(err || new Error('no metadata'));
+    let list;
+    try {
+      list = generatedList(md);
+    } catch (e) {
+      return fail(e);
+    }
+    native.credsReply(req.req, list, 0, '');
+  };
+  try {
+    // As grpc-js: the service URL without the port, the full method path as method_name.
+    const serviceUrl = req.serviceUrl.replace(/^(https?:\/\/)(\[[^\]]*\]|[^/:]*)(:\d+)?\//, '$1$2/');
+    generator({ service_url: serviceUrl, method_name: req.method }, callback);
+  } catch (e) {
+    if (!answered) {
+      answered = true;
+      fail(e);
+    }
   }
 }
 
@@ -293,6 +368,7 @@ const credentials = {
   combineCallCredentials(first, ...rest) {
     return rest.reduce((acc, c) => acc.compose(c), first);
   },
+  createFromAccessToken: CallCredentials.createFromAccessToken,
 };
 
 // ---------------------------------------------------------------- channel
@@ -314,13 +390,14 @@ class Channel {
       maxRecv: sizeOption(options['grpc.max_receive_message_length']),
       maxSend: sizeOption(options['grpc.max_send_message_length']),
       compression: options['grpc.default_compression_algorithm'],
+      allowInsecureCreds: !!options['grpc-core.allow_insecure_call_credentials'],
     };
     if (creds._secure) {
       if (creds._rootCerts) cfg.rootCerts = creds._rootCerts;
       if (creds._privateKey) cfg.privateKey = creds._privateKey;
       if (creds._certChain) cfg.certChain = creds._certChain;
     }
-    this._native = new native.ChannelNative(target, cfg);
+    this._native = new native.ChannelNative(target, cfg, creds._callCreds ? creds._callCreds._native || undefined : undefined);
   }
   getTarget() {
     return this._target;
@@ -376,22 +453,12 @@ function normalizeArgs(metadata, options, callback) {
   return { metadata, options: options || {}, callback };
 }
 
-/** Runs call credentials (if any), then `start(metadata)`, or fails with `fail(status)`. */
-function withCallCreds(channel, method, metadata, start, fail) {
-  const gens = channel._creds._callCreds;
-  if (gens.length === 0) return start(metadata);
-  const md = metadata.clone();
-  const serviceUrl = `https://${channel._target}${method.substring(0, method.lastIndexOf('/'))}`;
-  let i = 0;
-  const next = () => {
-    if (i === gens.length) return start(md);
-    gens[i++]._generator({ service_url: serviceUrl }, (err, extra) => {
-      if (err) return fail({ code: typeof err.code === 'number' ? err.code : status.UNAVAILABLE, details: err.message, metadata: new Metadata() });
-      if (extra) md.merge(extra);
-      next();
-    });
-  };
-  next();
+/** The engine credentials of a call's `credentials` option (grpc-js CallOptions.credentials). */
+function credsOf(options) {
+  const c = options && options.credentials;
+  if (c === undefined || c === null) return undefined;
+  if (!(c instanceof CallCredentials)) throw new TypeError('the credentials call option must be a CallCredentials object');
+  return c._native || undefined;
 }
 
 class ClientUnaryCallImpl extends EventEmitter {
@@ -415,8 +482,68 @@ function fixCancelDetails(call, st) {
   return st;
 }
 
-const READ_CREDIT = 16;
-const WRITE_WINDOW = 32;
+const READ_CREDIT = 64;
+const WRITE_WINDOW = 64;
+
+/**
+ * A client stream's writes: one native write in flight at a time (so they
+ * stay in order), the writes made meanwhile going together in the next
+ * (`writeMany`). The Writable's callback is called at once while fewer than
+ * WRITE_WINDOW messages are unsent, which is the back-pressure; the
+ * half-close waits for every write to complete.
+ */
+class ClientWriter {
+  constructor() {
+    this.native = null;
+    this.queue = [];
+    this.unsent = 0;
+    this.busy = false;
+    this.deferredCb = null;
+    this.finalCb = null;
+  }
+  attach(nativeCall) {
+    this.native = nativeCall;
+    this.flush();
+  }
+  push(buf, cb) {
+    this.queue.push(buf);
+    this.unsent++;
+    this.flush();
+    if (this.unsent < WRITE_WINDOW) cb();
+    else this.deferredCb = cb;
+  }
+  final(cb) {
+    this.finalCb = cb;
+    this.flush();
+  }
+  flush() {
+    if (this.busy || this.native === null) return;
+    if (this.queue.length === 0) {
+      if (this.finalCb !== null) {
+        const f = this.finalCb;
+        this.finalCb = null;
+        this.native.writesDone(0);
+        f();
+      }
+      return;
+    }
+    const bufs = this.queue;
+    this.queue = [];
+    this.busy = true;
+    const id = once(() => {
+      this.busy = false;
+      this.unsent -= bufs.length;
+      if (this.deferredCb !== null) {
+        const d = this.deferredCb;
+        this.deferredCb = null;
+        d();
+      }
+      this.flush();
+    });
+    if (bufs.length === 1) this.native.write(id, bufs[0], false);
+    else this.native.writeMany(id, bufs, false);
+  }
+}
 
 /** The state machine shared by the three streaming kinds on the client. */
 class StreamCall {
@@ -427,12 +554,12 @@ class StreamCall {
     this.reading = false;
     this.done = false;
     this.wantRead = false;
-    this.pendingWrites = [];
+    this.writer = new ClientWriter();
   }
   attach(nativeCall) {
     this.native = nativeCall;
+    this.writer.attach(nativeCall);
     if (this.wantRead) this.pull();
-    for (const w of this.pendingWrites.splice(0)) w();
   }
   pull() {
     if (this.done || this.reading) return;
@@ -447,21 +574,24 @@ class StreamCall {
     const id = newId();
     handlers.set(id, (ev) => {
       if (hasHeaders(ev)) this.stream.emit('metadata', Metadata._fromList(ev.md));
-      if (ev.msg) {
+      const msgs = ev.msgs || (ev.msg ? [ev.msg] : null);
+      if (msgs !== null) {
         if (ev.more) {
           handlers.delete(id);
           this.reading = false;
         }
-        if (this.done) return;
-        let value;
-        try {
-          value = this.deserialize(ev.msg);
-        } catch (e) {
-          handlers.delete(id);
-          this.native.cancel();
-          return this.end({ code: status.INTERNAL, details: 'Failed to parse server response', metadata: new Metadata() });
+        for (const m of msgs) {
+          if (this.done) return;
+          let value;
+          try {
+            value = this.deserialize(m);
+          } catch (e) {
+            handlers.delete(id);
+            this.native.cancel();
+            return this.end({ code: status.INTERNAL, details: 'Failed to parse server response', metadata: new Metadata() });
+          }
+          if (!this.stream.push(value)) this.paused = true;
         }
-        if (!this.stream.push(value)) this.paused = true;
         if (ev.more && !this.paused) this.pull();
       } else if (ev.code !== undefined && ev.code !== null) {
         handlers.delete(id);
@@ -483,25 +613,16 @@ class StreamCall {
     this.end(st);
   }
   write(chunk, serialize, cb) {
-    const go = () => {
-      let buf;
-      try {
-        buf = serialize(chunk);
-      } catch (e) {
-        return cb(e);
-      }
-      this.native.write(once(() => cb()), buf, false);
-    };
-    if (this.native === null) this.pendingWrites.push(go);
-    else go();
+    let buf;
+    try {
+      buf = serialize(chunk);
+    } catch (e) {
+      return cb(e);
+    }
+    this.writer.push(buf, cb);
   }
   final(cb) {
-    const go = () => {
-      this.native.writesDone(0);
-      cb();
-    };
-    if (this.native === null) this.pendingWrites.push(go);
-    else go();
+    this.writer.final(cb);
   }
   cancel() {
     this.stream._cancelled = true;
@@ -538,32 +659,23 @@ class ClientWritableStreamImpl extends Writable {
     this._peer = peer;
     this._native = null;
     this._cancelled = false;
-    this._queue = [];
+    this._writer = new ClientWriter();
   }
   _attach(n) {
     this._native = n;
-    for (const w of this._queue.splice(0)) w();
+    this._writer.attach(n);
   }
   _write(chunk, _enc, cb) {
-    const go = () => {
-      let buf;
-      try {
-        buf = this._serialize(chunk);
-      } catch (e) {
-        return cb(e);
-      }
-      this._native.write(once(() => cb()), buf, false);
-    };
-    if (this._native === null) this._queue.push(go);
-    else go();
+    let buf;
+    try {
+      buf = this._serialize(chunk);
+    } catch (e) {
+      return cb(e);
+    }
+    this._writer.push(buf, cb);
   }
   _final(cb) {
-    const go = () => {
-      this._native.writesDone(0);
-      cb();
-    };
-    if (this._native === null) this._queue.push(go);
-    else go();
+    this._writer.final(cb);
   }
   cancel() {
     this._cancelled = true;
@@ -863,19 +975,16 @@ class NativeInterceptingCall {
     this.listener = listener;
     hold();
     this.held = true;
-    withCallCreds(
-      this.channel,
-      this.method,
-      metadata,
-      (md) => {
-        if (this.done) return;
-        const o = this.options;
-        this.native = this.channel._native.start(this.method, md._toList(), timeoutOf(o.deadline), !!o.waitForReady);
-        this.readAhead();
-        this.pump();
-      },
-      (st) => this.finish(st),
-    );
+    const o = this.options;
+    let creds;
+    try {
+      creds = credsOf(o);
+    } catch (e) {
+      return process.nextTick(() => this.finish({ code: status.INTERNAL, details: e.message, metadata: new Metadata() }));
+    }
+    this.native = this.channel._native.start(this.method, metadata._toList(), timeoutOf(o.deadline), !!o.waitForReady, creds);
+    this.readAhead();
+    this.pump();
   }
   readAhead() {
     if (this.reading || this.done || this.status !== null || this.native === null) return;
@@ -884,13 +993,14 @@ class NativeInterceptingCall {
     const id = newId();
     handlers.set(id, (ev) => {
       if (hasHeaders(ev) && !this.done) this.listener.onReceiveMetadata(Metadata._fromList(ev.md));
-      if (ev.msg) {
+      const msgs = ev.msgs || (ev.msg ? [ev.msg] : null);
+      if (msgs !== null) {
         if (ev.more) {
           handlers.delete(id);
           this.reading = false;
         }
         if (this.done) return;
-        this.queue.push(ev.msg);
+        for (const m of msgs) this.queue.push(m);
         this.deliver();
         if (ev.more) this.readAhead();
       } else if (ev.code !== undefined && ev.code !== null) {
@@ -924,24 +1034,38 @@ class NativeInterceptingCall {
     if (this.listener) this.listener.onReceiveStatus(st);
   }
   /**
-   * Sends queued writes and the half-close one at a time, each after the
-   * previous one completed (the engine runs operations as separate tasks,
-   * so two in flight could overtake each other); a half-close right behind
-   * the last write goes with it.
+   * Sends queued writes and the half-close one native operation at a time,
+   * each after the previous one completed (the engine runs operations as
+   * separate tasks, so two in flight could overtake each other): the
+   * messages queued meanwhile go together, and a half-close right behind
+   * them goes with the last.
    */
   pump() {
     if (this.busy || this.native === null || this.done || this.ops.length === 0) return;
-    const op = this.ops.shift();
+    if (this.ops[0].buf === undefined) {
+      this.ops.shift();
+      this.busy = true;
+      return this.native.writesDone(
+        once(() => {
+          this.busy = false;
+          this.pump();
+        }),
+      );
+    }
+    // Every message queued meanwhile goes in this one write.
+    let n = 0;
+    while (n < this.ops.length && this.ops[n].buf !== undefined) n++;
+    const batch = this.ops.splice(0, n);
+    const last = this.ops.length > 0;
+    if (last) this.ops.shift();
     this.busy = true;
     const id = once(() => {
       this.busy = false;
-      if (op.context && typeof op.context.callback === 'function') op.context.callback();
+      for (const op of batch) if (op.context && typeof op.context.callback === 'function') op.context.callback();
       this.pump();
     });
-    if (op.buf === undefined) return this.native.writesDone(id);
-    const last = this.ops.length > 0 && this.ops[0].buf === undefined;
-    if (last) this.ops.shift();
-    this.native.write(id, op.buf, last);
+    if (batch.length === 1) this.native.write(id, batch[0].buf, last);
+    else this.native.writeMany(id, batch.map((op) => op.buf), last);
   }
   sendMessageWithContext(context, buf) {
     if (this.done) return;
@@ -1236,7 +1360,9 @@ class Client {
       return emitter;
     }
     const channel = this[kChannel];
+    const creds = credsOf(options);
     const call = new ClientUnaryCallImpl(literalPeer(channel.getTarget()));
+    call._credentials = options.credentials; // alive while the call is
     const onStatus = (st, msg) => {
       fixCancelDetails(call, st);
       if (st.code === status.OK) {
@@ -1272,12 +1398,9 @@ class Client {
         if (ev.md) call.emit('metadata', Metadata._fromList(ev.md));
         onStatus(statusFromEvent(ev), ev.msg);
       });
-      call._native = channel._native.unary(id, method, buf, md._toList(), timeoutOf(options.deadline), !!options.waitForReady);
+      call._native = channel._native.unary(id, method, buf, md._toList(), timeoutOf(options.deadline), !!options.waitForReady, creds);
     };
-    withCallCreds(channel, method, metadata, start, (st) => {
-      release();
-      onStatus(st);
-    });
+    start(metadata);
     return call;
   }
 
@@ -1293,7 +1416,9 @@ class Client {
       return emitter;
     }
     const channel = this[kChannel];
+    const creds = credsOf(options);
     const stream = new ClientWritableStreamImpl(serialize, literalPeer(channel.getTarget()));
+    stream._credentials = options.credentials; // alive while the call is
     const onStatus = (st, msg) => {
       fixCancelDetails(stream, st);
       if (st.code === status.OK) {
@@ -1313,7 +1438,7 @@ class Client {
     };
     hold();
     const start = (md) => {
-      const n = channel._native.start(method, md._toList(), timeoutOf(options.deadline), !!options.waitForReady);
+      const n = channel._native.start(method, md._toList(), timeoutOf(options.deadline), !!options.waitForReady, creds);
       if (stream._cancelled) n.cancel();
       n.readUnary(
         once((ev) => {
@@ -1324,10 +1449,7 @@ class Client {
       );
       stream._attach(n);
     };
-    withCallCreds(channel, method, metadata, start, (st) => {
-      release();
-      onStatus(st);
-    });
+    start(metadata);
     return stream;
   }
 
@@ -1344,7 +1466,9 @@ class Client {
       return stream;
     }
     const channel = this[kChannel];
+    const creds = credsOf(options);
     const stream = new ClientReadableStreamImpl(deserialize, literalPeer(channel.getTarget()));
+    stream._credentials = options.credentials; // alive while the call is
     hold();
     let buf;
     try {
@@ -1354,13 +1478,13 @@ class Client {
       return stream;
     }
     const start = (md) => {
-      const n = channel._native.start(method, md._toList(), timeoutOf(options.deadline), !!options.waitForReady);
+      const n = channel._native.start(method, md._toList(), timeoutOf(options.deadline), !!options.waitForReady, creds);
       if (stream._cancelled) n.cancel();
       n.write(0, buf, true);
       stream._call.attach(n);
       stream._call.pull();
     };
-    withCallCreds(channel, method, metadata, start, (st) => stream._call.end(st));
+    start(metadata);
     return stream;
   }
 
@@ -1375,15 +1499,17 @@ class Client {
       return stream;
     }
     const channel = this[kChannel];
+    const creds = credsOf(options);
     const stream = new ClientDuplexStreamImpl(serialize, deserialize, literalPeer(channel.getTarget()));
+    stream._credentials = options.credentials; // alive while the call is
     hold();
     const start = (md) => {
-      const n = channel._native.start(method, md._toList(), timeoutOf(options.deadline), !!options.waitForReady);
+      const n = channel._native.start(method, md._toList(), timeoutOf(options.deadline), !!options.waitForReady, creds);
       if (stream._cancelled) n.cancel();
       stream._call.attach(n);
       stream._call.pull();
     };
-    withCallCreds(channel, method, metadata, start, (st) => stream._call.end(st));
+    start(metadata);
     return stream;
   }
 }
@@ -1477,6 +1603,17 @@ const serverCallMethods = {
   getPath() {
     return this._path;
   },
+  /**
+   * grpc-js's AuthContext (`transportSecurityType`, `sslPeerCertificate`),
+   * plus what the engine knows: `peer`, `tlsVersion`, `subject`,
+   * `commonName`, `subjectAltNames`, `peerIdentity`,
+   * `peerIdentityPropertyName`, `peerCertificates` (DER, leaf first) and
+   * `properties` (gRPC core's names, each to a list of strings).
+   */
+  getAuthContext() {
+    if (this._auth === undefined) this._auth = authContextFrom(this._native.authContext());
+    return this._auth;
+  },
   getHost() {
     return this.metadata.get(':authority')[0] || '';
   },
@@ -1486,6 +1623,7 @@ const serverCallMethods = {
   },
   _finish(code, details, trailers, msg) {
     if (this._finished) return;
+    flushResponses(this); // writes queued for this tick go before the status
     this._finished = true;
     // A streaming call's token handler stays until the addon reports the
     // end, so a cancellation that races this finish is still reported.
@@ -1513,6 +1651,31 @@ const serverCallMethods = {
   },
 };
 
+function authContextFrom(a) {
+  const out = {};
+  if (a.transportSecurityType === 'ssl') out.transportSecurityType = 'ssl';
+  if (a.peerCertificates.length > 0) {
+    try {
+      out.sslPeerCertificate = new X509Certificate(a.peerCertificates[0]).toLegacyObject();
+    } catch (e) {
+      // The engine verified it; a certificate node cannot parse just has no legacy object.
+    }
+  }
+  const properties = {};
+  for (let i = 0; i + 1 < a.properties.length; i += 2) (properties[a.properties[i]] = properties[a.properties[i]] || []).push(a.properties[i + 1]);
+  return Object.assign(out, {
+    peer: a.peer,
+    tlsVersion: a.tlsVersion === null ? undefined : a.tlsVersion,
+    subject: a.subject === null ? undefined : a.subject,
+    commonName: a.commonName === null ? undefined : a.commonName,
+    subjectAltNames: a.subjectAltNames,
+    peerIdentity: a.peerIdentity,
+    peerIdentityPropertyName: a.peerIdentityPropertyName === null ? undefined : a.peerIdentityPropertyName,
+    peerCertificates: a.peerCertificates,
+    properties,
+  });
+}
+
 class ServerUnaryCallImpl extends EventEmitter {
   constructor(nativeCall, ev, request) {
     super();
@@ -1529,21 +1692,24 @@ function readRequests(stream, deserialize) {
   let paused = false;
   const id = newId();
   handlers.set(id, (ev) => {
-    if (ev.msg) {
+    const msgs = ev.msgs || (ev.msg ? [ev.msg] : null);
+    if (msgs !== null) {
       if (ev.more) {
         handlers.delete(id);
         stream._reading = false;
       }
-      if (stream.readableEnded) return;
-      let v;
-      try {
-        v = deserialize(ev.msg);
-      } catch (e) {
-        handlers.delete(id);
-        stream._finish(status.INTERNAL, 'Failed to parse request');
-        return stream.push(null);
+      for (const m of msgs) {
+        if (stream.readableEnded) return;
+        let v;
+        try {
+          v = deserialize(m);
+        } catch (e) {
+          handlers.delete(id);
+          stream._finish(status.INTERNAL, 'Failed to parse request');
+          return stream.push(null);
+        }
+        if (!stream.push(v)) paused = true;
       }
-      if (!stream.push(v)) paused = true;
       if (ev.more && !paused) readRequests(stream, deserialize);
     } else {
       handlers.delete(id);
@@ -1584,24 +1750,34 @@ function writeResponse(stream, chunk, cb) {
     return cb();
   }
   stream._inflight = (stream._inflight || 0) + 1;
-  stream._native.write(
-    once(() => {
-      stream._inflight--;
-      if (stream._deferredCb) {
-        const d = stream._deferredCb;
-        stream._deferredCb = null;
-        d();
-      }
-      if (stream._afterWrites && stream.writableLength === 0) {
-        const f = stream._afterWrites;
-        stream._afterWrites = null;
-        f();
-      }
-    }),
-    buf,
-  );
+  if (stream._outq === undefined) stream._outq = [];
+  stream._outq.push(buf);
+  if (stream._outq.length === 1) process.nextTick(flushResponses, stream);
   if (stream._inflight < WRITE_WINDOW) cb();
   else stream._deferredCb = cb;
+}
+
+/** Sends the responses written since the last flush in one crossing. */
+function flushResponses(stream) {
+  const bufs = stream._outq;
+  if (bufs === undefined || bufs.length === 0) return;
+  stream._outq = [];
+  const n = bufs.length;
+  const id = once(() => {
+    stream._inflight -= n;
+    if (stream._deferredCb) {
+      const d = stream._deferredCb;
+      stream._deferredCb = null;
+      d();
+    }
+    if (stream._afterWrites && stream.writableLength === 0) {
+      const f = stream._afterWrites;
+      stream._afterWrites = null;
+      f();
+    }
+  });
+  if (n === 1) stream._native.write(id, bufs[0]);
+  else stream._native.writeMany(id, bufs);
 }
 
 class ServerWritableStreamImpl extends Writable {
@@ -1666,6 +1842,37 @@ function isThenable(v) {
 
 // ---------------------------------------------------------------- Server
 
+/**
+ * A FileDescriptorSet from a proto-loader package definition: every
+ * `fileDescriptorProtos` entry once, each as field 1 of the set.
+ */
+function descriptorSetFromPackageDefinition(def) {
+  const seen = new Set();
+  const parts = [];
+  const add = (fds) => {
+    for (const fd of fds || []) {
+      const b = Buffer.from(fd);
+      const key = b.toString('base64');
+      if (seen.has(key)) continue;
+      seen.add(key);
+      const len = [];
+      let n = b.length;
+      while (n > 0x7f) {
+        len.push((n & 0x7f) | 0x80);
+        n >>>= 7;
+      }
+      len.push(n);
+      parts.push(Buffer.from([0x0a, ...len]), b);
+    }
+  };
+  for (const v of Object.values(def)) {
+    if (v && v.fileDescriptorProtos) add(v.fileDescriptorProtos);
+    else if (v && typeof v === 'object') for (const m of Object.values(v)) if (m && m.requestType) add(m.requestType.fileDescriptorProtos);
+  }
+  if (parts.length === 0) throw new TypeError('the package definition has no file descriptors');
+  return Buffer.concat(parts);
+}
+
 const KIND = { unary: 0, clientStream: 1, serverStream: 2, bidi: 3 };
 
 class Server {
@@ -1676,6 +1883,25 @@ class Server {
     this._id = 0;
     this._listening = false;
     this._shutdown = false;
+    this._reflection = [];
+  }
+
+  /**
+   * Beyond grpc-js: serves server reflection (grpc.reflection.v1 and
+   * v1alpha, for grpcurl and Postman) from an encoded FileDescriptorSet
+   * (a Buffer, e.g. from `protoc --descriptor_set_out --include_imports`) or
+   * from a @grpc/proto-loader package definition. Call before the first
+   * bindAsync; call again to add more.
+   */
+  addReflection(descriptors) {
+    if (this._native !== null) throw new Error('grpc-core: add reflection before the first bindAsync');
+    if (Buffer.isBuffer(descriptors) || descriptors instanceof Uint8Array) {
+      this._reflection.push(Buffer.from(descriptors));
+    } else if (descriptors !== null && typeof descriptors === 'object') {
+      this._reflection.push(descriptorSetFromPackageDefinition(descriptors));
+    } else {
+      throw new TypeError('addReflection takes a FileDescriptorSet Buffer or a package definition');
+    }
   }
 
   addService(service, implementation) {
@@ -1729,6 +1955,7 @@ class Server {
         maxRecv: sizeOption(o['grpc.max_receive_message_length']),
         maxSend: sizeOption(o['grpc.max_send_message_length']),
         compression: o['grpc.default_compression_algorithm'],
+        reflection: this._reflection.length > 0 ? this._reflection : undefined,
       });
       for (const [p, h] of this._handlers) this._native.addMethod(p, KIND[h.type]);
     }
@@ -1904,6 +2131,8 @@ function promisify(client) {
 }
 
 module.exports = {
+  /** Diagnostics for tests: how many completion handlers are registered. */
+  _handlerCount: () => handlers.size,
   Metadata,
   status,
   credentials,

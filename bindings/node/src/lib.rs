@@ -9,15 +9,16 @@
 
 #![allow(missing_debug_implementations)] // napi classes and Buffers have no Debug.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use grpc_core::surface::{
-    self, CallHandle, CallOptions, CallReceiver, CallSender, Channel, ChannelOptions, ClientTlsConfig, Code,
-    Compression, IncomingCall, Metadata, MetadataValue, MethodKind, Server, ServerOptions, ServerReceiver,
-    ServerSender, ServerTlsConfig, Status,
+    self, AuthContext, AuthMetadataContext, CallCredentials, CallHandle, CallOptions, CallReceiver, CallSender,
+    Channel, ChannelOptions, ClientTlsConfig, Code, Compression, IncomingCall, Metadata, MetadataValue, MethodKind,
+    Server, ServerOptions, ServerReceiver, ServerSender, ServerTlsConfig, Status,
 };
 use napi::bindgen_prelude::{Buffer, Either, Function};
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
@@ -39,10 +40,19 @@ struct Event {
     id: u32,
     md: Option<Metadata>,
     msg: Option<Bytes>,
+    /// Messages coalesced after `msg` (same id, posted while JS was busy).
+    rest: Vec<Bytes>,
     status: Option<Status>,
     port: Option<u32>,
     more: bool,
     incoming: Option<Incoming>,
+    auth: Option<AuthRequest>,
+}
+
+/// A call-credentials request for the JS generator.
+struct AuthRequest {
+    req: u32,
+    ctx: AuthMetadataContext,
 }
 
 struct Incoming {
@@ -61,6 +71,9 @@ pub struct JsEvent {
     pub md: Option<MdList>,
     /// A message.
     pub msg: Option<Buffer>,
+    /// Several messages, in order (instead of `msg`), when they queued up
+    /// while the JS thread was busy: one event per ready batch.
+    pub msgs: Option<Vec<Buffer>>,
     /// Status code, when the event ends an operation with a status.
     pub code: Option<i32>,
     /// Status message.
@@ -79,6 +92,23 @@ pub struct JsEvent {
     pub deadline: Option<f64>,
     /// Its peer.
     pub peer: Option<String>,
+    /// A call-credentials request (for a credentials object's id).
+    pub auth: Option<JsAuthRequest>,
+}
+
+/// What a metadata generator is asked for; answer with `credsReply(req, ...)`.
+#[napi(object, object_from_js = false)]
+pub struct JsAuthRequest {
+    /// The request's id.
+    pub req: u32,
+    /// `https://<authority>/<package.Service>`.
+    pub service_url: String,
+    /// The method's short name.
+    pub method_name: String,
+    /// The full method path.
+    pub method: String,
+    /// The call's `:authority`.
+    pub authority: String,
 }
 
 fn md_to_js(md: &Metadata) -> MdList {
@@ -118,10 +148,21 @@ impl Event {
             Some(i) => (Some(i.call), Some(i.method), i.deadline, Some(i.peer)),
             None => (None, None, None, None),
         };
+        let (msg, msgs) = match (self.msg, self.rest.is_empty()) {
+            (Some(m), true) => (Some(Buffer::from(m.to_vec())), None),
+            (Some(m), false) => {
+                let mut all = Vec::with_capacity(self.rest.len() + 1);
+                all.push(Buffer::from(m.to_vec()));
+                all.extend(self.rest.into_iter().map(|b| Buffer::from(b.to_vec())));
+                (None, Some(all))
+            }
+            (None, _) => (None, None),
+        };
         JsEvent {
             id: self.id,
             md: self.md.as_ref().map(md_to_js),
-            msg: self.msg.map(|b| Buffer::from(b.to_vec())),
+            msg,
+            msgs,
             code,
             details,
             trailers,
@@ -131,14 +172,45 @@ impl Event {
             method,
             deadline,
             peer,
+            auth: self.auth.map(|a| JsAuthRequest {
+                req: a.req,
+                service_url: a.ctx.service_url,
+                method_name: a.ctx.method_name,
+                method: a.ctx.method,
+                authority: a.ctx.authority,
+            }),
         }
     }
 }
 
-/// Queues an event; the first of a batch wakes the JS thread.
+impl Event {
+    /// Only a message (and maybe the end-of-credit mark).
+    fn is_bare_message(&self) -> bool {
+        self.msg.is_some()
+            && self.md.is_none()
+            && self.status.is_none()
+            && self.port.is_none()
+            && self.incoming.is_none()
+            && self.auth.is_none()
+    }
+}
+
+/// Queues an event; the first of a batch wakes the JS thread. A message
+/// that follows a queued message of the same operation joins that event,
+/// so a stream's ready messages cross into JS as one event.
 fn post(ev: Event) {
     let first = {
         let mut q = QUEUE.lock().unwrap_or_else(|e| e.into_inner());
+        if ev.is_bare_message() {
+            if let Some(last) = q
+                .last_mut()
+                .filter(|l| l.id == ev.id && l.msg.is_some() && l.status.is_none() && l.incoming.is_none() && !l.more)
+            {
+                last.rest.extend(ev.msg);
+                last.more = ev.more;
+                return;
+            }
+        }
         q.push(ev);
         q.len() == 1
     };
@@ -166,6 +238,100 @@ pub fn init(callback: Function<'_, Vec<JsEvent>, ()>) -> napi::Result<()> {
         })?;
     let _ = WAKER.set(tsfn);
     Ok(())
+}
+
+// ---------------------------------------------------------------- call credentials
+
+type CredsReply = tokio::sync::oneshot::Sender<Result<Metadata, Status>>;
+
+/// Generator requests waiting for JS's answer, by request id.
+static CREDS_PENDING: Mutex<Option<HashMap<u32, CredsReply>>> = Mutex::new(None);
+static NEXT_CREDS_REQ: AtomicU32 = AtomicU32::new(1);
+
+fn pending() -> std::sync::MutexGuard<'static, Option<HashMap<u32, CredsReply>>> {
+    CREDS_PENDING.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Forgets a request whose call went away before JS answered.
+struct PendingGuard(u32);
+
+impl Drop for PendingGuard {
+    fn drop(&mut self) {
+        if let Some(m) = pending().as_mut() {
+            m.remove(&self.0);
+        }
+    }
+}
+
+/// Tells JS (an OK status under the generator's id) that the engine dropped
+/// the last reference to a generator's provider: no request can come any
+/// more, so JS forgets the generator.
+struct Released(u32);
+
+impl Drop for Released {
+    fn drop(&mut self) {
+        post_status(self.0, Status::ok());
+    }
+}
+
+/// Call credentials: the engine's `CallCredentials`, whose providers are JS
+/// metadata generators. The engine runs them for each call (after refusing
+/// plaintext channels); each run is an event under the generator's `id`, and
+/// JS answers with [`creds_reply`].
+#[napi]
+pub struct CallCredsNative {
+    creds: CallCredentials,
+}
+
+#[napi]
+impl CallCredsNative {
+    /// Credentials from the JS generator registered under event id `id`.
+    #[napi(constructor)]
+    pub fn new(id: u32) -> Self {
+        let released = Released(id);
+        let creds = CallCredentials::from_fn(move |ctx: &AuthMetadataContext| {
+            let _owner = &released;
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            let req = NEXT_CREDS_REQ.fetch_add(1, Ordering::Relaxed);
+            pending().get_or_insert_with(HashMap::new).insert(req, tx);
+            post(Event { id, auth: Some(AuthRequest { req, ctx: ctx.clone() }), ..Default::default() });
+            async move {
+                let _guard = PendingGuard(req);
+                match rx.await {
+                    Ok(r) => r,
+                    Err(_) => Err(Status::unavailable("call credentials: the generator went away")),
+                }
+            }
+        });
+        CallCredsNative { creds }
+    }
+
+    /// `authorization: Bearer <token>` on every call.
+    #[napi(factory)]
+    pub fn access_token(token: String) -> napi::Result<Self> {
+        let creds =
+            CallCredentials::access_token(&token).map_err(|e| napi::Error::from_reason(e.message().to_string()))?;
+        Ok(CallCredsNative { creds })
+    }
+
+    /// Both: this one's metadata, then `other`'s.
+    #[napi]
+    pub fn compose(&self, other: &CallCredsNative) -> CallCredsNative {
+        CallCredsNative { creds: self.creds.compose(&other.creds) }
+    }
+}
+
+/// Answers generator request `req`: metadata, or (when `code` is non-zero)
+/// the error status. Unknown or answered requests are ignored.
+#[napi]
+pub fn creds_reply(req: u32, md: Option<MdList>, code: i32, details: String) {
+    let Some(tx) = pending().as_mut().and_then(|m| m.remove(&req)) else { return };
+    let r = if code != 0 {
+        Err(Status::new(Code::from_i32(code), details))
+    } else {
+        md_from_js(md).map_err(|e| Status::internal(format!("call credentials: {}", e.reason)))
+    };
+    let _ = tx.send(r);
 }
 
 fn compression_from(n: Option<u32>) -> Option<Compression> {
@@ -206,6 +372,8 @@ pub struct ChannelConfig {
     pub max_send: Option<i64>,
     /// `grpc.default_compression_algorithm` (0 identity, 1 deflate, 2 gzip, 3 zstd).
     pub compression: Option<u32>,
+    /// Send call credentials over plaintext too.
+    pub allow_insecure_creds: Option<bool>,
 }
 
 fn size_limit(v: Option<i64>, default: usize) -> usize {
@@ -226,9 +394,13 @@ pub struct ChannelNative {
 impl ChannelNative {
     /// Creates a channel (connects lazily).
     #[napi(constructor)]
-    pub fn new(target: String, config: Option<ChannelConfig>) -> napi::Result<Self> {
+    pub fn new(target: String, config: Option<ChannelConfig>, creds: Option<&CallCredsNative>) -> napi::Result<Self> {
         let c = config.unwrap_or_default();
-        let mut o = ChannelOptions::default();
+        let mut o = ChannelOptions {
+            call_credentials: creds.map(|c| c.creds.clone()),
+            allow_insecure_call_credentials: c.allow_insecure_creds.unwrap_or(false),
+            ..Default::default()
+        };
         if c.secure {
             o.tls = Some(ClientTlsConfig {
                 root_certs_pem: c.root_certs.map(|b| b.to_vec()),
@@ -307,6 +479,7 @@ impl ChannelNative {
     /// A unary call in one crossing each way: completes `id` with the
     /// response headers, message and status.
     #[napi]
+    #[allow(clippy::too_many_arguments)] // one crossing per call: everything comes at once
     pub fn unary(
         &self,
         id: u32,
@@ -315,8 +488,9 @@ impl ChannelNative {
         md: Option<MdList>,
         timeout_ms: Option<f64>,
         wait_for_ready: bool,
+        creds: Option<&CallCredsNative>,
     ) -> napi::Result<CallNative> {
-        let opts = call_options(md, timeout_ms, wait_for_ready)?;
+        let opts = call_options(md, timeout_ms, wait_for_ready, creds)?;
         let msg = Bytes::copy_from_slice(&msg);
         let state = Arc::new(ClientState::default());
         let st = state.clone();
@@ -356,8 +530,9 @@ impl ChannelNative {
         md: Option<MdList>,
         timeout_ms: Option<f64>,
         wait_for_ready: bool,
+        creds: Option<&CallCredsNative>,
     ) -> napi::Result<CallNative> {
-        let opts = call_options(md, timeout_ms, wait_for_ready)?;
+        let opts = call_options(md, timeout_ms, wait_for_ready, creds)?;
         let state = Arc::new(ClientState::default());
         let send_guard = state.sender.clone().try_lock_owned().expect("fresh lock");
         let recv_guard = state.receiver.clone().try_lock_owned().expect("fresh lock");
@@ -381,11 +556,17 @@ impl ChannelNative {
     }
 }
 
-fn call_options(md: Option<MdList>, timeout_ms: Option<f64>, wait_for_ready: bool) -> napi::Result<CallOptions> {
+fn call_options(
+    md: Option<MdList>,
+    timeout_ms: Option<f64>,
+    wait_for_ready: bool,
+    creds: Option<&CallCredsNative>,
+) -> napi::Result<CallOptions> {
     Ok(CallOptions {
         metadata: md_from_js(md)?,
         timeout: timeout_from(timeout_ms),
         wait_for_ready,
+        credentials: creds.map(|c| c.creds.clone()),
         ..Default::default()
     })
 }
@@ -452,6 +633,32 @@ impl CallNative {
             if id != 0 {
                 post_status(id, st);
             }
+        });
+    }
+
+    /// Sends several messages in order (`last` half-closes with the last);
+    /// completes `id` once, with OK or the first error.
+    #[napi]
+    pub fn write_many(&self, id: u32, msgs: Vec<Buffer>, last: bool) {
+        let msgs: Vec<Bytes> = msgs.iter().map(|b| Bytes::copy_from_slice(b)).collect();
+        let sender = self.state.sender.clone();
+        surface::spawn(async move {
+            let mut guard = sender.lock().await;
+            let st = match guard.as_mut() {
+                Some(s) => {
+                    let n = msgs.len();
+                    let mut st = Status::ok();
+                    for (i, m) in msgs.into_iter().enumerate() {
+                        if let Err(e) = s.send_with(m, true, last && i + 1 == n).await {
+                            st = e;
+                            break;
+                        }
+                    }
+                    st
+                }
+                None => Status::cancelled("call not started"),
+            };
+            post_status(id, st);
         });
     }
 
@@ -575,6 +782,8 @@ pub struct ServerConfig {
     pub max_send: Option<i64>,
     /// Response compression (0 identity, 1 deflate, 2 gzip, 3 zstd).
     pub compression: Option<u32>,
+    /// Encoded `FileDescriptorSet`s to serve server reflection from.
+    pub reflection: Option<Vec<Buffer>>,
 }
 
 /// A server. Methods are registered before the first bind.
@@ -655,6 +864,9 @@ impl ServerNative {
         o.max_recv_message_size = size_limit(self.config.max_recv, o.max_recv_message_size);
         o.max_send_message_size = size_limit(self.config.max_send, o.max_send_message_size);
         let mut b = Server::builder(o);
+        for set in self.config.reflection.iter().flatten() {
+            b = b.with_reflection(set).map_err(|e| napi::Error::from_reason(e.message().to_string()))?;
+        }
         for (path, kind) in &self.methods {
             let server_id = self.id;
             let kind = *kind;
@@ -702,6 +914,7 @@ fn deliver(server_id: u32, kind: MethodKind, mut call: IncomingCall) {
         sender: Arc::new(tokio::sync::Mutex::new(sender)),
         receiver: Arc::new(tokio::sync::Mutex::new(receiver)),
         writer: Mutex::new(None),
+        auth: info.auth_context().clone(),
     });
     // Reports a cancellation (client cancel, deadline, forced shutdown):
     // the call ended without our status reaching it. `completed` is set
@@ -771,10 +984,13 @@ struct ServerShared {
     receiver: Arc<tokio::sync::Mutex<Option<ServerReceiver>>>,
     /// Ordered writes and the finish, once the first write started the writer task.
     writer: Mutex<Option<tokio::sync::mpsc::UnboundedSender<WriteCmd>>>,
+    /// The peer's identity.
+    auth: Arc<AuthContext>,
 }
 
 enum WriteCmd {
     Write(Bytes, u32),
+    WriteMany(Vec<Bytes>, u32),
     Finish(Status, Option<Bytes>),
 }
 
@@ -802,6 +1018,13 @@ impl ServerShared {
                             };
                             post_status(id, st);
                         }
+                        Some(WriteCmd::WriteMany(msgs, id)) => {
+                            let st = match shared.send_many(msgs).await {
+                                Ok(()) => Status::ok(),
+                                Err(s) => s,
+                            };
+                            post_status(id, st);
+                        }
                         Some(WriteCmd::Finish(st, msg)) => {
                             shared.finish_with(st, msg).await;
                             break;
@@ -812,7 +1035,7 @@ impl ServerShared {
                 // Writes still queued after the end complete with the end.
                 rx.close();
                 while let Ok(cmd) = rx.try_recv() {
-                    if let WriteCmd::Write(_, id) = cmd {
+                    if let WriteCmd::Write(_, id) | WriteCmd::WriteMany(_, id) = cmd {
                         post_status(id, Status::cancelled("call is over"));
                     }
                 }
@@ -820,7 +1043,7 @@ impl ServerShared {
             tx
         });
         if let Err(e) = tx.send(cmd) {
-            if let WriteCmd::Write(_, id) = e.0 {
+            if let WriteCmd::Write(_, id) | WriteCmd::WriteMany(_, id) = e.0 {
                 post_status(id, Status::cancelled("call is over"));
             }
         }
@@ -851,6 +1074,24 @@ impl ServerShared {
         }
     }
 
+    /// Sends `msgs` in order under one lock, racing the call's end.
+    async fn send_many(&self, msgs: Vec<Bytes>) -> Result<(), Status> {
+        let done = self.done();
+        let mut guard = self.sender.lock().await;
+        let Some(s) = guard.as_mut() else { return Err(Status::cancelled("call is over")) };
+        let work = async {
+            self.flush_md(s).await?;
+            for m in msgs {
+                s.send(m).await?;
+            }
+            Ok(())
+        };
+        tokio::select! {
+            r = work => r,
+            _ = done => Err(Status::cancelled("call is over")),
+        }
+    }
+
     /// Sends `msg` (if any), racing the call's end.
     async fn send(&self, msg: Option<Bytes>) -> Result<(), Status> {
         let done = self.done();
@@ -868,6 +1109,31 @@ impl ServerShared {
             _ = done => Err(Status::cancelled("call is over")),
         }
     }
+}
+
+/// A server call's auth context, as the engine sees it.
+#[napi(object, object_from_js = false)]
+pub struct JsAuthContext {
+    /// The peer's address.
+    pub peer: String,
+    /// `ssl` or `insecure`.
+    pub transport_security_type: String,
+    /// The negotiated TLS version.
+    pub tls_version: Option<String>,
+    /// The verified client certificate chain (DER, leaf first).
+    pub peer_certificates: Vec<Buffer>,
+    /// The client certificate's subject (RFC 4514).
+    pub subject: Option<String>,
+    /// Its common name.
+    pub common_name: Option<String>,
+    /// Its subject alternative names.
+    pub subject_alt_names: Vec<String>,
+    /// The SANs if any, else the CN.
+    pub peer_identity: Vec<String>,
+    /// `x509_subject_alternative_name` or `x509_common_name`.
+    pub peer_identity_property_name: Option<String>,
+    /// gRPC core's properties, flat: `[name, value, ...]`.
+    pub properties: Vec<String>,
 }
 
 /// An incoming server call.
@@ -902,6 +1168,14 @@ impl ServerCallNative {
     #[napi]
     pub fn write(&self, id: u32, msg: Buffer) {
         self.shared.command(WriteCmd::Write(Bytes::copy_from_slice(&msg), id));
+    }
+
+    /// Sends several messages in order (with the other writes and the
+    /// finish); completes `id` once, with OK or the error.
+    #[napi]
+    pub fn write_many(&self, id: u32, msgs: Vec<Buffer>) {
+        let msgs = msgs.iter().map(|b| Bytes::copy_from_slice(b)).collect();
+        self.shared.command(WriteCmd::WriteMany(msgs, id));
     }
 
     /// Reads up to `max` requests, each its own event under `id`; a status
@@ -953,6 +1227,29 @@ impl ServerCallNative {
             surface::spawn(async move { shared.finish_with(st, msg).await });
         }
         Ok(())
+    }
+
+    /// The peer's auth context (address, TLS, verified client certificate).
+    #[napi]
+    pub fn auth_context(&self) -> JsAuthContext {
+        let a = &self.shared.auth;
+        let mut properties = Vec::new();
+        for (k, v) in a.properties() {
+            properties.push(k.to_string());
+            properties.push(String::from_utf8_lossy(&v).into_owned());
+        }
+        JsAuthContext {
+            peer: a.peer().to_string(),
+            transport_security_type: a.transport_security_type().to_string(),
+            tls_version: a.tls_version().map(str::to_string),
+            peer_certificates: a.peer_certificates().iter().map(|c| Buffer::from(c.clone())).collect(),
+            subject: a.subject().map(str::to_string),
+            common_name: a.common_name().map(str::to_string),
+            subject_alt_names: a.subject_alt_names().to_vec(),
+            peer_identity: a.peer_identity().into_iter().map(str::to_string).collect(),
+            peer_identity_property_name: a.peer_identity_property_name().map(str::to_string),
+            properties,
+        }
     }
 
     /// True once the call is over (finished or cancelled).

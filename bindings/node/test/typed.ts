@@ -83,6 +83,9 @@ const impl: grpc.UntypedServiceImplementation = {
     void dl;
     call.sendMetadata(new grpc.Metadata());
     call.on('cancelled', () => void call.cancelled);
+    const auth: grpc.AuthContext = call.getAuthContext();
+    const who = auth.sslPeerCertificate?.subject.CN ?? auth.commonName;
+    void [auth.transportSecurityType, auth.peerIdentity, who];
     callback(null, { message: `hi ${call.request.name}`, n: 1 });
   }) as grpc.handleUnaryCall<Req, Resp>,
   clientStream: (async (call: grpc.ServerReadableStream<Req, Resp>) => {
@@ -100,6 +103,18 @@ const impl: grpc.UntypedServiceImplementation = {
   }) as grpc.handleBidiStreamingCall<Req, Resp>,
 };
 server.addService(Tester.service, impl);
+server.addReflection(Buffer.alloc(0));
+const perCall: grpc.CallOptions = {
+  credentials: grpc.credentials.combineCallCredentials(
+    grpc.CallCredentials.createFromMetadataGenerator((opts, cb) => {
+      const md = new grpc.Metadata();
+      md.set('x-method', `${opts.service_url}/${opts.method_name}`);
+      cb(null, md);
+    }),
+    grpc.credentials.createFromAccessToken('t'),
+  ),
+};
+void perCall;
 server.bindAsync('0.0.0.0:0', grpc.ServerCredentials.createInsecure(), (err: Error | null, port: number) => {
   void [err, port];
   server.tryShutdown(() => undefined);
