@@ -30,6 +30,9 @@ async fn planned(plan: Plan) -> (Server, String, Arc<AtomicUsize>, Arc<Mutex<Vec
             async move {
                 let req = call.recv().await.unwrap().unwrap();
                 if let Some(st) = plan(n, &mut call) {
+                    if call.metadata().get("x-send-headers-first").is_some() {
+                        call.send_initial_metadata(Metadata::new()).await.unwrap();
+                    }
                     return st;
                 }
                 call.send(req).await.unwrap();
@@ -93,26 +96,15 @@ async fn gives_up_after_max_attempts_and_never_retries_other_codes() {
 #[tokio::test]
 async fn a_committed_call_is_not_retried() {
     // Headers went out before the failure: the call is committed.
-    let (s, addr, count, _) = planned(Arc::new(|_, call: &mut ServerCall| {
-        let _ = futures_lite(call.send_initial_metadata(Metadata::new()));
-        Some(Status::unavailable("after headers"))
-    }))
-    .await;
+    let mut md = Metadata::new();
+    md.insert("x-send-headers-first", "1").unwrap();
+    let (s, addr, count, _) = planned(Arc::new(move |_, _| Some(Status::unavailable("after headers")))).await;
     let ch = with_config(&addr, RETRY, "");
-    assert_eq!(call(&ch, "/r.S/M", b"x").await.unwrap_err().code(), Code::Unavailable);
+    let opts = CallOptions { metadata: md, ..Default::default() };
+    let err = bounded("committed", ch.unary("/r.S/M", Bytes::from_static(b"x"), opts)).await.unwrap_err();
+    assert_eq!(err.code(), Code::Unavailable);
     assert_eq!(count.load(Ordering::SeqCst), 1);
     s.shutdown(Duration::from_secs(1)).await;
-}
-
-/// Polls a future that completes without waiting (sending headers does).
-fn futures_lite<F: std::future::Future>(f: F) -> Option<F::Output> {
-    let waker = std::task::Waker::noop();
-    let mut cx = std::task::Context::from_waker(waker);
-    let mut f = std::pin::pin!(f);
-    match f.as_mut().poll(&mut cx) {
-        std::task::Poll::Ready(v) => Some(v),
-        std::task::Poll::Pending => None,
-    }
 }
 
 #[tokio::test]

@@ -209,7 +209,7 @@ pub(crate) async fn unary_hedged(
     let mut next_at = Some(Instant::now() + policy.hedging_delay);
     let mut last: Option<Status> = None;
     loop {
-        let can_hedge = sent < policy.max_attempts && throttle.is_none_or(|t| t.allows_retry());
+        let can_hedge = sent < policy.max_attempts && !throttle.is_some_and(|t| !t.allows_retry());
         let timer = async {
             match next_at {
                 Some(t) if can_hedge => tokio::time::sleep_until(t).await,
