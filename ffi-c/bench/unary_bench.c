@@ -4,7 +4,7 @@
  * the fused grpc_core_channel_unary (one event) and
  * grpc_core_channel_unary_blocking (no queue, no task).
  *
- *   unary_bench TARGET N
+ *   unary_bench TARGET N [per-op|cq|blocking]   (default: all three)
  *
  * Compared by ffi-c/bench/run.sh with the same loop through the Rust API
  * (ffi-c/examples/rust_unary_bench.rs) against the same server. */
@@ -113,9 +113,10 @@ int main(int argc, char **argv) {
   grpc_core_channel *channel = NULL;
   CHECK(grpc_core_cq_new(&cq));
   CHECK(grpc_core_channel_new(argv[1], strlen(argv[1]), NULL, &channel));
-  measure("c-abi-per-op", one_call, channel, cq, n);
-  measure("c-abi-unary-cq", one_fused, channel, cq, n);
-  measure("c-abi-unary-blocking", one_blocking, channel, cq, n);
+  const char *only = argc > 3 ? argv[3] : "";
+  if (!*only || strcmp(only, "per-op") == 0) measure("c-abi-per-op", one_call, channel, cq, n);
+  if (!*only || strcmp(only, "cq") == 0) measure("c-abi-unary-cq", one_fused, channel, cq, n);
+  if (!*only || strcmp(only, "blocking") == 0) measure("c-abi-unary-blocking", one_blocking, channel, cq, n);
   grpc_core_channel_free(channel);
   grpc_core_event ev;
   grpc_core_cq_shutdown(cq);
