@@ -297,7 +297,9 @@ static void test_unary_fused_cq(void) {
   CHECK(call_test(ch, "fail:9", out, sizeof out) == 9 && strcmp(out, "failed here") == 0);
   /* An unregistered method: the server's UNIMPLEMENTED comes back as the status. */
   CHECK(call(ch, "/test.Svc/Missing", "x", 1, out, sizeof out) == 12);
-  CHECK(atomic_load(&s.calls) == 5);
+  /* hi, fail:7, hello, fail:9 reached the handler, and "sleep" unless its
+   * 100 ms deadline passed before the server saw it (a loaded machine). */
+  CHECK(atomic_load(&s.calls) >= 4 && atomic_load(&s.calls) <= 5);
   CHECK_OK(grpc_core_channel_free(ch));
   CHECK(srv_down(&s));
 }
