@@ -11,7 +11,7 @@
  *    and strings are pointer + length (not NUL-terminated; the pointer may
  *    be NULL when the length is 0) and are copied if kept.
  *  - Objects handed out (channels, calls, servers, queues, received
- *    messages, metadata, statuses, options) are owned by the caller and
+ *    messages, metadata, statuses, options, call credentials) are owned by the caller and
  *    freed with their _free function. Handles are opaque ids, not
  *    addresses: using a freed handle, freeing twice, or passing a handle of
  *    the wrong type returns GRPC_CORE_ERROR_INVALID_HANDLE; NULL returns
@@ -31,9 +31,12 @@
  * THREADING
  *  Every function is thread-safe. All network I/O runs on the library's
  *  own runtime threads (configure them with grpc_core_runtime_configure
- *  before first use); no function blocks except grpc_core_cq_next and
- *  grpc_core_server_bind. Rust panics never cross this boundary: they
- *  return GRPC_CORE_ERROR_PANIC (or NULL for functions returning strings).
+ *  before first use); no function blocks except grpc_core_cq_next,
+ *  grpc_core_server_bind and grpc_core_channel_unary_blocking. Callbacks
+ *  (call credentials) run on the library's threads: they must not block
+ *  for long nor call grpc_core_channel_unary_blocking. Rust panics never
+ *  cross this boundary: they return GRPC_CORE_ERROR_PANIC (or NULL for
+ *  functions returning strings).
  *
  * SAFETY
  *  Each pointer argument must be NULL or valid for the access its
@@ -240,6 +243,15 @@ enum grpc_core_op
    */
   GRPC_CORE_OP_CALL_RECV_STATUS = 5,
   /**
+   * `grpc_core_channel_unary` (and the event `grpc_core_channel_unary_blocking`
+   * fills): a whole unary call. Always has `status` (owned). `success` 1:
+   * the status is OK and `message` holds the response. 0: the call failed
+   * (`message` NULL; see `status`). `initial_metadata` holds the response
+   * headers and `metadata` the trailers, each NULL when there were none
+   * (headers are not reported for a failed call).
+   */
+  GRPC_CORE_OP_CALL_UNARY = 6,
+  /**
    * `grpc_core_server_request_call`. `success` 1: `call` is a new server
    * call and `metadata` its request metadata. 0: the server shut down.
    */
@@ -373,6 +385,35 @@ typedef int32_t grpc_core_method_kind;
 #endif // __cplusplus
 
 /**
+ * A service's health (`grpc.health.v1.HealthCheckResponse.ServingStatus`). Fixed numbers.
+ */
+enum grpc_core_serving_status
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : int32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  /**
+   * UNKNOWN.
+   */
+  GRPC_CORE_SERVING_STATUS_UNKNOWN = 0,
+  /**
+   * SERVING.
+   */
+  GRPC_CORE_SERVING_STATUS_SERVING = 1,
+  /**
+   * NOT_SERVING.
+   */
+  GRPC_CORE_SERVING_STATUS_NOT_SERVING = 2,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum grpc_core_serving_status grpc_core_serving_status;
+#else
+typedef int32_t grpc_core_serving_status;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+/**
  * A received message: an owned byte buffer.
  */
 typedef struct grpc_core_buffer grpc_core_buffer;
@@ -383,6 +424,14 @@ typedef struct grpc_core_buffer grpc_core_buffer;
  * `grpc_core_call_cancel` may be called from any thread at any time.
  */
 typedef struct grpc_core_call grpc_core_call;
+
+/**
+ * Call credentials: a metadata source for every call of the channels they
+ * are set on. Immutable and thread-safe; free with
+ * `grpc_core_call_credentials_free` (channels and options that use them
+ * keep their own reference).
+ */
+typedef struct grpc_core_call_credentials grpc_core_call_credentials;
 
 /**
  * A client channel to one target. Thread-safe. Connects lazily (on the
@@ -402,6 +451,13 @@ typedef struct grpc_core_channel_options grpc_core_channel_options;
  * complete on it and any thread may call `grpc_core_cq_next`.
  */
 typedef struct grpc_core_cq grpc_core_cq;
+
+/**
+ * One pending request for metadata, handed to a credentials callback.
+ * Complete it exactly once with `grpc_core_credentials_request_complete`,
+ * from any thread, now or later; that also frees it.
+ */
+typedef struct grpc_core_credentials_request grpc_core_credentials_request;
 
 /**
  * Received metadata (initial, trailing, or a server call's request
@@ -465,8 +521,8 @@ typedef struct grpc_core_metadata_entry {
 /**
  * One completed operation, filled by `grpc_core_cq_next`.
  *
- * Ownership: `message`, `metadata`, `status` and `call` are owned by the
- * caller when non-NULL; free each with its `_free` function, or all at once
+ * Ownership: `message`, `metadata`, `status`, `call` and
+ * `initial_metadata` are owned by the caller when non-NULL; free each with its `_free` function, or all at once
  * with `grpc_core_event_release`. `message_data`/`message_len` are borrowed
  * from `message` (valid until it is freed). `tag` is the caller's own pointer,
  * returned as given.
@@ -512,7 +568,68 @@ typedef struct grpc_core_event {
    * A new server call (owned), or NULL.
    */
   struct grpc_core_server_call *call;
+  /**
+   * Response headers (owned) of a `GRPC_CORE_OP_CALL_UNARY`, else NULL.
+   */
+  struct grpc_core_metadata *initial_metadata;
 } grpc_core_event;
+
+/**
+ * What a credentials callback is told about the call. Every pointer is
+ * borrowed for the duration of the callback only (copy what you keep);
+ * strings are UTF-8, not NUL-terminated.
+ */
+typedef struct grpc_core_auth_metadata_context {
+  /**
+   * `https://<authority>/<package.Service>` (gRPC's service URL, the
+   * audience of a JWT).
+   */
+  const char *service_url;
+  /**
+   * Length of `service_url`.
+   */
+  size_t service_url_len;
+  /**
+   * The method's short name (`SayHello`).
+   */
+  const char *method_name;
+  /**
+   * Length of `method_name`.
+   */
+  size_t method_name_len;
+  /**
+   * The full method path (`/package.Service/Method`).
+   */
+  const char *method;
+  /**
+   * Length of `method`.
+   */
+  size_t method_len;
+  /**
+   * The call's `:authority`.
+   */
+  const char *authority;
+  /**
+   * Length of `authority`.
+   */
+  size_t authority_len;
+} grpc_core_auth_metadata_context;
+
+/**
+ * A credentials callback. Called on a library thread for every call
+ * attempt, possibly on several threads at once (so `user_data` must be
+ * safe to share). It must not block for long and must not call
+ * `grpc_core_channel_unary_blocking`; it completes `request` (now, or
+ * later from any thread) with `grpc_core_credentials_request_complete`.
+ */
+typedef void (*grpc_core_call_credentials_fn)(void *user_data,
+                                              const struct grpc_core_auth_metadata_context *context,
+                                              struct grpc_core_credentials_request *request);
+
+/**
+ * Releases `user_data` once the library holds no more references to it.
+ */
+typedef void (*grpc_core_destroy_fn)(void *user_data);
 
 #ifdef __cplusplus
 extern "C" {
@@ -748,6 +865,25 @@ grpc_core_result grpc_core_channel_options_set_backoff(struct grpc_core_channel_
                                                        int64_t max_ms);
 
 /**
+ * Sets the call credentials of every call on channels made from these
+ * options (`creds` borrowed: the options keep their own reference; NULL
+ * removes them). They run for each call attempt, with the call's method
+ * and authority, and are refused on a plaintext channel: such calls fail
+ * with UNAUTHENTICATED unless
+ * `grpc_core_channel_options_set_allow_insecure_call_credentials` allows it.
+ */
+grpc_core_result grpc_core_channel_options_set_call_credentials(struct grpc_core_channel_options *opts,
+                                                                const struct grpc_core_call_credentials *creds);
+
+/**
+ * With `allow` non-zero, call credentials are sent over plaintext too (for
+ * tests and trusted local links; the default 0 refuses them there with
+ * UNAUTHENTICATED, as grpc-go does).
+ */
+grpc_core_result grpc_core_channel_options_set_allow_insecure_call_credentials(struct grpc_core_channel_options *opts,
+                                                                               int32_t allow);
+
+/**
  * Creates a channel to `target` (`target_len` bytes, borrowed): `host:port`,
  * `dns:host:port`, `ipv4:1.2.3.4:5`, `unix:/path`, ... `opts` is borrowed
  * and copied; NULL means defaults. Nothing connects yet. On success `*channel`
@@ -862,10 +998,67 @@ grpc_core_result grpc_core_cq_free(struct grpc_core_cq *cq);
 
 /**
  * Frees every owned output of `event` (`message`, `metadata`, `status`,
- * `call`) that is non-NULL and sets those fields to NULL. Take ownership
+ * `call`, `initial_metadata`) that is non-NULL and sets those fields to NULL. Take ownership
  * of an output first by copying its pointer and NULLing the field.
  */
 grpc_core_result grpc_core_event_release(struct grpc_core_event *event);
+
+/**
+ * Creates call credentials from a C callback. `callback` is required;
+ * `user_data` is passed to it as given; `destroy` (may be NULL) is called
+ * once with `user_data` when the library no longer needs it (the handle
+ * freed and every channel and options object using the credentials gone),
+ * on whichever thread drops the last reference. On success `*creds` is
+ * owned by the caller: free with `grpc_core_call_credentials_free`. On
+ * failure `destroy` is not called.
+ */
+grpc_core_result grpc_core_call_credentials_new_callback(grpc_core_call_credentials_fn callback,
+                                                         void *user_data,
+                                                         grpc_core_destroy_fn destroy,
+                                                         struct grpc_core_call_credentials **creds);
+
+/**
+ * Creates call credentials that send `authorization: Bearer <token>`
+ * (`token`, `token_len` bytes, borrowed and copied; printable ASCII) with
+ * every call. Owned by the caller: free with `grpc_core_call_credentials_free`.
+ */
+grpc_core_result grpc_core_call_credentials_new_access_token(const char *token,
+                                                             size_t token_len,
+                                                             struct grpc_core_call_credentials **creds);
+
+/**
+ * Creates credentials that apply `first`'s metadata, then `second`'s
+ * (both borrowed; they stay the caller's). Owned by the caller.
+ */
+grpc_core_result grpc_core_call_credentials_compose(const struct grpc_core_call_credentials *first,
+                                                    const struct grpc_core_call_credentials *second,
+                                                    struct grpc_core_call_credentials **creds);
+
+/**
+ * Frees the handle. Channels and options the credentials were set on keep
+ * using them. Freeing twice is detected.
+ */
+grpc_core_result grpc_core_call_credentials_free(struct grpc_core_call_credentials *creds);
+
+/**
+ * Completes a credentials request, exactly once, from any thread. With
+ * `code` 0 (OK) the call goes ahead with `metadata` added (borrowed,
+ * copied; may be NULL if `metadata_count` is 0); any other status code
+ * ends the call with that code and `message` (UTF-8, borrowed; may be NULL
+ * if 0) — except the codes gRFC A54 forbids to credentials
+ * (INVALID_ARGUMENT, NOT_FOUND, ALREADY_EXISTS, FAILED_PRECONDITION,
+ * ABORTED, OUT_OF_RANGE, DATA_LOSS), which become INTERNAL. `request` is
+ * freed on success; on an error (bad metadata, bad code) nothing changed
+ * and it is still pending. If the call already ended, the result is
+ * dropped and this still succeeds. A request never completed leaks and
+ * leaves its call waiting until its deadline.
+ */
+grpc_core_result grpc_core_credentials_request_complete(struct grpc_core_credentials_request *request,
+                                                        const struct grpc_core_metadata_entry *metadata,
+                                                        size_t metadata_count,
+                                                        int32_t code,
+                                                        const char *message,
+                                                        size_t message_len);
 
 /**
  * Creates server options with every default (plaintext, 4 MiB receive
@@ -981,6 +1174,28 @@ grpc_core_result grpc_core_server_register_method(struct grpc_core_server *serve
 grpc_core_result grpc_core_server_register_generic(struct grpc_core_server *server);
 
 /**
+ * Adds the standard health service, `grpc.health.v1.Health` (Check and
+ * Watch), answered by the library itself: the server as a whole (service
+ * `""`) is SERVING; set each service's status with
+ * `grpc_core_server_set_serving_status`. On shutdown every service turns
+ * NOT_SERVING. Once, before the first bind or start (WRONG_STATE
+ * otherwise); INVALID_ARGUMENT if a health method was registered.
+ */
+grpc_core_result grpc_core_server_enable_health(struct grpc_core_server *server);
+
+/**
+ * Sets the health of `service` (`service_len` bytes, borrowed; `""` is the
+ * server as a whole) to `status` (a `grpc_core_serving_status`); Check
+ * answers it and Watch streams see the change. Services never set answer
+ * NOT_FOUND to Check. Any time after `grpc_core_server_enable_health`
+ * (WRONG_STATE before). Thread-safe.
+ */
+grpc_core_result grpc_core_server_set_serving_status(struct grpc_core_server *server,
+                                                     const char *service,
+                                                     size_t service_len,
+                                                     int32_t status);
+
+/**
  * Listens on `address` (borrowed): `127.0.0.1:0`, `[::]:50051`,
  * `0.0.0.0:0`, `localhost:N`, or `unix:/path`. Writes the real TCP port
  * (the OS-chosen one for port 0; 0 for Unix sockets) to `*port` if `port`
@@ -1045,6 +1260,64 @@ grpc_core_result grpc_core_server_call_method(const struct grpc_core_server_call
 grpc_core_result grpc_core_server_call_peer(const struct grpc_core_server_call *call,
                                             const char **peer,
                                             size_t *len);
+
+/**
+ * Looks up the `index`-th (0-based) auth-context property named `name`
+ * (`name_len` bytes, borrowed) of the call, under gRPC core's names:
+ * `transport_security_type` ("ssl" or "insecure"), `security_level`,
+ * `x509_common_name`, `x509_subject`, `x509_subject_alternative_name` (one
+ * per SAN), `x509_pem_cert` (the verified client certificate). On
+ * `GRPC_CORE_OK`, `*value`/`*value_len` are borrowed from the call (valid
+ * until it is freed; not NUL-terminated). `GRPC_CORE_NOT_FOUND`
+ * (out-parameters untouched) when there is no such property.
+ */
+grpc_core_result grpc_core_server_call_auth_property(const struct grpc_core_server_call *call,
+                                                     const char *name,
+                                                     size_t name_len,
+                                                     size_t index,
+                                                     const uint8_t **value,
+                                                     size_t *value_len);
+
+/**
+ * Enumerates the call's auth-context properties: writes the `index`-th
+ * (0-based) one's name and value, both borrowed from the call (valid until
+ * it is freed; not NUL-terminated). `GRPC_CORE_NOT_FOUND` past the end.
+ */
+grpc_core_result grpc_core_server_call_auth_property_at(const struct grpc_core_server_call *call,
+                                                        size_t index,
+                                                        const char **name,
+                                                        size_t *name_len,
+                                                        const uint8_t **value,
+                                                        size_t *value_len);
+
+/**
+ * Borrows the negotiated TLS version of the call's connection (`TLSv1_3`,
+ * `TLSv1_2`; valid until the call is freed, not NUL-terminated).
+ * `GRPC_CORE_NOT_FOUND` on a plaintext connection.
+ */
+grpc_core_result grpc_core_server_call_tls_version(const struct grpc_core_server_call *call,
+                                                   const char **version,
+                                                   size_t *len);
+
+/**
+ * Borrows the `index`-th (0-based) peer identity of the call, as gRPC core
+ * defines it: the verified client certificate's subject alternative names
+ * if it has any, else its common name. Valid until the call is freed; not
+ * NUL-terminated. `GRPC_CORE_NOT_FOUND` past the end (at once when the
+ * client presented no certificate). See also
+ * `grpc_core_server_call_is_peer_authenticated`.
+ */
+grpc_core_result grpc_core_server_call_peer_identity(const struct grpc_core_server_call *call,
+                                                     size_t index,
+                                                     const char **identity,
+                                                     size_t *len);
+
+/**
+ * Writes 1 to `*authenticated` if the client presented a certificate the
+ * server verified (mutual TLS), else 0.
+ */
+grpc_core_result grpc_core_server_call_is_peer_authenticated(const struct grpc_core_server_call *call,
+                                                             int32_t *authenticated);
 
 /**
  * Writes the time left before the call's deadline in milliseconds to
@@ -1129,6 +1402,68 @@ grpc_core_result grpc_core_server_call_recv_close(struct grpc_core_server_call *
  * flight still complete. Freeing twice is detected.
  */
 grpc_core_result grpc_core_server_call_free(struct grpc_core_server_call *call);
+
+/**
+ * Starts a whole unary call on `channel` and completes `tag` on `cq` with
+ * ONE event (`GRPC_CORE_OP_CALL_UNARY`): the response message, the final
+ * status and the response headers and trailers. The per-operation API
+ * (`grpc_core_call_new` ...) needs three events for the same call.
+ *
+ * - `method`, `method_len`: `/package.Service/Method` (borrowed).
+ * - `metadata`, `metadata_count`: request metadata (borrowed, copied; NULL if 0).
+ * - `request`, `request_len`: the request message (borrowed, copied before
+ *   return; NULL if 0).
+ * - `timeout_ms`: deadline relative to now (negative: none).
+ * - `flags`: `GRPC_CORE_CALL_WAIT_FOR_READY` or 0.
+ * - `compression`: a `grpc_core_compression` (DEFAULT: the channel's).
+ * - `cq`, `tag`: where and how the call completes (the queue is borrowed
+ *   and must stay alive until the event is delivered).
+ *
+ * Event ownership is that of every event: `message`, `status`, `metadata`
+ * and `initial_metadata` are the caller's (free them with
+ * `grpc_core_event_release`). There is no call handle: the deadline and
+ * `grpc_core_channel_close` are the ways to end such a call early.
+ * Thread-safe; any number may be in flight on one channel.
+ */
+grpc_core_result grpc_core_channel_unary(struct grpc_core_channel *channel,
+                                         const char *method,
+                                         size_t method_len,
+                                         const struct grpc_core_metadata_entry *metadata,
+                                         size_t metadata_count,
+                                         const uint8_t *request,
+                                         size_t request_len,
+                                         int64_t timeout_ms,
+                                         uint32_t flags,
+                                         int32_t compression,
+                                         struct grpc_core_cq *cq,
+                                         void *tag);
+
+/**
+ * The same unary call as `grpc_core_channel_unary`, run to completion on
+ * the calling thread: blocks until the call ends, then fills `*result`
+ * exactly as the `GRPC_CORE_OP_CALL_UNARY` event would be (`tag` NULL;
+ * the caller owns its outputs: `grpc_core_event_release(result)`).
+ *
+ * Returns `GRPC_CORE_OK` whenever the call ran, whatever its status (see
+ * `result->success` and `result->status`); an error code only for bad
+ * arguments, with `*result` untouched. No queue: the call runs as one
+ * task and hands its result straight to the waiting thread.
+ *
+ * Threading: any number of threads may call it at once. It must not be
+ * called from a thread of the library's runtime (a credentials callback,
+ * for instance): that returns `GRPC_CORE_ERROR_WRONG_STATE`.
+ */
+grpc_core_result grpc_core_channel_unary_blocking(struct grpc_core_channel *channel,
+                                                  const char *method,
+                                                  size_t method_len,
+                                                  const struct grpc_core_metadata_entry *metadata,
+                                                  size_t metadata_count,
+                                                  const uint8_t *request,
+                                                  size_t request_len,
+                                                  int64_t timeout_ms,
+                                                  uint32_t flags,
+                                                  int32_t compression,
+                                                  struct grpc_core_event *result);
 
 /**
  * Borrows the bytes of a received message. `*data` and `*len` are borrowed

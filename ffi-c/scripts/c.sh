@@ -16,9 +16,13 @@
 #       client_test   the C client against the Rust interop server (plaintext, TLS)
 #                     and against the C interop server
 #       misuse_test   misuse, server-call surface, mutual TLS (in-process)
+#       auth_test     fused unary calls, auth context over mutual TLS, call
+#                     credentials (callback, access token; TLS vs plaintext),
+#                     the health service (in-process servers)
 #       interop_server  grpc.testing.TestService in C, driven by the Rust
 #                     interop client (and grpc-go's, if .peers/ has it),
 #                     plaintext and TLS; under valgrind and ASan too
+#   - libgrpc_core.so's SONAME is libgrpc_core.so.0 and linked programs need it;
 #   - the examples build (from the tree, and installed via pkg-config) and run.
 #
 # Env: CBINDGEN_VERSION (pinned in mk/c.mk), CARGO, KEEP_C_LOGS=1 keeps the
@@ -52,8 +56,14 @@ gen_header() { # OUTFILE
 
 build_libs() {
   log "building libgrpc_core and the interop binaries (release)"
-  "$CARGO" build --release -q -p grpc-core-ffi -p interop >&2
+  "$CARGO" build --release -q -p grpc-core-ffi -p interop >&2 && soname_link
 }
+
+# libgrpc_core.so has the SONAME libgrpc_core.so.0 (ffi-c/build.rs), so
+# programs linked against it load libgrpc_core.so.0: make that name exist
+# next to the build output.
+SONAME=libgrpc_core.so.0
+soname_link() { ln -sf libgrpc_core.so "$LIBDIR/$SONAME"; }
 
 free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
@@ -134,10 +144,20 @@ check_header() {
   fi
 }
 
+check_soname() {
+  # The SONAME, and what a program linked with -lgrpc_core asks the loader for.
+  if readelf -d "$LIBDIR/libgrpc_core.so" | grep -q "Library soname: \[$SONAME\]" &&
+    readelf -d "$OUT/client_test.so" 2>/dev/null | grep -q "Shared library: \[$SONAME\]"; then
+    pass "soname: libgrpc_core.so is $SONAME and programs linked with -lgrpc_core need $SONAME"
+  else
+    fail "soname: expected SONAME $SONAME in libgrpc_core.so and NEEDED by client_test"
+  fi
+}
+
 build_tests() {
   local t ok=1
   mkdir -p "$OUT"
-  for t in client_test misuse_test interop_server; do
+  for t in client_test misuse_test auth_test interop_server; do
     gcc $CFLAGS_COMMON "ffi-c/tests/$t.c" -o "$OUT/$t.so" -L"$LIBDIR" -lgrpc_core -Wl,-rpath,"$LIBDIR" \
       -lpthread 2>>"$WORK/build.log" || ok=0
     gcc $CFLAGS_COMMON "ffi-c/tests/$t.c" -o "$OUT/$t.a" "$LIBDIR/libgrpc_core.a" $NATIVE_LIBS \
@@ -280,6 +300,7 @@ cmd_test() {
   check_header
   section "build the C tests"
   build_tests || { echo "$PASSED passed, $FAILED failed"; return 1; }
+  check_soname
   CERTS="$WORK/certs"
   ffi-c/tests/gen-certs.sh "$CERTS" || fail "certs: openssl could not make the test PKI"
   export GRPC_INTEROP_CERTS_DIR="$CERTS"
@@ -323,6 +344,16 @@ cmd_test() {
   if [ "${C_TEST_QUICK:-0}" != 1 ]; then
     run_c_test "misuse_test (shared, valgrind)" "$WORK/mt-vg-so.log" "${VALGRIND[@]}" "$OUT/misuse_test.so" "$CERTS"
     run_c_test "misuse_test (static, valgrind)" "$WORK/mt-vg-a.log" "${VALGRIND[@]}" "$OUT/misuse_test.a" "$CERTS"
+  fi
+
+  section "fused unary, auth context, call credentials, health"
+  run_c_test "auth_test (shared)" "$WORK/at-so.log" "$OUT/auth_test.so" "$CERTS"
+  run_c_test "auth_test (static)" "$WORK/at-a.log" "$OUT/auth_test.a" "$CERTS"
+  run_c_test "auth_test (shared, ASan)" "$WORK/at-asan-so.log" "$OUT/auth_test.asan.so" "$CERTS"
+  run_c_test "auth_test (static, ASan)" "$WORK/at-asan-a.log" "$OUT/auth_test.asan.a" "$CERTS"
+  if [ "${C_TEST_QUICK:-0}" != 1 ]; then
+    run_c_test "auth_test (shared, valgrind)" "$WORK/at-vg-so.log" "${VALGRIND[@]}" "$OUT/auth_test.so" "$CERTS"
+    run_c_test "auth_test (static, valgrind)" "$WORK/at-vg-a.log" "${VALGRIND[@]}" "$OUT/auth_test.a" "$CERTS"
   fi
 
   section "the C interop server"
@@ -397,8 +428,10 @@ cmd_install() {
   version=$(sed -n 's/^#define GRPC_CORE_VERSION_\(MAJOR\|MINOR\|PATCH\) \([0-9]*\)$/\2/p' include/grpc_core.h |
     paste -sd.)
   [ -f "$LIBDIR/libgrpc_core.so" ] || build_libs || return 1
+  soname_link
   install -d "$prefix/lib/pkgconfig" "$prefix/include"
-  install -m 0755 "$LIBDIR/libgrpc_core.so" "$prefix/lib/"
+  install -m 0755 "$LIBDIR/libgrpc_core.so" "$prefix/lib/$SONAME"
+  ln -sf "$SONAME" "$prefix/lib/libgrpc_core.so"
   install -m 0644 "$LIBDIR/libgrpc_core.a" "$prefix/lib/"
   install -m 0644 include/grpc_core.h "$prefix/include/"
   cat >"$prefix/lib/pkgconfig/grpc_core.pc" <<EOF

@@ -365,6 +365,36 @@ pub unsafe extern "C" fn grpc_core_channel_options_set_backoff(
     }
 }
 
+/// Sets the call credentials of every call on channels made from these
+/// options (`creds` borrowed: the options keep their own reference; NULL
+/// removes them). They run for each call attempt, with the call's method
+/// and authority, and are refused on a plaintext channel: such calls fail
+/// with UNAUTHENTICATED unless
+/// `grpc_core_channel_options_set_allow_insecure_call_credentials` allows it.
+#[no_mangle]
+pub unsafe extern "C" fn grpc_core_channel_options_set_call_credentials(
+    opts: *mut grpc_core_channel_options,
+    creds: *const crate::credentials::grpc_core_call_credentials,
+) -> grpc_core_result {
+    ffi_guard! {
+        let c = if creds.is_null() { None } else { Some((*crate::credentials::CREDENTIALS.get(creds)?).clone()) };
+        with_opts(opts, |o| o.base.call_credentials = c)
+    }
+}
+
+/// With `allow` non-zero, call credentials are sent over plaintext too (for
+/// tests and trusted local links; the default 0 refuses them there with
+/// UNAUTHENTICATED, as grpc-go does).
+#[no_mangle]
+pub unsafe extern "C" fn grpc_core_channel_options_set_allow_insecure_call_credentials(
+    opts: *mut grpc_core_channel_options,
+    allow: i32,
+) -> grpc_core_result {
+    ffi_guard! {
+        with_opts(opts, |o| o.base.allow_insecure_call_credentials = allow != 0)
+    }
+}
+
 /// Creates a channel to `target` (`target_len` bytes, borrowed): `host:port`,
 /// `dns:host:port`, `ipv4:1.2.3.4:5`, `unix:/path`, ... `opts` is borrowed
 /// and copied; NULL means defaults. Nothing connects yet. On success `*channel`

@@ -49,6 +49,13 @@ pub enum grpc_core_op {
     /// `grpc_core_call_recv_status`. Always `success` 1: `status` holds the
     /// final status and `metadata` the trailing metadata.
     GRPC_CORE_OP_CALL_RECV_STATUS = 5,
+    /// `grpc_core_channel_unary` (and the event `grpc_core_channel_unary_blocking`
+    /// fills): a whole unary call. Always has `status` (owned). `success` 1:
+    /// the status is OK and `message` holds the response. 0: the call failed
+    /// (`message` NULL; see `status`). `initial_metadata` holds the response
+    /// headers and `metadata` the trailers, each NULL when there were none
+    /// (headers are not reported for a failed call).
+    GRPC_CORE_OP_CALL_UNARY = 6,
     /// `grpc_core_server_request_call`. `success` 1: `call` is a new server
     /// call and `metadata` its request metadata. 0: the server shut down.
     GRPC_CORE_OP_SERVER_REQUEST_CALL = 10,
@@ -83,8 +90,8 @@ pub enum grpc_core_op {
 
 /// One completed operation, filled by `grpc_core_cq_next`.
 ///
-/// Ownership: `message`, `metadata`, `status` and `call` are owned by the
-/// caller when non-NULL; free each with its `_free` function, or all at once
+/// Ownership: `message`, `metadata`, `status`, `call` and
+/// `initial_metadata` are owned by the caller when non-NULL; free each with its `_free` function, or all at once
 /// with `grpc_core_event_release`. `message_data`/`message_len` are borrowed
 /// from `message` (valid until it is freed). `tag` is the caller's own pointer,
 /// returned as given.
@@ -111,6 +118,8 @@ pub struct grpc_core_event {
     pub status: *mut grpc_core_status,
     /// A new server call (owned), or NULL.
     pub call: *mut grpc_core_server_call,
+    /// Response headers (owned) of a `GRPC_CORE_OP_CALL_UNARY`, else NULL.
+    pub initial_metadata: *mut grpc_core_metadata,
 }
 
 use crate::server::grpc_core_server_call;
@@ -126,6 +135,7 @@ pub(crate) struct Completion {
     pub(crate) metadata: Option<Metadata>,
     pub(crate) status: Option<Status>,
     pub(crate) call: Option<Arc<ServerCallObj>>,
+    pub(crate) initial_metadata: Option<Metadata>,
 }
 
 impl Completion {
@@ -153,7 +163,12 @@ struct State {
     pending: usize,
     shutdown: bool,
     freed: bool,
+    /// Whether the queue is "readable" (events wait, or shut down and drained).
     fd_readable: bool,
+    /// Whether `grpc_core_cq_fd` was ever asked for: until then the eventfd
+    /// is not written or read, which saves two system calls per event for
+    /// programs that only use `grpc_core_cq_next`.
+    fd_armed: bool,
 }
 
 pub(crate) struct Cq {
@@ -180,6 +195,7 @@ impl Cq {
                 shutdown: false,
                 freed: false,
                 fd_readable: false,
+                fd_armed: false,
             }),
             cv: Condvar::new(),
             fd,
@@ -195,6 +211,13 @@ impl Cq {
             return;
         }
         st.fd_readable = readable;
+        if !st.fd_armed {
+            return;
+        }
+        self.write_fd(readable);
+    }
+
+    fn write_fd(&self, readable: bool) {
         let fd = self.fd.as_raw_fd();
         if readable {
             let one: u64 = 1;
@@ -237,6 +260,18 @@ impl Cq {
         self.set_readable(&mut st, true);
         drop(st);
         self.cv.notify_one();
+    }
+
+    /// Starts keeping the eventfd in step with the queue (on first `grpc_core_cq_fd`).
+    fn arm_fd(&self) -> i32 {
+        let mut st = self.lock();
+        if !st.fd_armed {
+            st.fd_armed = true;
+            if st.fd_readable {
+                self.write_fd(true);
+            }
+        }
+        self.fd.as_raw_fd()
     }
 
     fn next(&self, timeout: Option<Duration>) -> FfiResult<Option<Event>> {
@@ -319,35 +354,45 @@ impl Event {
     /// Registers the outputs as handles and fills the C event.
     fn into_c(self) -> grpc_core_event {
         let Event { op, tag, c } = self;
-        let mut ev = grpc_core_event {
-            op,
-            tag: tag as *mut c_void,
-            success: i32::from(c.success),
-            value: c.value,
-            message: std::ptr::null_mut(),
-            message_data: std::ptr::null(),
-            message_len: 0,
-            metadata: std::ptr::null_mut(),
-            status: std::ptr::null_mut(),
-            call: std::ptr::null_mut(),
-        };
-        if let Some(m) = c.message {
-            let m = Arc::new(m);
-            ev.message_data = m.as_ptr();
-            ev.message_len = m.len();
-            ev.message = BUFFERS.insert(m);
-        }
-        if let Some(md) = c.metadata {
-            ev.metadata = METADATA.insert(Arc::new(MetadataObj::new(&md)));
-        }
-        if let Some(s) = c.status {
-            ev.status = STATUSES.insert(Arc::new(s));
-        }
-        if let Some(call) = c.call {
-            ev.call = SERVER_CALLS.insert(call);
-        }
-        ev
+        event_c(op, tag, c)
     }
+}
+
+/// A completion as a C event, its outputs registered as handles (also used
+/// by the blocking unary call, which fills an event without a queue).
+pub(crate) fn event_c(op: grpc_core_op, tag: usize, c: Completion) -> grpc_core_event {
+    let mut ev = grpc_core_event {
+        op,
+        tag: tag as *mut c_void,
+        success: i32::from(c.success),
+        value: c.value,
+        message: std::ptr::null_mut(),
+        message_data: std::ptr::null(),
+        message_len: 0,
+        metadata: std::ptr::null_mut(),
+        status: std::ptr::null_mut(),
+        call: std::ptr::null_mut(),
+        initial_metadata: std::ptr::null_mut(),
+    };
+    if let Some(md) = c.initial_metadata {
+        ev.initial_metadata = METADATA.insert(Arc::new(MetadataObj::new(&md)));
+    }
+    if let Some(m) = c.message {
+        let m = Arc::new(m);
+        ev.message_data = m.as_ptr();
+        ev.message_len = m.len();
+        ev.message = BUFFERS.insert(m);
+    }
+    if let Some(md) = c.metadata {
+        ev.metadata = METADATA.insert(Arc::new(MetadataObj::new(&md)));
+    }
+    if let Some(s) = c.status {
+        ev.status = STATUSES.insert(Arc::new(s));
+    }
+    if let Some(call) = c.call {
+        ev.call = SERVER_CALLS.insert(call);
+    }
+    ev
 }
 
 /// Creates a completion queue. On success `*cq` is a new queue owned by the
@@ -399,7 +444,8 @@ pub unsafe extern "C" fn grpc_core_cq_next(
 pub unsafe extern "C" fn grpc_core_cq_fd(cq: *mut grpc_core_cq, fd: *mut i32) -> grpc_core_result {
     ffi_guard! {
         let q = CQS.get(cq)?;
-        Out::new(fd, "fd")?.write(q.fd.as_raw_fd());
+        let out = Out::new(fd, "fd")?;
+        out.write(q.arm_fd());
         Ok(())
     }
 }
@@ -441,7 +487,7 @@ pub unsafe extern "C" fn grpc_core_cq_free(cq: *mut grpc_core_cq) -> grpc_core_r
 }
 
 /// Frees every owned output of `event` (`message`, `metadata`, `status`,
-/// `call`) that is non-NULL and sets those fields to NULL. Take ownership
+/// `call`, `initial_metadata`) that is non-NULL and sets those fields to NULL. Take ownership
 /// of an output first by copying its pointer and NULLing the field.
 #[no_mangle]
 pub unsafe extern "C" fn grpc_core_event_release(event: *mut grpc_core_event) -> grpc_core_result {
@@ -470,6 +516,10 @@ pub unsafe extern "C" fn grpc_core_event_release(event: *mut grpc_core_event) ->
         if !ev.status.is_null() {
             note(STATUSES.remove(ev.status).map(drop));
             ev.status = std::ptr::null_mut();
+        }
+        if !ev.initial_metadata.is_null() {
+            note(METADATA.remove(ev.initial_metadata).map(drop));
+            ev.initial_metadata = std::ptr::null_mut();
         }
         if !ev.call.is_null() {
             note(SERVER_CALLS.remove(ev.call).map(|c| c.release()));

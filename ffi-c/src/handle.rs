@@ -26,6 +26,8 @@ pub(crate) mod tag {
     pub(crate) const SERVER_OPTIONS: usize = 8;
     pub(crate) const SERVER: usize = 9;
     pub(crate) const SERVER_CALL: usize = 10;
+    pub(crate) const CALL_CREDENTIALS: usize = 11;
+    pub(crate) const CREDENTIALS_REQUEST: usize = 12;
 }
 
 /// One table of live objects of type `T`, handed to C as `*mut H`.

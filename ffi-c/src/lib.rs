@@ -23,8 +23,10 @@ pub mod boundary;
 pub mod call;
 pub mod channel;
 pub mod cq;
+pub mod credentials;
 pub mod handle;
 pub mod server;
+pub mod unary;
 pub mod values;
 
 use std::ffi::c_char;

@@ -12,12 +12,15 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use engine::surface::{
-    dispatch, CallInfo, IncomingCall, MethodKind, Server, ServerBuilder, ServerOptions, ServerReceiver, ServerSender,
-    ServerTlsConfig, Status,
+    dispatch, CallInfo, HealthReporter, IncomingCall, MethodKind, Server, ServerBuilder, ServerOptions, ServerReceiver,
+    ServerSender, ServerTlsConfig, ServingStatus, Status,
 };
 use engine::Address;
 
-use crate::boundary::{bytes_arg, ffi_guard, grpc_core_result, optional_ms, str_arg, FfiError, FfiResult, Out};
+use crate::boundary::{
+    bytes_arg, ffi_guard, grpc_core_result, optional_ms, str_arg, FfiError, FfiResult, Out, GRPC_CORE_NOT_FOUND,
+    GRPC_CORE_OK,
+};
 use crate::channel::{call_compression_arg, default_compression_arg};
 use crate::cq::{grpc_core_cq, grpc_core_op, Completion, Cq, Op, CQS};
 use crate::handle::{tag, Registry};
@@ -58,6 +61,18 @@ pub enum grpc_core_method_kind {
     GRPC_CORE_METHOD_SERVER_STREAMING = 2,
     /// Streams both ways.
     GRPC_CORE_METHOD_BIDI_STREAMING = 3,
+}
+
+/// A service's health (`grpc.health.v1.HealthCheckResponse.ServingStatus`). Fixed numbers.
+#[repr(i32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum grpc_core_serving_status {
+    /// UNKNOWN.
+    GRPC_CORE_SERVING_STATUS_UNKNOWN = 0,
+    /// SERVING.
+    GRPC_CORE_SERVING_STATUS_SERVING = 1,
+    /// NOT_SERVING.
+    GRPC_CORE_SERVING_STATUS_NOT_SERVING = 2,
 }
 
 #[derive(Default)]
@@ -135,6 +150,7 @@ struct ServerState {
     builder: Option<ServerBuilder>,
     paths: std::collections::HashSet<String>,
     server: Option<Server>,
+    health: Option<HealthReporter>,
     generic: bool,
     started: bool,
     shutdown: bool,
@@ -463,6 +479,67 @@ pub unsafe extern "C" fn grpc_core_server_register_generic(server: *mut grpc_cor
     }
 }
 
+/// Adds the standard health service, `grpc.health.v1.Health` (Check and
+/// Watch), answered by the library itself: the server as a whole (service
+/// `""`) is SERVING; set each service's status with
+/// `grpc_core_server_set_serving_status`. On shutdown every service turns
+/// NOT_SERVING. Once, before the first bind or start (WRONG_STATE
+/// otherwise); INVALID_ARGUMENT if a health method was registered.
+#[no_mangle]
+pub unsafe extern "C" fn grpc_core_server_enable_health(server: *mut grpc_core_server) -> grpc_core_result {
+    ffi_guard! {
+        let s = SERVERS.get(server)?;
+        let mut st = s.lock();
+        if st.health.is_some() {
+            return Err(FfiError::wrong_state("the health service is already enabled"));
+        }
+        if st.builder.is_none() {
+            return Err(FfiError::wrong_state("enable the health service before bind/start"));
+        }
+        const PATHS: [&str; 2] = ["/grpc.health.v1.Health/Check", "/grpc.health.v1.Health/Watch"];
+        if let Some(p) = PATHS.iter().find(|p| st.paths.contains(**p)) {
+            return Err(FfiError::invalid(format!("{p} is already registered")));
+        }
+        let b = st.builder.take().ok_or_else(|| FfiError::wrong_state("the server is not being built"))?;
+        let (b, reporter) = b.with_health();
+        st.builder = Some(b);
+        st.health = Some(reporter);
+        st.paths.extend(PATHS.iter().map(|p| p.to_string()));
+        Ok(())
+    }
+}
+
+/// Sets the health of `service` (`service_len` bytes, borrowed; `""` is the
+/// server as a whole) to `status` (a `grpc_core_serving_status`); Check
+/// answers it and Watch streams see the change. Services never set answer
+/// NOT_FOUND to Check. Any time after `grpc_core_server_enable_health`
+/// (WRONG_STATE before). Thread-safe.
+#[no_mangle]
+pub unsafe extern "C" fn grpc_core_server_set_serving_status(
+    server: *mut grpc_core_server,
+    service: *const c_char,
+    service_len: usize,
+    status: i32,
+) -> grpc_core_result {
+    ffi_guard! {
+        let s = SERVERS.get(server)?;
+        let name = str_arg(service, service_len, "service")?;
+        let status = match status {
+            0 => ServingStatus::Unknown,
+            1 => ServingStatus::Serving,
+            2 => ServingStatus::NotServing,
+            _ => return Err(FfiError::invalid(format!("{status} is not a grpc_core_serving_status"))),
+        };
+        let reporter = s
+            .lock()
+            .health
+            .clone()
+            .ok_or_else(|| FfiError::wrong_state("the health service is not enabled (grpc_core_server_enable_health)"))?;
+        reporter.set(name, status);
+        Ok(())
+    }
+}
+
 /// Listens on `address` (borrowed): `127.0.0.1:0`, `[::]:50051`,
 /// `0.0.0.0:0`, `localhost:N`, or `unix:/path`. Writes the real TCP port
 /// (the OS-chosen one for port 0; 0 for Unix sockets) to `*port` if `port`
@@ -624,6 +701,8 @@ pub(crate) struct ServerCallObj {
     state: Arc<Mutex<CallState>>,
     receiver: Arc<tokio::sync::Mutex<ServerReceiver>>,
     sender: Arc<tokio::sync::Mutex<ServerSender>>,
+    /// The auth context's properties, computed on first use.
+    props: std::sync::OnceLock<Vec<(&'static str, Vec<u8>)>>,
 }
 
 fn lockc(s: &Mutex<CallState>) -> MutexGuard<'_, CallState> {
@@ -641,7 +720,12 @@ impl ServerCallObj {
             state: Arc::new(Mutex::new(CallState::default())),
             receiver: Arc::new(tokio::sync::Mutex::new(receiver)),
             sender: Arc::new(tokio::sync::Mutex::new(sender)),
+            props: std::sync::OnceLock::new(),
         }
+    }
+
+    fn props(&self) -> &[(&'static str, Vec<u8>)] {
+        self.props.get_or_init(|| self.info.auth_context().properties())
     }
 
     fn incoming(&self) -> MutexGuard<'_, IncomingCall> {
@@ -711,6 +795,134 @@ pub unsafe extern "C" fn grpc_core_server_call_peer(
         let (peer, len) = (Out::new(peer, "peer")?, Out::new(len, "len")?);
         peer.write(c.info.peer().as_ptr().cast());
         len.write(c.info.peer().len());
+        Ok(())
+    }
+}
+
+/// Looks up the `index`-th (0-based) auth-context property named `name`
+/// (`name_len` bytes, borrowed) of the call, under gRPC core's names:
+/// `transport_security_type` ("ssl" or "insecure"), `security_level`,
+/// `x509_common_name`, `x509_subject`, `x509_subject_alternative_name` (one
+/// per SAN), `x509_pem_cert` (the verified client certificate). On
+/// `GRPC_CORE_OK`, `*value`/`*value_len` are borrowed from the call (valid
+/// until it is freed; not NUL-terminated). `GRPC_CORE_NOT_FOUND`
+/// (out-parameters untouched) when there is no such property.
+#[no_mangle]
+pub unsafe extern "C" fn grpc_core_server_call_auth_property(
+    call: *const grpc_core_server_call,
+    name: *const c_char,
+    name_len: usize,
+    index: usize,
+    value: *mut *const u8,
+    value_len: *mut usize,
+) -> grpc_core_result {
+    ffi_guard! {
+        let c = SERVER_CALLS.get(call)?;
+        if name.is_null() {
+            return Err(FfiError::null("name"));
+        }
+        let name = str_arg(name, name_len, "name")?;
+        let (value, value_len) = (Out::new(value, "value")?, Out::new(value_len, "value_len")?);
+        match c.props().iter().filter(|(k, _)| *k == name).nth(index) {
+            Some((_, v)) => {
+                value.write(v.as_ptr());
+                value_len.write(v.len());
+                Ok(GRPC_CORE_OK)
+            }
+            None => Ok(GRPC_CORE_NOT_FOUND),
+        }
+    }
+}
+
+/// Enumerates the call's auth-context properties: writes the `index`-th
+/// (0-based) one's name and value, both borrowed from the call (valid until
+/// it is freed; not NUL-terminated). `GRPC_CORE_NOT_FOUND` past the end.
+#[no_mangle]
+pub unsafe extern "C" fn grpc_core_server_call_auth_property_at(
+    call: *const grpc_core_server_call,
+    index: usize,
+    name: *mut *const c_char,
+    name_len: *mut usize,
+    value: *mut *const u8,
+    value_len: *mut usize,
+) -> grpc_core_result {
+    ffi_guard! {
+        let c = SERVER_CALLS.get(call)?;
+        let (name, name_len) = (Out::new(name, "name")?, Out::new(name_len, "name_len")?);
+        let (value, value_len) = (Out::new(value, "value")?, Out::new(value_len, "value_len")?);
+        match c.props().get(index) {
+            Some((k, v)) => {
+                name.write(k.as_ptr().cast());
+                name_len.write(k.len());
+                value.write(v.as_ptr());
+                value_len.write(v.len());
+                Ok(GRPC_CORE_OK)
+            }
+            None => Ok(GRPC_CORE_NOT_FOUND),
+        }
+    }
+}
+
+/// Borrows the negotiated TLS version of the call's connection (`TLSv1_3`,
+/// `TLSv1_2`; valid until the call is freed, not NUL-terminated).
+/// `GRPC_CORE_NOT_FOUND` on a plaintext connection.
+#[no_mangle]
+pub unsafe extern "C" fn grpc_core_server_call_tls_version(
+    call: *const grpc_core_server_call,
+    version: *mut *const c_char,
+    len: *mut usize,
+) -> grpc_core_result {
+    ffi_guard! {
+        let c = SERVER_CALLS.get(call)?;
+        let (version, len) = (Out::new(version, "version")?, Out::new(len, "len")?);
+        match c.info.auth_context().tls_version() {
+            Some(v) => {
+                version.write(v.as_ptr().cast());
+                len.write(v.len());
+                Ok(GRPC_CORE_OK)
+            }
+            None => Ok(GRPC_CORE_NOT_FOUND),
+        }
+    }
+}
+
+/// Borrows the `index`-th (0-based) peer identity of the call, as gRPC core
+/// defines it: the verified client certificate's subject alternative names
+/// if it has any, else its common name. Valid until the call is freed; not
+/// NUL-terminated. `GRPC_CORE_NOT_FOUND` past the end (at once when the
+/// client presented no certificate). See also
+/// `grpc_core_server_call_is_peer_authenticated`.
+#[no_mangle]
+pub unsafe extern "C" fn grpc_core_server_call_peer_identity(
+    call: *const grpc_core_server_call,
+    index: usize,
+    identity: *mut *const c_char,
+    len: *mut usize,
+) -> grpc_core_result {
+    ffi_guard! {
+        let c = SERVER_CALLS.get(call)?;
+        let (identity, len) = (Out::new(identity, "identity")?, Out::new(len, "len")?);
+        match c.info.auth_context().peer_identity().get(index) {
+            Some(v) => {
+                identity.write(v.as_ptr().cast());
+                len.write(v.len());
+                Ok(GRPC_CORE_OK)
+            }
+            None => Ok(GRPC_CORE_NOT_FOUND),
+        }
+    }
+}
+
+/// Writes 1 to `*authenticated` if the client presented a certificate the
+/// server verified (mutual TLS), else 0.
+#[no_mangle]
+pub unsafe extern "C" fn grpc_core_server_call_is_peer_authenticated(
+    call: *const grpc_core_server_call,
+    authenticated: *mut i32,
+) -> grpc_core_result {
+    ffi_guard! {
+        let c = SERVER_CALLS.get(call)?;
+        Out::new(authenticated, "authenticated")?.write(i32::from(c.info.auth_context().is_peer_authenticated()));
         Ok(())
     }
 }

@@ -695,6 +695,83 @@ static void test_cq_fd(void) {
   CHECK_OK(grpc_core_cq_free(cq));
 }
 
+/* The fused unary call (one event) and its blocking form against TestService. */
+static void test_unary_fused(void) {
+  grpc_core_cq *cq = new_cq();
+  grpc_core_channel *ch = new_channel();
+  grpc_core_event ev;
+  CHECK(cq && ch);
+  pb_buf req = {0};
+  pb_field_varint(&req, 2, 314159);
+  pb_payload(&req, 3, 271828);
+  static const uint8_t bin[] = {0xab, 0xab, 0xab, 0x00, 0xff};
+  grpc_core_metadata_entry md[2];
+  md[0] = md_entry("x-grpc-test-echo-initial", "test_initial_metadata_value", 27);
+  md[1] = md_entry("x-grpc-test-echo-trailing-bin", bin, sizeof bin);
+  const char *m = TEST_SERVICE "UnaryCall";
+  grpc_core_result r = grpc_core_channel_unary(ch, m, strlen(m), md, 2, req.data, req.len, 10000, 0,
+                                               GRPC_CORE_COMPRESSION_DEFAULT, cq, TAG(5));
+  CHECK_OK(r);
+  CHECK_OK(wait_tag(cq, TAG(5), &ev));
+  int code = -1;
+  const uint8_t *v = NULL;
+  CHECK(ev.op == GRPC_CORE_OP_CALL_UNARY && ev.success == 1);
+  CHECK(grpc_core_status_code(ev.status, &code) == GRPC_CORE_OK && code == 0);
+  CHECK(ev.message && response_payload_len(ev.message_data, ev.message_len) == 314159);
+  CHECK(ev.initial_metadata && md_find(ev.initial_metadata, "x-grpc-test-echo-initial", &v) == 27);
+  CHECK(memcmp(v, "test_initial_metadata_value", 27) == 0);
+  CHECK(ev.metadata && md_find(ev.metadata, "x-grpc-test-echo-trailing-bin", &v) == (long)sizeof bin);
+  CHECK(memcmp(v, bin, sizeof bin) == 0);
+  CHECK_OK(grpc_core_event_release(&ev));
+  /* The blocking form, with the request compressed. */
+  CHECK_OK(grpc_core_channel_unary_blocking(ch, m, strlen(m), NULL, 0, req.data, req.len, 10000, 0,
+                                            GRPC_CORE_COMPRESSION_GZIP, &ev));
+  pb_free(&req);
+  CHECK(ev.op == GRPC_CORE_OP_CALL_UNARY && ev.tag == NULL && ev.success == 1);
+  CHECK(ev.message && response_payload_len(ev.message_data, ev.message_len) == 314159);
+  grpc_core_event_release(&ev);
+  /* A status from the server: success 0, no message, the code and message. */
+  const char *msg = "test status message \xe2\x98\xba\t\n";
+  pb_buf req2 = {0};
+  pb_echo_status(&req2, 7, 2, msg);
+  CHECK_OK(grpc_core_channel_unary_blocking(ch, m, strlen(m), NULL, 0, req2.data, req2.len, 10000, 0, 0, &ev));
+  pb_free(&req2);
+  char got[256];
+  CHECK(ev.success == 0 && ev.message == NULL && ev.status);
+  CHECK(grpc_core_status_code(ev.status, &code) == GRPC_CORE_OK && code == 2);
+  status_message(ev.status, got, sizeof got);
+  CHECK(strcmp(got, msg) == 0);
+  grpc_core_event_release(&ev);
+  /* An unimplemented method. */
+  const char *u = TEST_SERVICE "UnimplementedCall";
+  CHECK_OK(grpc_core_channel_unary_blocking(ch, u, strlen(u), NULL, 0, NULL, 0, 10000, 0, 0, &ev));
+  CHECK(ev.success == 0 && grpc_core_status_code(ev.status, &code) == GRPC_CORE_OK && code == 12);
+  grpc_core_event_release(&ev);
+  grpc_core_channel_free(ch);
+  CHECK(drain_free(cq) == 0);
+}
+
+/* The eventfd is kept in step only once asked for: asking late, with an
+ * event already waiting, makes it readable at once. */
+static void test_cq_fd_armed_late(void) {
+  grpc_core_cq *cq = new_cq();
+  grpc_core_event ev;
+  int fd = -1;
+  CHECK(cq);
+  CHECK_OK(grpc_core_cq_post(cq, TAG(1), 1));
+  CHECK_OK(grpc_core_cq_fd(cq, &fd));
+  struct pollfd p = {fd, POLLIN, 0};
+  CHECK(poll(&p, 1, 0) == 1 && (p.revents & POLLIN));
+  CHECK_OK(grpc_core_cq_next(cq, 0, &ev));
+  CHECK(ev.tag == TAG(1));
+  p.revents = 0;
+  CHECK(poll(&p, 1, 0) == 0);
+  CHECK_OK(grpc_core_cq_post(cq, TAG(2), 2));
+  CHECK(poll(&p, 1, 0) == 1);
+  CHECK_OK(grpc_core_cq_next(cq, 0, &ev));
+  CHECK(drain_free(cq) == 0);
+}
+
 int main(int argc, char **argv) {
   if (argc != 2 && argc != 4) {
     fprintf(stderr, "usage: %s HOST:PORT [CA_PEM_FILE SERVER_NAME]\n", argv[0]);
@@ -725,6 +802,8 @@ int main(int argc, char **argv) {
   RUN(test_unavailable);
   RUN(test_concurrent_calls);
   RUN(test_cq_fd);
+  RUN(test_cq_fd_armed_late);
+  RUN(test_unary_fused);
   free(g_ca_pem);
   printf("client_test: %d passed, %d failed\n", g_passed, g_failed);
   return g_failed ? 1 : 0;
