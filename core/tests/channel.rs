@@ -285,3 +285,23 @@ async fn close_fails_new_calls() {
     }
     s.shutdown(Duration::from_secs(1)).await;
 }
+
+#[tokio::test]
+async fn calls_know_their_peer_and_whether_headers_came() {
+    let (s, addr) = serve_on("127.0.0.1:0").await;
+    let ch = channel(&addr);
+    let mut call = bounded("start", ch.call("/ch.S/Stream", CallOptions::default())).await.unwrap();
+    assert_eq!(call.peer(), addr, "the address the call went to");
+    call.send(Bytes::from_static(b"x")).await.unwrap();
+    assert_eq!(bounded("echo", call.recv()).await.unwrap().unwrap(), "x");
+    call.close_send().await.unwrap();
+    let (_tx, rx) = call.split();
+    assert!(rx.headers_received(), "a normal response has headers");
+    assert_eq!(rx.peer(), addr);
+    // Trailers-only (unknown method): no headers.
+    let mut call = bounded("start", ch.call("/ch.S/Nope", CallOptions::default())).await.unwrap();
+    assert_eq!(bounded("finish", call.finish()).await.code(), Code::Unimplemented);
+    let (_tx, rx) = call.split();
+    assert!(!rx.headers_received(), "trailers-only");
+    s.shutdown(Duration::from_secs(1)).await;
+}

@@ -411,6 +411,17 @@ impl CallSender {
 }
 
 impl CallReceiver {
+    /// The server address this call went to (`ip:port` or `unix:path`).
+    pub fn peer(&self) -> &str {
+        &self.shared.conn.peer
+    }
+
+    /// True once response headers arrived; false for a trailers-only
+    /// response (whose `initial_metadata` is empty) and before headers.
+    pub fn headers_received(&self) -> bool {
+        self.headers_received
+    }
+
     /// The response headers (waits for them). Empty for a trailers-only response.
     pub async fn initial_metadata(&mut self) -> Result<Metadata, Status> {
         while self.initial_metadata.is_none() {
@@ -708,6 +719,11 @@ impl ClientCall {
             initial_metadata: self.receiver.initial_metadata.clone().unwrap_or_default(),
             trailing_metadata,
         })
+    }
+
+    /// The server address this call went to (`ip:port` or `unix:path`).
+    pub fn peer(&self) -> &str {
+        &self.receiver.shared.conn.peer
     }
 
     /// True once response headers arrived (a trailers-only answer does not count).

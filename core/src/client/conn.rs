@@ -38,6 +38,8 @@ pub(crate) struct Ready {
     /// Unique in the channel; `invalidate(generation)` drops this connection.
     pub(crate) generation: u64,
     pub(crate) active_calls: Arc<AtomicUsize>,
+    /// The address connected to (`ip:port` or `unix:path`).
+    pub(crate) peer: Arc<str>,
 }
 
 /// What reaches the control task.

@@ -208,7 +208,12 @@ impl Task {
             calls.retain(|w| w.strong_count() > 0);
             calls.push(Arc::downgrade(&active_calls));
         }
-        let ready = Ready { send: send.clone(), generation, active_calls: active_calls.clone() };
+        let ready = Ready {
+            send: send.clone(),
+            generation,
+            active_calls: active_calls.clone(),
+            peer: self.addr.to_string().into(),
+        };
 
         let (htx, mut hrx) = watch::channel(if self.health.is_some() { Health::Pending } else { Health::Serving });
         let mut health_open = self.health.is_some();
