@@ -97,6 +97,31 @@
 #define GRPC_CORE_SEND_NO_COMPRESS 2
 
 /**
+ * Errors only.
+ */
+#define GRPC_CORE_LOG_ERROR 1
+
+/**
+ * Warnings and errors.
+ */
+#define GRPC_CORE_LOG_WARN 2
+
+/**
+ * Lifecycle events and above.
+ */
+#define GRPC_CORE_LOG_INFO 3
+
+/**
+ * Connection and call details and above.
+ */
+#define GRPC_CORE_LOG_DEBUG 4
+
+/**
+ * Everything.
+ */
+#define GRPC_CORE_LOG_TRACE 5
+
+/**
  * The result of every fallible function. The numbers are fixed forever:
  * new codes get new numbers, old ones are never reused.
  */
@@ -631,6 +656,19 @@ typedef void (*grpc_core_call_credentials_fn)(void *user_data,
  */
 typedef void (*grpc_core_destroy_fn)(void *user_data);
 
+/**
+ * A log callback: `level` is a `GRPC_CORE_LOG_*` value; `target` (the
+ * engine module, e.g. "grpc_core::client::subchannel") and `message` (the
+ * text followed by ` key=value` fields) are UTF-8, not NUL-terminated, and
+ * borrowed for the duration of the call only.
+ */
+typedef void (*grpc_core_log_fn)(void *user_data,
+                                 int32_t level,
+                                 const char *target,
+                                 size_t target_len,
+                                 const char *message,
+                                 size_t message_len);
+
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
@@ -1059,6 +1097,26 @@ grpc_core_result grpc_core_credentials_request_complete(struct grpc_core_credent
                                                         int32_t code,
                                                         const char *message,
                                                         size_t message_len);
+
+/**
+ * Sends the engine's log records at `max_level` (`GRPC_CORE_LOG_*`) and
+ * more severe to `callback`, replacing any earlier callback. The callback
+ * runs on library threads, possibly several at once: it must be
+ * thread-safe, return quickly and not call back into the library.
+ * `user_data` is passed through untouched and must stay valid until the
+ * callback is replaced or cleared. Logging is off until this is called.
+ * Errors: NULL_ARGUMENT (callback), INVALID_ARGUMENT (level out of 1..=5,
+ * or the process already installed another `tracing` subscriber).
+ */
+grpc_core_result grpc_core_set_log_callback(int32_t max_level,
+                                            grpc_core_log_fn callback,
+                                            void *user_data);
+
+/**
+ * Stops delivering logs; the previous callback is not called after this
+ * returns (records already being delivered on other threads may finish).
+ */
+grpc_core_result grpc_core_clear_log_callback(void);
 
 /**
  * Creates server options with every default (plaintext, 4 MiB receive

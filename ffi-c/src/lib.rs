@@ -25,6 +25,7 @@ pub mod channel;
 pub mod cq;
 pub mod credentials;
 pub mod handle;
+pub mod logging;
 pub mod server;
 pub mod unary;
 pub mod values;

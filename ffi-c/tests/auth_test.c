@@ -14,12 +14,17 @@
  * waits 500 ms first. Every response carries initial metadata x-init: i
  * and trailing metadata x-trail: t.
  *
+ * Also: the engine's logs through grpc_core_set_log_callback.
+ *
  * Usage: auth_test CERTS_DIR  (ca.pem server.pem server.key client.pem
  * client.key, from gen-certs.sh). */
 #define _POSIX_C_SOURCE 200809L
+#include <netinet/in.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <sys/socket.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "test_util.h"
 
@@ -553,6 +558,59 @@ static void test_health(void) {
   CHECK_OK(grpc_core_server_free(srv));
 }
 
+/* ---- logs ---- */
+static atomic_int g_logs, g_connect_logs;
+
+static void on_log(void *ud, int32_t level, const char *target, size_t target_len, const char *msg,
+                   size_t msg_len) {
+  atomic_fetch_add(&g_logs, 1);
+  if (ud == (void *)&g_logs && level == GRPC_CORE_LOG_DEBUG && target_len > 17 &&
+      memcmp(target, "grpc_core::client", 17) == 0 && has((const uint8_t *)msg, msg_len, "connect failed"))
+    atomic_fetch_add(&g_connect_logs, 1);
+}
+
+/* A port nothing listens on: bound, then released. */
+static int dead_port(void) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  struct sockaddr_in a;
+  socklen_t len = sizeof a;
+  memset(&a, 0, sizeof a);
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof a) != 0 || getsockname(fd, (struct sockaddr *)&a, &len) != 0) {
+    if (fd >= 0) close(fd);
+    return -1;
+  }
+  close(fd);
+  return ntohs(a.sin_port);
+}
+
+static void test_logging(void) {
+  char target[64];
+  grpc_core_connectivity st;
+  int i, before;
+  CHECK_RESULT(grpc_core_set_log_callback(GRPC_CORE_LOG_DEBUG, NULL, NULL), GRPC_CORE_ERROR_NULL_ARGUMENT);
+  CHECK_RESULT(grpc_core_set_log_callback(9, on_log, NULL), GRPC_CORE_ERROR_INVALID_ARGUMENT);
+  CHECK_OK(grpc_core_set_log_callback(GRPC_CORE_LOG_DEBUG, on_log, &g_logs));
+  snprintf(target, sizeof target, "127.0.0.1:%d", dead_port());
+  grpc_core_channel *ch = chan(target, 0, NULL, 0);
+  CHECK(ch);
+  CHECK_OK(grpc_core_channel_state(ch, 1, &st));
+  for (i = 0; i < 1000 && atomic_load(&g_connect_logs) == 0; i++) sleep_ms(10);
+  CHECK(atomic_load(&g_connect_logs) > 0);
+  CHECK_OK(grpc_core_channel_free(ch));
+  /* Cleared: a second failing channel logs nothing. */
+  CHECK_OK(grpc_core_clear_log_callback());
+  before = atomic_load(&g_logs);
+  snprintf(target, sizeof target, "127.0.0.1:%d", dead_port());
+  ch = chan(target, 0, NULL, 0);
+  CHECK(ch);
+  CHECK_OK(grpc_core_channel_state(ch, 1, &st));
+  sleep_ms(300);
+  CHECK(atomic_load(&g_logs) == before);
+  CHECK_OK(grpc_core_channel_free(ch));
+}
+
 int main(int argc, char **argv) {
   if (argc < 2) {
     fprintf(stderr, "usage: %s CERTS_DIR\n", argv[0]);
@@ -573,6 +631,7 @@ int main(int argc, char **argv) {
   RUN(test_call_credentials_callback);
   RUN(test_access_token);
   RUN(test_health);
+  RUN(test_logging);
   free(g_ca);
   free(g_cert);
   free(g_key);
