@@ -17,8 +17,8 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use grpc_core::surface::{
     self, CallHandle, CallInfo, CallOptions, CallReceiver, CallSender, Channel, ChannelOptions, ClientTlsConfig, Code,
-    Compression, ConnectivityState, IncomingCall, Metadata, MetadataValue, MethodKind, Server, ServerOptions,
-    ServerReceiver, ServerSender, ServerTlsConfig, Status,
+    Compression, ConnectivityState, IncomingCall, ManualResolver, Metadata, MetadataValue, MethodKind, Server,
+    ServerOptions, ServerReceiver, ServerSender, ServerTlsConfig, Status,
 };
 use pyo3::create_exception;
 use pyo3::exceptions::{PyException, PyRuntimeError, PyValueError};
@@ -254,7 +254,8 @@ impl NativeChannel {
     #[pyo3(signature = (target, *, tls=false, root_certs=None, private_key=None, cert_chain=None,
         server_name_override=None, authority=None, user_agent=None, max_recv=None, max_send=None,
         keepalive_time_ms=None, keepalive_timeout_ms=None, keepalive_permit_without_calls=false, compression=None,
-        call_credentials=None, allow_insecure_call_credentials=false))]
+        call_credentials=None, allow_insecure_call_credentials=false, service_config=None, manual_resolver=None,
+        idle_timeout_ms=None, dns_refresh_ms=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         target: &str,
@@ -273,12 +274,25 @@ impl NativeChannel {
         compression: Option<u8>,
         call_credentials: Option<PyRef<'_, auth::NativeCallCredentials>>,
         allow_insecure_call_credentials: bool,
+        service_config: Option<String>,
+        manual_resolver: Option<PyRef<'_, NativeManualResolver>>,
+        idle_timeout_ms: Option<u64>,
+        dns_refresh_ms: Option<u64>,
     ) -> PyResult<Self> {
         let mut o = ChannelOptions {
             call_credentials: call_credentials.map(|c| c.creds.clone()),
             allow_insecure_call_credentials,
+            service_config,
+            manual_resolver: manual_resolver.map(|r| r.resolver.clone()),
             ..Default::default()
         };
+        if let Some(t) = idle_timeout_ms {
+            // grpcio: 0 (or INT_MAX) turns the idle timeout off.
+            o.idle_timeout = (t > 0 && t < i32::MAX as u64).then(|| Duration::from_millis(t));
+        }
+        if let Some(t) = dns_refresh_ms {
+            o.dns_refresh_interval = Duration::from_millis(t.max(1));
+        }
         if tls {
             let identity = match (cert_chain, private_key) {
                 (Some(c), Some(k)) => Some((c, k)),
@@ -372,6 +386,11 @@ impl NativeChannel {
         state_code(self.ch.state())
     }
 
+    /// The subchannels: `[(address, state code), ...]` (state READY only while healthy).
+    fn subchannels(&self) -> Vec<(String, u8)> {
+        self.ch.subchannels().into_iter().map(|s| (s.address.to_string(), state_code(s.state))).collect()
+    }
+
     /// Starts connecting if idle.
     fn connect(&self) {
         let _rt = surface::handle().enter();
@@ -396,6 +415,39 @@ impl NativeChannel {
     /// Closes the channel.
     fn close(&self) {
         self.ch.close();
+    }
+}
+
+/// The resolver of a `manual:///name` target: the addresses come from `update`.
+#[pyclass(frozen, module = "grpc_core._native")]
+#[derive(Debug)]
+struct NativeManualResolver {
+    resolver: ManualResolver,
+}
+
+#[pymethods]
+impl NativeManualResolver {
+    #[new]
+    fn new() -> Self {
+        NativeManualResolver { resolver: ManualResolver::new() }
+    }
+
+    /// Replaces the address list (`host:port`, `[v6]:port`, `unix:/path`); every
+    /// channel on this resolver moves to it. A bad address raises ValueError and changes nothing.
+    fn update(&self, addresses: Vec<String>) -> PyResult<()> {
+        let _rt = surface::handle().enter();
+        self.resolver.update_from_strs(addresses).map_err(|e| PyValueError::new_err(e.message().to_string()))
+    }
+
+    /// Reports a resolution failure: with no usable address, calls fail UNAVAILABLE with `message`.
+    fn report_error(&self, message: String) {
+        let _rt = surface::handle().enter();
+        self.resolver.report_error(message);
+    }
+
+    /// The last list given, as strings; None before the first update.
+    fn addresses(&self) -> Option<Vec<String>> {
+        self.resolver.addresses().map(|v| v.iter().map(ToString::to_string).collect())
     }
 }
 
@@ -869,6 +921,7 @@ impl NativeServerCall {
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("RpcStatus", m.py().get_type::<RpcStatus>())?;
     m.add_class::<NativeChannel>()?;
+    m.add_class::<NativeManualResolver>()?;
     m.add_class::<NativeCall>()?;
     m.add_class::<CallQueue>()?;
     m.add_class::<NativeServer>()?;

@@ -330,7 +330,7 @@ def test_engine_logs_reach_logging_only_when_enabled() -> None:
         while not _connect_failed(h) and time.monotonic() < deadline:
             time.sleep(0.05)
         rec = _connect_failed(h)[0]
-        assert rec.name == "grpc_core.client.conn"
+        assert rec.name == "grpc_core.client.subchannel"  # the Rust module that logged it
         assert rec.levelno == logging.DEBUG
         assert "error" in rec.grpc_fields  # type: ignore[attr-defined]
 
@@ -376,7 +376,7 @@ def test_logging_thread_does_not_hang_exit(tmp_path: Path) -> None:
     p = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=60, text=True)
     assert p.returncode == 0, p.stderr[-2000:]
     assert "bye" in p.stdout
-    assert "grpc_core.client.conn" in p.stderr
+    assert "grpc_core.client.subchannel" in p.stderr
 
 
 PROTO = """

@@ -17,6 +17,7 @@ from typing import Any, Optional, Sequence, Tuple
 from . import _native
 from ._channel import (
     Channel,
+    ManualResolver,
     StreamStreamMultiCallable,
     StreamUnaryMultiCallable,
     UnaryStreamMultiCallable,
@@ -84,6 +85,7 @@ __all__ = [
     "Call",
     "CallCredentials",
     "Channel",
+    "ManualResolver",
     "ChannelConnectivity",
     "ChannelCredentials",
     "ClientCallDetails",

@@ -3,6 +3,7 @@ at once iterators, ``Call``s, ``Future``s and (when failed) ``RpcError``s."""
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -615,12 +616,67 @@ _INT_OPTIONS = {
     "grpc.max_send_message_length": "max_send",
     "grpc.keepalive_time_ms": "keepalive_time_ms",
     "grpc.keepalive_timeout_ms": "keepalive_timeout_ms",
+    "grpc.client_idle_timeout_ms": "idle_timeout_ms",
+    "grpc.dns_min_time_between_resolutions_ms": "dns_refresh_ms",
 }
 _STR_OPTIONS = {
     "grpc.ssl_target_name_override": "server_name_override",
     "grpc.default_authority": "authority",
     "grpc.primary_user_agent": "user_agent",
 }
+
+
+class ManualResolver:
+    """Addresses for ``manual:///name`` targets, fed by the application (grpc_core only; grpcio has none).
+
+    Pass it as the channel option ``("grpc_core.manual_resolver", resolver)``; every
+    ``update`` moves the channels on it to the new list (connections to addresses still
+    listed are kept). Until the first update, calls wait (wait-for-ready) or queue."""
+
+    def __init__(self, addresses: Optional[Sequence[str]] = None) -> None:
+        self._native = _native.NativeManualResolver()
+        if addresses is not None:
+            self.update(addresses)
+
+    def update(self, addresses: Sequence[str]) -> None:
+        """Replaces the list: ``"ip:port"``, ``"[ipv6]:port"`` or ``"unix:/path"`` (ValueError if malformed)."""
+        self._native.update(list(addresses))
+
+    def report_error(self, message: str) -> None:
+        """A resolution failure: with no usable address, calls fail UNAVAILABLE with ``message``."""
+        self._native.report_error(message)
+
+    def addresses(self) -> Optional[List[str]]:
+        """The current list; None before the first update or after an error."""
+        return self._native.addresses()
+
+
+_RETRY_KEYS = ("retryPolicy", "hedgingPolicy")
+
+
+def _service_config(config: Optional[str], lb_policy: Optional[str], enable_retries: bool) -> Optional[str]:
+    """grpcio's ``grpc.service_config``, ``grpc.lb_policy_name`` and ``grpc.enable_retries`` as one
+    service config for the engine. As in gRPC core, the config's own LB policy wins over
+    ``grpc.lb_policy_name``; with retries disabled the retry and hedging policies are dropped."""
+    if config is None and lb_policy is None:
+        return None
+    if config is None:  # nothing to strip
+        return json.dumps({"loadBalancingConfig": [{lb_policy: {}}]})
+    try:
+        doc = json.loads(config) if config is not None else {}
+    except ValueError as e:
+        raise ValueError(f"grpc.service_config is not valid JSON: {e}") from None
+    if not isinstance(doc, dict):
+        raise ValueError("grpc.service_config must be a JSON object")
+    if lb_policy is not None and "loadBalancingConfig" not in doc and "loadBalancingPolicy" not in doc:
+        doc["loadBalancingConfig"] = [{lb_policy: {}}]
+    if not enable_retries:
+        for mc in doc.get("methodConfig") or ():
+            if isinstance(mc, dict):
+                for key in _RETRY_KEYS:
+                    mc.pop(key, None)
+        doc.pop("retryThrottling", None)
+    return json.dumps(doc)
 
 
 def _native_channel(
@@ -630,6 +686,9 @@ def _native_channel(
     compression: Optional[Compression],
 ) -> Any:
     kw: dict = {}
+    config: Optional[str] = None
+    lb_policy: Optional[str] = None
+    enable_retries = True
     for key, value in options or ():
         if key in _INT_OPTIONS:
             kw[_INT_OPTIONS[key]] = int(value)
@@ -639,7 +698,20 @@ def _native_channel(
             kw["keepalive_permit_without_calls"] = bool(value)
         elif key == "grpc.default_compression_algorithm":
             kw["compression"] = int(value)
-        # Other grpcio options (http2 tuning, service config, ...) are accepted and ignored.
+        elif key == "grpc.service_config":
+            config = value.decode() if isinstance(value, bytes) else str(value)
+        elif key == "grpc.lb_policy_name":
+            lb_policy = str(value)
+        elif key == "grpc.enable_retries":
+            enable_retries = bool(int(value))
+        elif key == "grpc_core.manual_resolver":
+            if not isinstance(value, ManualResolver):
+                raise TypeError("grpc_core.manual_resolver takes a grpc_core.ManualResolver")
+            kw["manual_resolver"] = value._native
+        # Other grpcio options (http2 tuning, ...) are accepted and ignored.
+    service_config = _service_config(config, lb_policy, enable_retries)
+    if service_config is not None:
+        kw["service_config"] = service_config
     if compression is not None:
         kw["compression"] = int(compression)
     if credentials is not None:
@@ -650,9 +722,7 @@ def _native_channel(
         kw["root_certs"] = credentials._root_certificates
         kw["private_key"] = credentials._private_key
         kw["cert_chain"] = credentials._certificate_chain
-    for prefix in ("dns:///", "ipv4:", "ipv6:"):
-        if target.startswith(prefix) and not target.startswith("ipv6:["):
-            target = target[len(prefix) :]
+    # dns:, ipv4:, ipv6:, unix: and manual: targets go to the engine's resolvers as they are.
     return _native.NativeChannel(target, **kw)
 
 
@@ -714,6 +784,11 @@ class Channel:
 
     def _connectivity(self) -> ChannelConnectivity:
         return list(ChannelConnectivity)[self._native.state()]
+
+    def subchannels(self) -> List[Tuple[str, ChannelConnectivity]]:
+        """grpc_core only: each resolved address and its state (READY only while healthy)."""
+        states = list(ChannelConnectivity)
+        return [(addr, states[st]) for addr, st in self._native.subchannels()]
 
     def subscribe(self, callback: Callable[[ChannelConnectivity], None], try_to_connect: bool = False) -> None:
         """Calls ``callback`` with the state now and on every change (on a watcher thread)."""

@@ -4,7 +4,7 @@ import asyncio
 from typing import Any, Callable, Iterable, List, Optional, Tuple, Union, final
 
 
-__all__ = ["RpcStatus", "NativeChannel", "NativeCall", "CallQueue", "NativeServer", "NativeServerCall", "VERSION", "_at_exit",
+__all__ = ["RpcStatus", "NativeChannel", "NativeManualResolver", "NativeCall", "CallQueue", "NativeServer", "NativeServerCall", "VERSION", "_at_exit",
     "CompletionQueue", "NativeOp", "channel_unary", "channel_start", "call_send", "call_close_send",
     "call_initial_metadata", "call_recv", "call_finish", "queue_attach", "scall_recv", "scall_send",
     "scall_send_initial_metadata", "scall_reply", "scall_wait_done",
@@ -21,6 +21,13 @@ def _at_exit() -> None:
 
 class RpcStatus(Exception):
     """A call ended with a non-OK status: args are (code, details, trailing)."""
+
+@final
+class NativeManualResolver:
+    def __new__(cls) -> NativeManualResolver: ...
+    def update(self, addresses: List[str]) -> None: ...
+    def report_error(self, message: str) -> None: ...
+    def addresses(self) -> Optional[List[str]]: ...
 
 @final
 class NativeChannel:
@@ -43,6 +50,10 @@ class NativeChannel:
         compression: Optional[int] = None,
         call_credentials: Optional[NativeCallCredentials] = None,
         allow_insecure_call_credentials: bool = False,
+        service_config: Optional[str] = None,
+        manual_resolver: Optional[NativeManualResolver] = None,
+        idle_timeout_ms: Optional[int] = None,
+        dns_refresh_ms: Optional[int] = None,
     ) -> NativeChannel: ...
     def unary(
         self,
@@ -64,6 +75,7 @@ class NativeChannel:
         credentials: Optional[NativeCallCredentials] = None,
     ) -> NativeCall: ...
     def state(self) -> int: ...
+    def subchannels(self) -> List[Tuple[str, int]]: ...
     def connect(self) -> None: ...
     def wait_for_state_change(self, state: int, timeout: Optional[float] = None) -> bool: ...
     def close(self) -> None: ...
