@@ -148,6 +148,13 @@ impl std::fmt::Display for GrpcError {
 
 impl std::error::Error for GrpcError {}
 
+/// A foreign callback threw something other than `GrpcException`.
+impl From<uniffi::UnexpectedUniFFICallbackError> for GrpcError {
+    fn from(e: uniffi::UnexpectedUniFFICallbackError) -> Self {
+        GrpcError::Api { reason: e.reason }
+    }
+}
+
 impl From<core::Status> for GrpcError {
     fn from(s: core::Status) -> Self {
         let c = CallStatus::from(&s);
@@ -197,6 +204,31 @@ impl From<core::ConnectivityState> for ConnectivityState {
             core::ConnectivityState::Ready => ConnectivityState::Ready,
             core::ConnectivityState::TransientFailure => ConnectivityState::TransientFailure,
             core::ConnectivityState::Shutdown => ConnectivityState::Shutdown,
+        }
+    }
+}
+
+impl From<StatusCode> for core::Code {
+    fn from(c: StatusCode) -> Self {
+        use core::Code as C;
+        match c {
+            StatusCode::Ok => C::Ok,
+            StatusCode::Cancelled => C::Cancelled,
+            StatusCode::Unknown => C::Unknown,
+            StatusCode::InvalidArgument => C::InvalidArgument,
+            StatusCode::DeadlineExceeded => C::DeadlineExceeded,
+            StatusCode::NotFound => C::NotFound,
+            StatusCode::AlreadyExists => C::AlreadyExists,
+            StatusCode::PermissionDenied => C::PermissionDenied,
+            StatusCode::ResourceExhausted => C::ResourceExhausted,
+            StatusCode::FailedPrecondition => C::FailedPrecondition,
+            StatusCode::Aborted => C::Aborted,
+            StatusCode::OutOfRange => C::OutOfRange,
+            StatusCode::Unimplemented => C::Unimplemented,
+            StatusCode::Internal => C::Internal,
+            StatusCode::Unavailable => C::Unavailable,
+            StatusCode::DataLoss => C::DataLoss,
+            StatusCode::Unauthenticated => C::Unauthenticated,
         }
     }
 }
@@ -251,6 +283,24 @@ pub struct ChannelOptions {
     pub keepalive_timeout_ms: Option<u64>,
     #[uniffi(default = None)]
     pub connect_timeout_ms: Option<u64>,
+    /// Credentials applied to every call, before the call's own.
+    #[uniffi(default = None)]
+    pub call_credentials: Option<Arc<CallCredentials>>,
+    /// Send call credentials over plaintext too (refused with UNAUTHENTICATED otherwise).
+    #[uniffi(default = false)]
+    pub allow_insecure_call_credentials: bool,
+    /// Service config JSON: `loadBalancingConfig`, per-method `timeout`,
+    /// `waitForReady`, `retryPolicy`, `hedgingPolicy`, `retryThrottling`,
+    /// `healthCheckConfig`. Invalid JSON fails the constructor.
+    #[uniffi(default = None)]
+    pub service_config: Option<String>,
+    /// The resolver of a `manual:///name` target (required with one, refused otherwise).
+    #[uniffi(default = None)]
+    pub manual_resolver: Option<Arc<ManualResolver>>,
+    /// With no call for this long the channel drops its connections and goes
+    /// IDLE (30 min by default); 0 means never.
+    #[uniffi(default = None)]
+    pub idle_timeout_ms: Option<u64>,
 }
 
 /// Per-call settings.
@@ -267,6 +317,128 @@ pub struct CallOptions {
     /// Wait for the channel to be ready instead of failing fast.
     #[uniffi(default = false)]
     pub wait_for_ready: bool,
+    /// Credentials for this call, applied after the channel's.
+    #[uniffi(default = None)]
+    pub credentials: Option<Arc<CallCredentials>>,
+}
+
+/// What a call credentials provider is told about the call.
+#[derive(Clone, Debug, uniffi::Record)]
+pub struct AuthContextInfo {
+    /// `https://<authority>/<package.Service>`.
+    pub service_url: String,
+    /// The method's short name (`SayHello`).
+    pub method_name: String,
+    /// The full method path (`/package.Service/Method`).
+    pub method: String,
+    /// The call's `:authority`.
+    pub authority: String,
+}
+
+/// A per-call metadata provider implemented in Kotlin or Swift (an OAuth
+/// token source, a request signer). Called for every call attempt, on the
+/// engine's side as a suspend / async function. Throwing
+/// `GrpcException.Status` ends the call with that status (codes a control
+/// plane must not produce become INTERNAL, gRFC A54); any other exception
+/// ends it with UNAVAILABLE.
+#[uniffi::export(with_foreign)]
+#[async_trait::async_trait]
+pub trait CallCredentialsProvider: Send + Sync {
+    async fn metadata(&self, context: AuthContextInfo) -> Result<Vec<MetadataEntry>, GrpcError>;
+}
+
+/// Call credentials: metadata added to each call. Never sent over a
+/// plaintext channel unless `ChannelOptions.allowInsecureCallCredentials`.
+#[derive(Debug, uniffi::Object)]
+pub struct CallCredentials {
+    inner: core::CallCredentials,
+}
+
+#[uniffi::export]
+impl CallCredentials {
+    /// Credentials from a provider of your own.
+    #[uniffi::constructor]
+    pub fn from_provider(provider: Arc<dyn CallCredentialsProvider>) -> Arc<CallCredentials> {
+        let inner = core::CallCredentials::from_fn(move |ctx: &core::AuthMetadataContext| {
+            let provider = provider.clone();
+            let info = AuthContextInfo {
+                service_url: ctx.service_url.clone(),
+                method_name: ctx.method_name.clone(),
+                method: ctx.method.clone(),
+                authority: ctx.authority.clone(),
+            };
+            async move {
+                match provider.metadata(info).await {
+                    Ok(entries) => metadata_in(entries).map_err(|e| {
+                        core::Status::new(core::Code::Internal, format!("call credentials returned bad metadata: {e}"))
+                    }),
+                    Err(GrpcError::Status { code, status_message, .. }) => {
+                        Err(core::Status::new(code.into(), status_message))
+                    }
+                    Err(GrpcError::Api { reason }) => {
+                        Err(core::Status::unavailable(format!("call credentials failed: {reason}")))
+                    }
+                }
+            }
+        });
+        Arc::new(CallCredentials { inner })
+    }
+
+    /// `authorization: Bearer <token>` on every call.
+    #[uniffi::constructor]
+    pub fn access_token(token: String) -> Result<Arc<CallCredentials>, GrpcError> {
+        Ok(Arc::new(CallCredentials { inner: core::CallCredentials::access_token(&token).map_err(api)? }))
+    }
+
+    /// Both: this one's metadata, then `other`'s.
+    pub fn compose(&self, other: Arc<CallCredentials>) -> Arc<CallCredentials> {
+        Arc::new(CallCredentials { inner: self.inner.compose(&other.inner) })
+    }
+}
+
+/// A resolver whose addresses the application sets, for `manual:///name`
+/// targets (give it to `ChannelOptions.manualResolver`). Until the first
+/// `update` the channel has no addresses: calls wait or stay queued.
+#[derive(Debug, uniffi::Object)]
+pub struct ManualResolver {
+    inner: core::ManualResolver,
+}
+
+#[uniffi::export]
+impl ManualResolver {
+    #[uniffi::constructor]
+    pub fn new() -> Arc<ManualResolver> {
+        Arc::new(ManualResolver { inner: core::ManualResolver::new() })
+    }
+
+    /// Replaces the address list (`ip:port`, `[ipv6]:port`, `unix:/path`);
+    /// channels using this resolver move their calls to the new addresses.
+    pub fn update(&self, addresses: Vec<String>) -> Result<(), GrpcError> {
+        self.inner.update_from_strs(addresses).map_err(api)
+    }
+
+    /// Reports a resolution error: fail-fast calls with no usable address
+    /// fail with UNAVAILABLE and this message.
+    pub fn report_error(&self, message: String) {
+        self.inner.report_error(message);
+    }
+
+    /// The current addresses (empty before the first update or after an error).
+    pub fn addresses(&self) -> Vec<String> {
+        self.inner.addresses().unwrap_or_default().iter().map(ToString::to_string).collect()
+    }
+
+    /// How often a channel asked for re-resolution (a connection failed or dropped).
+    pub fn resolve_now_count(&self) -> u64 {
+        self.inner.resolve_now_count()
+    }
+}
+
+/// One subchannel of a channel's load-balancing policy.
+#[derive(Clone, Debug, uniffi::Record)]
+pub struct SubchannelInfo {
+    pub address: String,
+    pub state: ConnectivityState,
 }
 
 /// A unary (or client-streaming) response.
@@ -318,7 +490,7 @@ impl Channel {
             metadata: metadata_in(o.metadata)?,
             compression: o.compression.map(Into::into),
             wait_for_ready: o.wait_for_ready,
-            ..Default::default()
+            credentials: o.credentials.map(|c| c.inner.clone()),
         })
     }
 }
@@ -357,6 +529,13 @@ impl Channel {
         if let Some(t) = ms(options.connect_timeout_ms) {
             o.connect_timeout = t;
         }
+        o.call_credentials = options.call_credentials.map(|c| c.inner.clone());
+        o.allow_insecure_call_credentials = options.allow_insecure_call_credentials;
+        o.service_config = options.service_config;
+        o.manual_resolver = options.manual_resolver.map(|r| r.inner.clone());
+        if let Some(t) = options.idle_timeout_ms {
+            o.idle_timeout = (t > 0).then(|| Duration::from_millis(t));
+        }
         let inner = core::Channel::new(&target, o).map_err(api)?;
         Ok(Arc::new(Channel { inner, default_timeout: ms(options.default_timeout_ms) }))
     }
@@ -364,6 +543,21 @@ impl Channel {
     /// The current connectivity state.
     pub fn state(&self) -> ConnectivityState {
         self.inner.state().into()
+    }
+
+    /// The subchannels of the load-balancing policy (one per address) and
+    /// their states; empty while the channel is idle. May lag `state()` briefly.
+    pub fn subchannels(&self) -> Vec<SubchannelInfo> {
+        self.inner
+            .subchannels()
+            .into_iter()
+            .map(|s| SubchannelInfo { address: s.address.to_string(), state: s.state.into() })
+            .collect()
+    }
+
+    /// Tokens left in the service config's `retryThrottling` bucket (null without throttling).
+    pub fn retry_tokens(&self) -> Option<f64> {
+        self.inner.retry_tokens()
     }
 
     /// Starts connecting if idle.

@@ -395,7 +395,13 @@ fileprivate final class UniffiHandleMap<T>: @unchecked Sendable {
 
 
 // Public interface members begin here.
-
+// Magic number for the Rust proxy to call using the same mechanism as every other method,
+// to free the callback once it's dropped by Rust.
+private let IDX_CALLBACK_FREE: Int32 = 0
+// Callback return codes
+private let UNIFFI_CALLBACK_SUCCESS: Int32 = 0
+private let UNIFFI_CALLBACK_ERROR: Int32 = 1
+private let UNIFFI_CALLBACK_UNEXPECTED_ERROR: Int32 = 2
 
 #if swift(>=5.8)
 @_documentation(visibility: private)
@@ -410,6 +416,22 @@ fileprivate struct FfiConverterUInt64: FfiConverterPrimitive {
 
     public static func write(_ value: SwiftType, into buf: inout [UInt8]) {
         writeInt(&buf, lower(value))
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+fileprivate struct FfiConverterDouble: FfiConverterPrimitive {
+    typealias FfiType = Double
+    typealias SwiftType = Double
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> Double {
+        return try lift(readDouble(&buf))
+    }
+
+    public static func write(_ value: Double, into buf: inout [UInt8]) {
+        writeDouble(&buf, lower(value))
     }
 }
 
@@ -780,6 +802,383 @@ public func FfiConverterTypeCall_lower(_ value: Call) -> UnsafeMutableRawPointer
 
 
 /**
+ * Call credentials: metadata added to each call. Never sent over a
+ * plaintext channel unless `ChannelOptions.allowInsecureCallCredentials`.
+ */
+public protocol CallCredentialsProtocol: AnyObject, Sendable {
+    
+    /**
+     * Both: this one's metadata, then `other`'s.
+     */
+    func compose(other: CallCredentials)  -> CallCredentials
+    
+}
+/**
+ * Call credentials: metadata added to each call. Never sent over a
+ * plaintext channel unless `ChannelOptions.allowInsecureCallCredentials`.
+ */
+open class CallCredentials: CallCredentialsProtocol, @unchecked Sendable {
+    fileprivate let pointer: UnsafeMutableRawPointer!
+
+    /// Used to instantiate a [FFIObject] without an actual pointer, for fakes in tests, mostly.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public struct NoPointer {
+        public init() {}
+    }
+
+    // TODO: We'd like this to be `private` but for Swifty reasons,
+    // we can't implement `FfiConverter` without making this `required` and we can't
+    // make it `required` without making it `public`.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    required public init(unsafeFromRawPointer pointer: UnsafeMutableRawPointer) {
+        self.pointer = pointer
+    }
+
+    // This constructor can be used to instantiate a fake object.
+    // - Parameter noPointer: Placeholder value so we can have a constructor separate from the default empty one that may be implemented for classes extending [FFIObject].
+    //
+    // - Warning:
+    //     Any object instantiated with this constructor cannot be passed to an actual Rust-backed object. Since there isn't a backing [Pointer] the FFI lower functions will crash.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public init(noPointer: NoPointer) {
+        self.pointer = nil
+    }
+
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public func uniffiClonePointer() -> UnsafeMutableRawPointer {
+        return try! rustCall { uniffi_grpc_core_uniffi_fn_clone_callcredentials(self.pointer, $0) }
+    }
+    // No primary constructor declared for this class.
+
+    deinit {
+        guard let pointer = pointer else {
+            return
+        }
+
+        try! rustCall { uniffi_grpc_core_uniffi_fn_free_callcredentials(pointer, $0) }
+    }
+
+    
+    /**
+     * `authorization: Bearer <token>` on every call.
+     */
+public static func accessToken(token: String)throws  -> CallCredentials  {
+    return try  FfiConverterTypeCallCredentials_lift(try rustCallWithError(FfiConverterTypeGrpcError_lift) {
+    uniffi_grpc_core_uniffi_fn_constructor_callcredentials_access_token(
+        FfiConverterString.lower(token),$0
+    )
+})
+}
+    
+    /**
+     * Credentials from a provider of your own.
+     */
+public static func fromProvider(provider: CallCredentialsProvider) -> CallCredentials  {
+    return try!  FfiConverterTypeCallCredentials_lift(try! rustCall() {
+    uniffi_grpc_core_uniffi_fn_constructor_callcredentials_from_provider(
+        FfiConverterTypeCallCredentialsProvider_lower(provider),$0
+    )
+})
+}
+    
+
+    
+    /**
+     * Both: this one's metadata, then `other`'s.
+     */
+open func compose(other: CallCredentials) -> CallCredentials  {
+    return try!  FfiConverterTypeCallCredentials_lift(try! rustCall() {
+    uniffi_grpc_core_uniffi_fn_method_callcredentials_compose(self.uniffiClonePointer(),
+        FfiConverterTypeCallCredentials_lower(other),$0
+    )
+})
+}
+    
+
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeCallCredentials: FfiConverter {
+
+    typealias FfiType = UnsafeMutableRawPointer
+    typealias SwiftType = CallCredentials
+
+    public static func lift(_ pointer: UnsafeMutableRawPointer) throws -> CallCredentials {
+        return CallCredentials(unsafeFromRawPointer: pointer)
+    }
+
+    public static func lower(_ value: CallCredentials) -> UnsafeMutableRawPointer {
+        return value.uniffiClonePointer()
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> CallCredentials {
+        let v: UInt64 = try readInt(&buf)
+        // The Rust code won't compile if a pointer won't fit in a UInt64.
+        // We have to go via `UInt` because that's the thing that's the size of a pointer.
+        let ptr = UnsafeMutableRawPointer(bitPattern: UInt(truncatingIfNeeded: v))
+        if (ptr == nil) {
+            throw UniffiInternalError.unexpectedNullPointer
+        }
+        return try lift(ptr!)
+    }
+
+    public static func write(_ value: CallCredentials, into buf: inout [UInt8]) {
+        // This fiddling is because `Int` is the thing that's the same size as a pointer.
+        // The Rust code won't compile if a pointer won't fit in a `UInt64`.
+        writeInt(&buf, UInt64(bitPattern: Int64(Int(bitPattern: lower(value)))))
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeCallCredentials_lift(_ pointer: UnsafeMutableRawPointer) throws -> CallCredentials {
+    return try FfiConverterTypeCallCredentials.lift(pointer)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeCallCredentials_lower(_ value: CallCredentials) -> UnsafeMutableRawPointer {
+    return FfiConverterTypeCallCredentials.lower(value)
+}
+
+
+
+
+
+
+/**
+ * A per-call metadata provider implemented in Kotlin or Swift (an OAuth
+ * token source, a request signer). Called for every call attempt, on the
+ * engine's side as a suspend / async function. Throwing
+ * `GrpcException.Status` ends the call with that status (codes a control
+ * plane must not produce become INTERNAL, gRFC A54); any other exception
+ * ends it with UNAVAILABLE.
+ */
+public protocol CallCredentialsProvider: AnyObject, Sendable {
+    
+    func metadata(context: AuthContextInfo) async throws  -> [MetadataEntry]
+    
+}
+/**
+ * A per-call metadata provider implemented in Kotlin or Swift (an OAuth
+ * token source, a request signer). Called for every call attempt, on the
+ * engine's side as a suspend / async function. Throwing
+ * `GrpcException.Status` ends the call with that status (codes a control
+ * plane must not produce become INTERNAL, gRFC A54); any other exception
+ * ends it with UNAVAILABLE.
+ */
+open class CallCredentialsProviderImpl: CallCredentialsProvider, @unchecked Sendable {
+    fileprivate let pointer: UnsafeMutableRawPointer!
+
+    /// Used to instantiate a [FFIObject] without an actual pointer, for fakes in tests, mostly.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public struct NoPointer {
+        public init() {}
+    }
+
+    // TODO: We'd like this to be `private` but for Swifty reasons,
+    // we can't implement `FfiConverter` without making this `required` and we can't
+    // make it `required` without making it `public`.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    required public init(unsafeFromRawPointer pointer: UnsafeMutableRawPointer) {
+        self.pointer = pointer
+    }
+
+    // This constructor can be used to instantiate a fake object.
+    // - Parameter noPointer: Placeholder value so we can have a constructor separate from the default empty one that may be implemented for classes extending [FFIObject].
+    //
+    // - Warning:
+    //     Any object instantiated with this constructor cannot be passed to an actual Rust-backed object. Since there isn't a backing [Pointer] the FFI lower functions will crash.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public init(noPointer: NoPointer) {
+        self.pointer = nil
+    }
+
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public func uniffiClonePointer() -> UnsafeMutableRawPointer {
+        return try! rustCall { uniffi_grpc_core_uniffi_fn_clone_callcredentialsprovider(self.pointer, $0) }
+    }
+    // No primary constructor declared for this class.
+
+    deinit {
+        guard let pointer = pointer else {
+            return
+        }
+
+        try! rustCall { uniffi_grpc_core_uniffi_fn_free_callcredentialsprovider(pointer, $0) }
+    }
+
+    
+
+    
+open func metadata(context: AuthContextInfo)async throws  -> [MetadataEntry]  {
+    return
+        try  await uniffiRustCallAsync(
+            rustFutureFunc: {
+                uniffi_grpc_core_uniffi_fn_method_callcredentialsprovider_metadata(
+                    self.uniffiClonePointer(),
+                    FfiConverterTypeAuthContextInfo_lower(context)
+                )
+            },
+            pollFunc: ffi_grpc_core_uniffi_rust_future_poll_rust_buffer,
+            completeFunc: ffi_grpc_core_uniffi_rust_future_complete_rust_buffer,
+            freeFunc: ffi_grpc_core_uniffi_rust_future_free_rust_buffer,
+            liftFunc: FfiConverterSequenceTypeMetadataEntry.lift,
+            errorHandler: FfiConverterTypeGrpcError_lift
+        )
+}
+    
+
+}
+
+
+// Put the implementation in a struct so we don't pollute the top-level namespace
+fileprivate struct UniffiCallbackInterfaceCallCredentialsProvider {
+
+    // Create the VTable using a series of closures.
+    // Swift automatically converts these into C callback functions.
+    //
+    // This creates 1-element array, since this seems to be the only way to construct a const
+    // pointer that we can pass to the Rust code.
+    static let vtable: [UniffiVTableCallbackInterfaceCallCredentialsProvider] = [UniffiVTableCallbackInterfaceCallCredentialsProvider(
+        metadata: { (
+            uniffiHandle: UInt64,
+            context: RustBuffer,
+            uniffiFutureCallback: @escaping UniffiForeignFutureCompleteRustBuffer,
+            uniffiCallbackData: UInt64,
+            uniffiOutReturn: UnsafeMutablePointer<UniffiForeignFuture>
+        ) in
+            let makeCall = {
+                () async throws -> [MetadataEntry] in
+                guard let uniffiObj = try? FfiConverterTypeCallCredentialsProvider.handleMap.get(handle: uniffiHandle) else {
+                    throw UniffiInternalError.unexpectedStaleHandle
+                }
+                return try await uniffiObj.metadata(
+                     context: try FfiConverterTypeAuthContextInfo_lift(context)
+                )
+            }
+
+            let uniffiHandleSuccess = { (returnValue: [MetadataEntry]) in
+                uniffiFutureCallback(
+                    uniffiCallbackData,
+                    UniffiForeignFutureStructRustBuffer(
+                        returnValue: FfiConverterSequenceTypeMetadataEntry.lower(returnValue),
+                        callStatus: RustCallStatus()
+                    )
+                )
+            }
+            let uniffiHandleError = { (statusCode, errorBuf) in
+                uniffiFutureCallback(
+                    uniffiCallbackData,
+                    UniffiForeignFutureStructRustBuffer(
+                        returnValue: RustBuffer.empty(),
+                        callStatus: RustCallStatus(code: statusCode, errorBuf: errorBuf)
+                    )
+                )
+            }
+            let uniffiForeignFuture = uniffiTraitInterfaceCallAsyncWithError(
+                makeCall: makeCall,
+                handleSuccess: uniffiHandleSuccess,
+                handleError: uniffiHandleError,
+                lowerError: FfiConverterTypeGrpcError_lower
+            )
+            uniffiOutReturn.pointee = uniffiForeignFuture
+        },
+        uniffiFree: { (uniffiHandle: UInt64) -> () in
+            let result = try? FfiConverterTypeCallCredentialsProvider.handleMap.remove(handle: uniffiHandle)
+            if result == nil {
+                print("Uniffi callback interface CallCredentialsProvider: handle missing in uniffiFree")
+            }
+        }
+    )]
+}
+
+private func uniffiCallbackInitCallCredentialsProvider() {
+    uniffi_grpc_core_uniffi_fn_init_callback_vtable_callcredentialsprovider(UniffiCallbackInterfaceCallCredentialsProvider.vtable)
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeCallCredentialsProvider: FfiConverter {
+    fileprivate static let handleMap = UniffiHandleMap<CallCredentialsProvider>()
+
+    typealias FfiType = UnsafeMutableRawPointer
+    typealias SwiftType = CallCredentialsProvider
+
+    public static func lift(_ pointer: UnsafeMutableRawPointer) throws -> CallCredentialsProvider {
+        return CallCredentialsProviderImpl(unsafeFromRawPointer: pointer)
+    }
+
+    public static func lower(_ value: CallCredentialsProvider) -> UnsafeMutableRawPointer {
+        guard let ptr = UnsafeMutableRawPointer(bitPattern: UInt(truncatingIfNeeded: handleMap.insert(obj: value))) else {
+            fatalError("Cast to UnsafeMutableRawPointer failed")
+        }
+        return ptr
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> CallCredentialsProvider {
+        let v: UInt64 = try readInt(&buf)
+        // The Rust code won't compile if a pointer won't fit in a UInt64.
+        // We have to go via `UInt` because that's the thing that's the size of a pointer.
+        let ptr = UnsafeMutableRawPointer(bitPattern: UInt(truncatingIfNeeded: v))
+        if (ptr == nil) {
+            throw UniffiInternalError.unexpectedNullPointer
+        }
+        return try lift(ptr!)
+    }
+
+    public static func write(_ value: CallCredentialsProvider, into buf: inout [UInt8]) {
+        // This fiddling is because `Int` is the thing that's the same size as a pointer.
+        // The Rust code won't compile if a pointer won't fit in a `UInt64`.
+        writeInt(&buf, UInt64(bitPattern: Int64(Int(bitPattern: lower(value)))))
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeCallCredentialsProvider_lift(_ pointer: UnsafeMutableRawPointer) throws -> CallCredentialsProvider {
+    return try FfiConverterTypeCallCredentialsProvider.lift(pointer)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeCallCredentialsProvider_lower(_ value: CallCredentialsProvider) -> UnsafeMutableRawPointer {
+    return FfiConverterTypeCallCredentialsProvider.lower(value)
+}
+
+
+
+
+
+
+/**
  * A channel to one target. Connects lazily on the first call.
  */
 public protocol ChannelProtocol: AnyObject, Sendable {
@@ -793,6 +1192,11 @@ public protocol ChannelProtocol: AnyObject, Sendable {
      * Connects and waits until ready, or fails once `timeout_ms` passed.
      */
     func ready(timeoutMs: UInt64?) async throws 
+    
+    /**
+     * Tokens left in the service config's `retryThrottling` bucket (null without throttling).
+     */
+    func retryTokens()  -> Double?
     
     /**
      * Closes the channel: the connection drops and new calls fail. (Named
@@ -809,6 +1213,12 @@ public protocol ChannelProtocol: AnyObject, Sendable {
      * The current connectivity state.
      */
     func state()  -> ConnectivityState
+    
+    /**
+     * The subchannels of the load-balancing policy (one per address) and
+     * their states; empty while the channel is idle. May lag `state()` briefly.
+     */
+    func subchannels()  -> [SubchannelInfo]
     
     /**
      * A unary call on `method` (`/package.Service/Method`).
@@ -918,6 +1328,16 @@ open func ready(timeoutMs: UInt64?)async throws   {
 }
     
     /**
+     * Tokens left in the service config's `retryThrottling` bucket (null without throttling).
+     */
+open func retryTokens() -> Double?  {
+    return try!  FfiConverterOptionDouble.lift(try! rustCall() {
+    uniffi_grpc_core_uniffi_fn_method_channel_retry_tokens(self.uniffiClonePointer(),$0
+    )
+})
+}
+    
+    /**
      * Closes the channel: the connection drops and new calls fail. (Named
      * `shutdown` because Kotlin's `close()` frees the handle itself.)
      */
@@ -953,6 +1373,17 @@ open func startCall(method: String, options: CallOptions)async throws  -> Call  
 open func state() -> ConnectivityState  {
     return try!  FfiConverterTypeConnectivityState_lift(try! rustCall() {
     uniffi_grpc_core_uniffi_fn_method_channel_state(self.uniffiClonePointer(),$0
+    )
+})
+}
+    
+    /**
+     * The subchannels of the load-balancing policy (one per address) and
+     * their states; empty while the channel is idle. May lag `state()` briefly.
+     */
+open func subchannels() -> [SubchannelInfo]  {
+    return try!  FfiConverterSequenceTypeSubchannelInfo.lift(try! rustCall() {
+    uniffi_grpc_core_uniffi_fn_method_channel_subchannels(self.uniffiClonePointer(),$0
     )
 })
 }
@@ -1054,6 +1485,313 @@ public func FfiConverterTypeChannel_lower(_ value: Channel) -> UnsafeMutableRawP
 
 
 
+
+
+/**
+ * A resolver whose addresses the application sets, for `manual:///name`
+ * targets (give it to `ChannelOptions.manualResolver`). Until the first
+ * `update` the channel has no addresses: calls wait or stay queued.
+ */
+public protocol ManualResolverProtocol: AnyObject, Sendable {
+    
+    /**
+     * The current addresses (empty before the first update or after an error).
+     */
+    func addresses()  -> [String]
+    
+    /**
+     * Reports a resolution error: fail-fast calls with no usable address
+     * fail with UNAVAILABLE and this message.
+     */
+    func reportError(message: String) 
+    
+    /**
+     * How often a channel asked for re-resolution (a connection failed or dropped).
+     */
+    func resolveNowCount()  -> UInt64
+    
+    /**
+     * Replaces the address list (`ip:port`, `[ipv6]:port`, `unix:/path`);
+     * channels using this resolver move their calls to the new addresses.
+     */
+    func update(addresses: [String]) throws 
+    
+}
+/**
+ * A resolver whose addresses the application sets, for `manual:///name`
+ * targets (give it to `ChannelOptions.manualResolver`). Until the first
+ * `update` the channel has no addresses: calls wait or stay queued.
+ */
+open class ManualResolver: ManualResolverProtocol, @unchecked Sendable {
+    fileprivate let pointer: UnsafeMutableRawPointer!
+
+    /// Used to instantiate a [FFIObject] without an actual pointer, for fakes in tests, mostly.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public struct NoPointer {
+        public init() {}
+    }
+
+    // TODO: We'd like this to be `private` but for Swifty reasons,
+    // we can't implement `FfiConverter` without making this `required` and we can't
+    // make it `required` without making it `public`.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    required public init(unsafeFromRawPointer pointer: UnsafeMutableRawPointer) {
+        self.pointer = pointer
+    }
+
+    // This constructor can be used to instantiate a fake object.
+    // - Parameter noPointer: Placeholder value so we can have a constructor separate from the default empty one that may be implemented for classes extending [FFIObject].
+    //
+    // - Warning:
+    //     Any object instantiated with this constructor cannot be passed to an actual Rust-backed object. Since there isn't a backing [Pointer] the FFI lower functions will crash.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public init(noPointer: NoPointer) {
+        self.pointer = nil
+    }
+
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public func uniffiClonePointer() -> UnsafeMutableRawPointer {
+        return try! rustCall { uniffi_grpc_core_uniffi_fn_clone_manualresolver(self.pointer, $0) }
+    }
+public convenience init() {
+    let pointer =
+        try! rustCall() {
+    uniffi_grpc_core_uniffi_fn_constructor_manualresolver_new($0
+    )
+}
+    self.init(unsafeFromRawPointer: pointer)
+}
+
+    deinit {
+        guard let pointer = pointer else {
+            return
+        }
+
+        try! rustCall { uniffi_grpc_core_uniffi_fn_free_manualresolver(pointer, $0) }
+    }
+
+    
+
+    
+    /**
+     * The current addresses (empty before the first update or after an error).
+     */
+open func addresses() -> [String]  {
+    return try!  FfiConverterSequenceString.lift(try! rustCall() {
+    uniffi_grpc_core_uniffi_fn_method_manualresolver_addresses(self.uniffiClonePointer(),$0
+    )
+})
+}
+    
+    /**
+     * Reports a resolution error: fail-fast calls with no usable address
+     * fail with UNAVAILABLE and this message.
+     */
+open func reportError(message: String)  {try! rustCall() {
+    uniffi_grpc_core_uniffi_fn_method_manualresolver_report_error(self.uniffiClonePointer(),
+        FfiConverterString.lower(message),$0
+    )
+}
+}
+    
+    /**
+     * How often a channel asked for re-resolution (a connection failed or dropped).
+     */
+open func resolveNowCount() -> UInt64  {
+    return try!  FfiConverterUInt64.lift(try! rustCall() {
+    uniffi_grpc_core_uniffi_fn_method_manualresolver_resolve_now_count(self.uniffiClonePointer(),$0
+    )
+})
+}
+    
+    /**
+     * Replaces the address list (`ip:port`, `[ipv6]:port`, `unix:/path`);
+     * channels using this resolver move their calls to the new addresses.
+     */
+open func update(addresses: [String])throws   {try rustCallWithError(FfiConverterTypeGrpcError_lift) {
+    uniffi_grpc_core_uniffi_fn_method_manualresolver_update(self.uniffiClonePointer(),
+        FfiConverterSequenceString.lower(addresses),$0
+    )
+}
+}
+    
+
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeManualResolver: FfiConverter {
+
+    typealias FfiType = UnsafeMutableRawPointer
+    typealias SwiftType = ManualResolver
+
+    public static func lift(_ pointer: UnsafeMutableRawPointer) throws -> ManualResolver {
+        return ManualResolver(unsafeFromRawPointer: pointer)
+    }
+
+    public static func lower(_ value: ManualResolver) -> UnsafeMutableRawPointer {
+        return value.uniffiClonePointer()
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> ManualResolver {
+        let v: UInt64 = try readInt(&buf)
+        // The Rust code won't compile if a pointer won't fit in a UInt64.
+        // We have to go via `UInt` because that's the thing that's the size of a pointer.
+        let ptr = UnsafeMutableRawPointer(bitPattern: UInt(truncatingIfNeeded: v))
+        if (ptr == nil) {
+            throw UniffiInternalError.unexpectedNullPointer
+        }
+        return try lift(ptr!)
+    }
+
+    public static func write(_ value: ManualResolver, into buf: inout [UInt8]) {
+        // This fiddling is because `Int` is the thing that's the same size as a pointer.
+        // The Rust code won't compile if a pointer won't fit in a `UInt64`.
+        writeInt(&buf, UInt64(bitPattern: Int64(Int(bitPattern: lower(value)))))
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeManualResolver_lift(_ pointer: UnsafeMutableRawPointer) throws -> ManualResolver {
+    return try FfiConverterTypeManualResolver.lift(pointer)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeManualResolver_lower(_ value: ManualResolver) -> UnsafeMutableRawPointer {
+    return FfiConverterTypeManualResolver.lower(value)
+}
+
+
+
+
+/**
+ * What a call credentials provider is told about the call.
+ */
+public struct AuthContextInfo {
+    /**
+     * `https://<authority>/<package.Service>`.
+     */
+    public var serviceUrl: String
+    /**
+     * The method's short name (`SayHello`).
+     */
+    public var methodName: String
+    /**
+     * The full method path (`/package.Service/Method`).
+     */
+    public var method: String
+    /**
+     * The call's `:authority`.
+     */
+    public var authority: String
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(
+        /**
+         * `https://<authority>/<package.Service>`.
+         */serviceUrl: String, 
+        /**
+         * The method's short name (`SayHello`).
+         */methodName: String, 
+        /**
+         * The full method path (`/package.Service/Method`).
+         */method: String, 
+        /**
+         * The call's `:authority`.
+         */authority: String) {
+        self.serviceUrl = serviceUrl
+        self.methodName = methodName
+        self.method = method
+        self.authority = authority
+    }
+}
+
+#if compiler(>=6)
+extension AuthContextInfo: Sendable {}
+#endif
+
+
+extension AuthContextInfo: Equatable, Hashable {
+    public static func ==(lhs: AuthContextInfo, rhs: AuthContextInfo) -> Bool {
+        if lhs.serviceUrl != rhs.serviceUrl {
+            return false
+        }
+        if lhs.methodName != rhs.methodName {
+            return false
+        }
+        if lhs.method != rhs.method {
+            return false
+        }
+        if lhs.authority != rhs.authority {
+            return false
+        }
+        return true
+    }
+
+    public func hash(into hasher: inout Hasher) {
+        hasher.combine(serviceUrl)
+        hasher.combine(methodName)
+        hasher.combine(method)
+        hasher.combine(authority)
+    }
+}
+
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeAuthContextInfo: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> AuthContextInfo {
+        return
+            try AuthContextInfo(
+                serviceUrl: FfiConverterString.read(from: &buf), 
+                methodName: FfiConverterString.read(from: &buf), 
+                method: FfiConverterString.read(from: &buf), 
+                authority: FfiConverterString.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: AuthContextInfo, into buf: inout [UInt8]) {
+        FfiConverterString.write(value.serviceUrl, into: &buf)
+        FfiConverterString.write(value.methodName, into: &buf)
+        FfiConverterString.write(value.method, into: &buf)
+        FfiConverterString.write(value.authority, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeAuthContextInfo_lift(_ buf: RustBuffer) throws -> AuthContextInfo {
+    return try FfiConverterTypeAuthContextInfo.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeAuthContextInfo_lower(_ value: AuthContextInfo) -> RustBuffer {
+    return FfiConverterTypeAuthContextInfo.lower(value)
+}
+
+
 /**
  * Per-call settings.
  */
@@ -1071,6 +1809,10 @@ public struct CallOptions {
      * Wait for the channel to be ready instead of failing fast.
      */
     public var waitForReady: Bool
+    /**
+     * Credentials for this call, applied after the channel's.
+     */
+    public var credentials: CallCredentials?
 
     // Default memberwise initializers are never public by default, so we
     // declare one manually.
@@ -1083,43 +1825,21 @@ public struct CallOptions {
          */compression: Compression? = nil, 
         /**
          * Wait for the channel to be ready instead of failing fast.
-         */waitForReady: Bool = false) {
+         */waitForReady: Bool = false, 
+        /**
+         * Credentials for this call, applied after the channel's.
+         */credentials: CallCredentials? = nil) {
         self.timeoutMs = timeoutMs
         self.metadata = metadata
         self.compression = compression
         self.waitForReady = waitForReady
+        self.credentials = credentials
     }
 }
 
 #if compiler(>=6)
 extension CallOptions: Sendable {}
 #endif
-
-
-extension CallOptions: Equatable, Hashable {
-    public static func ==(lhs: CallOptions, rhs: CallOptions) -> Bool {
-        if lhs.timeoutMs != rhs.timeoutMs {
-            return false
-        }
-        if lhs.metadata != rhs.metadata {
-            return false
-        }
-        if lhs.compression != rhs.compression {
-            return false
-        }
-        if lhs.waitForReady != rhs.waitForReady {
-            return false
-        }
-        return true
-    }
-
-    public func hash(into hasher: inout Hasher) {
-        hasher.combine(timeoutMs)
-        hasher.combine(metadata)
-        hasher.combine(compression)
-        hasher.combine(waitForReady)
-    }
-}
 
 
 
@@ -1133,7 +1853,8 @@ public struct FfiConverterTypeCallOptions: FfiConverterRustBuffer {
                 timeoutMs: FfiConverterOptionUInt64.read(from: &buf), 
                 metadata: FfiConverterSequenceTypeMetadataEntry.read(from: &buf), 
                 compression: FfiConverterOptionTypeCompression.read(from: &buf), 
-                waitForReady: FfiConverterBool.read(from: &buf)
+                waitForReady: FfiConverterBool.read(from: &buf), 
+                credentials: FfiConverterOptionTypeCallCredentials.read(from: &buf)
         )
     }
 
@@ -1142,6 +1863,7 @@ public struct FfiConverterTypeCallOptions: FfiConverterRustBuffer {
         FfiConverterSequenceTypeMetadataEntry.write(value.metadata, into: &buf)
         FfiConverterOptionTypeCompression.write(value.compression, into: &buf)
         FfiConverterBool.write(value.waitForReady, into: &buf)
+        FfiConverterOptionTypeCallCredentials.write(value.credentials, into: &buf)
     }
 }
 
@@ -1271,6 +1993,29 @@ public struct ChannelOptions {
     public var keepaliveTimeMs: UInt64?
     public var keepaliveTimeoutMs: UInt64?
     public var connectTimeoutMs: UInt64?
+    /**
+     * Credentials applied to every call, before the call's own.
+     */
+    public var callCredentials: CallCredentials?
+    /**
+     * Send call credentials over plaintext too (refused with UNAUTHENTICATED otherwise).
+     */
+    public var allowInsecureCallCredentials: Bool
+    /**
+     * Service config JSON: `loadBalancingConfig`, per-method `timeout`,
+     * `waitForReady`, `retryPolicy`, `hedgingPolicy`, `retryThrottling`,
+     * `healthCheckConfig`. Invalid JSON fails the constructor.
+     */
+    public var serviceConfig: String?
+    /**
+     * The resolver of a `manual:///name` target (required with one, refused otherwise).
+     */
+    public var manualResolver: ManualResolver?
+    /**
+     * With no call for this long the channel drops its connections and goes
+     * IDLE (30 min by default); 0 means never.
+     */
+    public var idleTimeoutMs: UInt64?
 
     // Default memberwise initializers are never public by default, so we
     // declare one manually.
@@ -1280,7 +2025,25 @@ public struct ChannelOptions {
          */tls: TlsOptions? = nil, authority: String? = nil, userAgent: String? = nil, maxRecvMessageSize: UInt64? = nil, maxSendMessageSize: UInt64? = nil, defaultCompression: Compression? = nil, 
         /**
          * Deadline of calls that set none, in milliseconds.
-         */defaultTimeoutMs: UInt64? = nil, keepaliveTimeMs: UInt64? = nil, keepaliveTimeoutMs: UInt64? = nil, connectTimeoutMs: UInt64? = nil) {
+         */defaultTimeoutMs: UInt64? = nil, keepaliveTimeMs: UInt64? = nil, keepaliveTimeoutMs: UInt64? = nil, connectTimeoutMs: UInt64? = nil, 
+        /**
+         * Credentials applied to every call, before the call's own.
+         */callCredentials: CallCredentials? = nil, 
+        /**
+         * Send call credentials over plaintext too (refused with UNAUTHENTICATED otherwise).
+         */allowInsecureCallCredentials: Bool = false, 
+        /**
+         * Service config JSON: `loadBalancingConfig`, per-method `timeout`,
+         * `waitForReady`, `retryPolicy`, `hedgingPolicy`, `retryThrottling`,
+         * `healthCheckConfig`. Invalid JSON fails the constructor.
+         */serviceConfig: String? = nil, 
+        /**
+         * The resolver of a `manual:///name` target (required with one, refused otherwise).
+         */manualResolver: ManualResolver? = nil, 
+        /**
+         * With no call for this long the channel drops its connections and goes
+         * IDLE (30 min by default); 0 means never.
+         */idleTimeoutMs: UInt64? = nil) {
         self.tls = tls
         self.authority = authority
         self.userAgent = userAgent
@@ -1291,62 +2054,17 @@ public struct ChannelOptions {
         self.keepaliveTimeMs = keepaliveTimeMs
         self.keepaliveTimeoutMs = keepaliveTimeoutMs
         self.connectTimeoutMs = connectTimeoutMs
+        self.callCredentials = callCredentials
+        self.allowInsecureCallCredentials = allowInsecureCallCredentials
+        self.serviceConfig = serviceConfig
+        self.manualResolver = manualResolver
+        self.idleTimeoutMs = idleTimeoutMs
     }
 }
 
 #if compiler(>=6)
 extension ChannelOptions: Sendable {}
 #endif
-
-
-extension ChannelOptions: Equatable, Hashable {
-    public static func ==(lhs: ChannelOptions, rhs: ChannelOptions) -> Bool {
-        if lhs.tls != rhs.tls {
-            return false
-        }
-        if lhs.authority != rhs.authority {
-            return false
-        }
-        if lhs.userAgent != rhs.userAgent {
-            return false
-        }
-        if lhs.maxRecvMessageSize != rhs.maxRecvMessageSize {
-            return false
-        }
-        if lhs.maxSendMessageSize != rhs.maxSendMessageSize {
-            return false
-        }
-        if lhs.defaultCompression != rhs.defaultCompression {
-            return false
-        }
-        if lhs.defaultTimeoutMs != rhs.defaultTimeoutMs {
-            return false
-        }
-        if lhs.keepaliveTimeMs != rhs.keepaliveTimeMs {
-            return false
-        }
-        if lhs.keepaliveTimeoutMs != rhs.keepaliveTimeoutMs {
-            return false
-        }
-        if lhs.connectTimeoutMs != rhs.connectTimeoutMs {
-            return false
-        }
-        return true
-    }
-
-    public func hash(into hasher: inout Hasher) {
-        hasher.combine(tls)
-        hasher.combine(authority)
-        hasher.combine(userAgent)
-        hasher.combine(maxRecvMessageSize)
-        hasher.combine(maxSendMessageSize)
-        hasher.combine(defaultCompression)
-        hasher.combine(defaultTimeoutMs)
-        hasher.combine(keepaliveTimeMs)
-        hasher.combine(keepaliveTimeoutMs)
-        hasher.combine(connectTimeoutMs)
-    }
-}
 
 
 
@@ -1366,7 +2084,12 @@ public struct FfiConverterTypeChannelOptions: FfiConverterRustBuffer {
                 defaultTimeoutMs: FfiConverterOptionUInt64.read(from: &buf), 
                 keepaliveTimeMs: FfiConverterOptionUInt64.read(from: &buf), 
                 keepaliveTimeoutMs: FfiConverterOptionUInt64.read(from: &buf), 
-                connectTimeoutMs: FfiConverterOptionUInt64.read(from: &buf)
+                connectTimeoutMs: FfiConverterOptionUInt64.read(from: &buf), 
+                callCredentials: FfiConverterOptionTypeCallCredentials.read(from: &buf), 
+                allowInsecureCallCredentials: FfiConverterBool.read(from: &buf), 
+                serviceConfig: FfiConverterOptionString.read(from: &buf), 
+                manualResolver: FfiConverterOptionTypeManualResolver.read(from: &buf), 
+                idleTimeoutMs: FfiConverterOptionUInt64.read(from: &buf)
         )
     }
 
@@ -1381,6 +2104,11 @@ public struct FfiConverterTypeChannelOptions: FfiConverterRustBuffer {
         FfiConverterOptionUInt64.write(value.keepaliveTimeMs, into: &buf)
         FfiConverterOptionUInt64.write(value.keepaliveTimeoutMs, into: &buf)
         FfiConverterOptionUInt64.write(value.connectTimeoutMs, into: &buf)
+        FfiConverterOptionTypeCallCredentials.write(value.callCredentials, into: &buf)
+        FfiConverterBool.write(value.allowInsecureCallCredentials, into: &buf)
+        FfiConverterOptionString.write(value.serviceConfig, into: &buf)
+        FfiConverterOptionTypeManualResolver.write(value.manualResolver, into: &buf)
+        FfiConverterOptionUInt64.write(value.idleTimeoutMs, into: &buf)
     }
 }
 
@@ -1470,6 +2198,79 @@ public func FfiConverterTypeMetadataEntry_lift(_ buf: RustBuffer) throws -> Meta
 #endif
 public func FfiConverterTypeMetadataEntry_lower(_ value: MetadataEntry) -> RustBuffer {
     return FfiConverterTypeMetadataEntry.lower(value)
+}
+
+
+/**
+ * One subchannel of a channel's load-balancing policy.
+ */
+public struct SubchannelInfo {
+    public var address: String
+    public var state: ConnectivityState
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(address: String, state: ConnectivityState) {
+        self.address = address
+        self.state = state
+    }
+}
+
+#if compiler(>=6)
+extension SubchannelInfo: Sendable {}
+#endif
+
+
+extension SubchannelInfo: Equatable, Hashable {
+    public static func ==(lhs: SubchannelInfo, rhs: SubchannelInfo) -> Bool {
+        if lhs.address != rhs.address {
+            return false
+        }
+        if lhs.state != rhs.state {
+            return false
+        }
+        return true
+    }
+
+    public func hash(into hasher: inout Hasher) {
+        hasher.combine(address)
+        hasher.combine(state)
+    }
+}
+
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeSubchannelInfo: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> SubchannelInfo {
+        return
+            try SubchannelInfo(
+                address: FfiConverterString.read(from: &buf), 
+                state: FfiConverterTypeConnectivityState.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: SubchannelInfo, into buf: inout [UInt8]) {
+        FfiConverterString.write(value.address, into: &buf)
+        FfiConverterTypeConnectivityState.write(value.state, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeSubchannelInfo_lift(_ buf: RustBuffer) throws -> SubchannelInfo {
+    return try FfiConverterTypeSubchannelInfo.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeSubchannelInfo_lower(_ value: SubchannelInfo) -> RustBuffer {
+    return FfiConverterTypeSubchannelInfo.lower(value)
 }
 
 
@@ -2205,6 +3006,30 @@ fileprivate struct FfiConverterOptionUInt64: FfiConverterRustBuffer {
 #if swift(>=5.8)
 @_documentation(visibility: private)
 #endif
+fileprivate struct FfiConverterOptionDouble: FfiConverterRustBuffer {
+    typealias SwiftType = Double?
+
+    public static func write(_ value: SwiftType, into buf: inout [UInt8]) {
+        guard let value = value else {
+            writeInt(&buf, Int8(0))
+            return
+        }
+        writeInt(&buf, Int8(1))
+        FfiConverterDouble.write(value, into: &buf)
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> SwiftType {
+        switch try readInt(&buf) as Int8 {
+        case 0: return nil
+        case 1: return try FfiConverterDouble.read(from: &buf)
+        default: throw UniffiInternalError.unexpectedOptionalTag
+        }
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
 fileprivate struct FfiConverterOptionString: FfiConverterRustBuffer {
     typealias SwiftType = String?
 
@@ -2245,6 +3070,54 @@ fileprivate struct FfiConverterOptionData: FfiConverterRustBuffer {
         switch try readInt(&buf) as Int8 {
         case 0: return nil
         case 1: return try FfiConverterData.read(from: &buf)
+        default: throw UniffiInternalError.unexpectedOptionalTag
+        }
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+fileprivate struct FfiConverterOptionTypeCallCredentials: FfiConverterRustBuffer {
+    typealias SwiftType = CallCredentials?
+
+    public static func write(_ value: SwiftType, into buf: inout [UInt8]) {
+        guard let value = value else {
+            writeInt(&buf, Int8(0))
+            return
+        }
+        writeInt(&buf, Int8(1))
+        FfiConverterTypeCallCredentials.write(value, into: &buf)
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> SwiftType {
+        switch try readInt(&buf) as Int8 {
+        case 0: return nil
+        case 1: return try FfiConverterTypeCallCredentials.read(from: &buf)
+        default: throw UniffiInternalError.unexpectedOptionalTag
+        }
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+fileprivate struct FfiConverterOptionTypeManualResolver: FfiConverterRustBuffer {
+    typealias SwiftType = ManualResolver?
+
+    public static func write(_ value: SwiftType, into buf: inout [UInt8]) {
+        guard let value = value else {
+            writeInt(&buf, Int8(0))
+            return
+        }
+        writeInt(&buf, Int8(1))
+        FfiConverterTypeManualResolver.write(value, into: &buf)
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> SwiftType {
+        switch try readInt(&buf) as Int8 {
+        case 0: return nil
+        case 1: return try FfiConverterTypeManualResolver.read(from: &buf)
         default: throw UniffiInternalError.unexpectedOptionalTag
         }
     }
@@ -2325,6 +3198,31 @@ fileprivate struct FfiConverterOptionTypeCompression: FfiConverterRustBuffer {
 #if swift(>=5.8)
 @_documentation(visibility: private)
 #endif
+fileprivate struct FfiConverterSequenceString: FfiConverterRustBuffer {
+    typealias SwiftType = [String]
+
+    public static func write(_ value: [String], into buf: inout [UInt8]) {
+        let len = Int32(value.count)
+        writeInt(&buf, len)
+        for item in value {
+            FfiConverterString.write(item, into: &buf)
+        }
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> [String] {
+        let len: Int32 = try readInt(&buf)
+        var seq = [String]()
+        seq.reserveCapacity(Int(len))
+        for _ in 0 ..< len {
+            seq.append(try FfiConverterString.read(from: &buf))
+        }
+        return seq
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
 fileprivate struct FfiConverterSequenceTypeMetadataEntry: FfiConverterRustBuffer {
     typealias SwiftType = [MetadataEntry]
 
@@ -2342,6 +3240,31 @@ fileprivate struct FfiConverterSequenceTypeMetadataEntry: FfiConverterRustBuffer
         seq.reserveCapacity(Int(len))
         for _ in 0 ..< len {
             seq.append(try FfiConverterTypeMetadataEntry.read(from: &buf))
+        }
+        return seq
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+fileprivate struct FfiConverterSequenceTypeSubchannelInfo: FfiConverterRustBuffer {
+    typealias SwiftType = [SubchannelInfo]
+
+    public static func write(_ value: [SubchannelInfo], into buf: inout [UInt8]) {
+        let len = Int32(value.count)
+        writeInt(&buf, len)
+        for item in value {
+            FfiConverterTypeSubchannelInfo.write(item, into: &buf)
+        }
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> [SubchannelInfo] {
+        let len: Int32 = try readInt(&buf)
+        var seq = [SubchannelInfo]()
+        seq.reserveCapacity(Int(len))
+        for _ in 0 ..< len {
+            seq.append(try FfiConverterTypeSubchannelInfo.read(from: &buf))
         }
         return seq
     }
@@ -2392,6 +3315,72 @@ fileprivate func uniffiFutureContinuationCallback(handle: UInt64, pollResult: In
         print("uniffiFutureContinuationCallback invalid handle")
     }
 }
+private func uniffiTraitInterfaceCallAsync<T>(
+    makeCall: @escaping () async throws -> T,
+    handleSuccess: @escaping (T) -> (),
+    handleError: @escaping (Int8, RustBuffer) -> ()
+) -> UniffiForeignFuture {
+    let task = Task {
+        do {
+            handleSuccess(try await makeCall())
+        } catch {
+            handleError(CALL_UNEXPECTED_ERROR, FfiConverterString.lower(String(describing: error)))
+        }
+    }
+    let handle = UNIFFI_FOREIGN_FUTURE_HANDLE_MAP.insert(obj: task)
+    return UniffiForeignFuture(handle: handle, free: uniffiForeignFutureFree)
+
+}
+
+private func uniffiTraitInterfaceCallAsyncWithError<T, E>(
+    makeCall: @escaping () async throws -> T,
+    handleSuccess: @escaping (T) -> (),
+    handleError: @escaping (Int8, RustBuffer) -> (),
+    lowerError: @escaping (E) -> RustBuffer
+) -> UniffiForeignFuture {
+    let task = Task {
+        do {
+            handleSuccess(try await makeCall())
+        } catch let error as E {
+            handleError(CALL_ERROR, lowerError(error))
+        } catch {
+            handleError(CALL_UNEXPECTED_ERROR, FfiConverterString.lower(String(describing: error)))
+        }
+    }
+    let handle = UNIFFI_FOREIGN_FUTURE_HANDLE_MAP.insert(obj: task)
+    return UniffiForeignFuture(handle: handle, free: uniffiForeignFutureFree)
+}
+
+// Borrow the callback handle map implementation to store foreign future handles
+// TODO: consolidate the handle-map code (https://github.com/mozilla/uniffi-rs/pull/1823)
+fileprivate let UNIFFI_FOREIGN_FUTURE_HANDLE_MAP = UniffiHandleMap<UniffiForeignFutureTask>()
+
+// Protocol for tasks that handle foreign futures.
+//
+// Defining a protocol allows all tasks to be stored in the same handle map.  This can't be done
+// with the task object itself, since has generic parameters.
+fileprivate protocol UniffiForeignFutureTask {
+    func cancel()
+}
+
+extension Task: UniffiForeignFutureTask {}
+
+private func uniffiForeignFutureFree(handle: UInt64) {
+    do {
+        let task = try UNIFFI_FOREIGN_FUTURE_HANDLE_MAP.remove(handle: handle)
+        // Set the cancellation flag on the task.  If it's still running, the code can check the
+        // cancellation flag or call `Task.checkCancellation()`.  If the task has completed, this is
+        // a no-op.
+        task.cancel()
+    } catch {
+        print("uniffiForeignFutureFree: handle missing from handlemap")
+    }
+}
+
+// For testing
+public func uniffiForeignFutureHandleCountGrpcCoreUniffi() -> Int {
+    UNIFFI_FOREIGN_FUTURE_HANDLE_MAP.count
+}
 /**
  * The engine's version.
  */
@@ -2441,10 +3430,19 @@ private let initializationResult: InitializationResult = {
     if (uniffi_grpc_core_uniffi_checksum_method_call_status() != 38244) {
         return InitializationResult.apiChecksumMismatch
     }
+    if (uniffi_grpc_core_uniffi_checksum_method_callcredentials_compose() != 2537) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_grpc_core_uniffi_checksum_method_callcredentialsprovider_metadata() != 39918) {
+        return InitializationResult.apiChecksumMismatch
+    }
     if (uniffi_grpc_core_uniffi_checksum_method_channel_connect() != 40353) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_grpc_core_uniffi_checksum_method_channel_ready() != 47220) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_grpc_core_uniffi_checksum_method_channel_retry_tokens() != 2722) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_grpc_core_uniffi_checksum_method_channel_shutdown() != 14076) {
@@ -2456,16 +3454,41 @@ private let initializationResult: InitializationResult = {
     if (uniffi_grpc_core_uniffi_checksum_method_channel_state() != 63699) {
         return InitializationResult.apiChecksumMismatch
     }
+    if (uniffi_grpc_core_uniffi_checksum_method_channel_subchannels() != 43423) {
+        return InitializationResult.apiChecksumMismatch
+    }
     if (uniffi_grpc_core_uniffi_checksum_method_channel_unary() != 19603) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_grpc_core_uniffi_checksum_method_channel_wait_for_state_change() != 58411) {
         return InitializationResult.apiChecksumMismatch
     }
+    if (uniffi_grpc_core_uniffi_checksum_method_manualresolver_addresses() != 13264) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_grpc_core_uniffi_checksum_method_manualresolver_report_error() != 56282) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_grpc_core_uniffi_checksum_method_manualresolver_resolve_now_count() != 11735) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_grpc_core_uniffi_checksum_method_manualresolver_update() != 44822) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_grpc_core_uniffi_checksum_constructor_callcredentials_access_token() != 14587) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_grpc_core_uniffi_checksum_constructor_callcredentials_from_provider() != 54363) {
+        return InitializationResult.apiChecksumMismatch
+    }
     if (uniffi_grpc_core_uniffi_checksum_constructor_channel_new() != 10961) {
         return InitializationResult.apiChecksumMismatch
     }
+    if (uniffi_grpc_core_uniffi_checksum_constructor_manualresolver_new() != 12809) {
+        return InitializationResult.apiChecksumMismatch
+    }
 
+    uniffiCallbackInitCallCredentialsProvider()
     return InitializationResult.ok
 }()
 
