@@ -852,6 +852,18 @@ grpc_core_result grpc_core_channel_options_set_authority(struct grpc_core_channe
                                                          size_t authority_len);
 
 /**
+ * Sets the service config (JSON, borrowed and copied): load-balancing
+ * policy (`pick_first`, `round_robin`), per-method timeout, waitForReady,
+ * message size limits, retry/hedging policies (applied to
+ * `grpc_core_channel_unary*`), retry throttling, `healthCheckConfig`.
+ * Checked here (INVALID_ARGUMENT with the reason in `grpc_core_last_error`)
+ * and applied by `grpc_core_channel_new`.
+ */
+grpc_core_result grpc_core_channel_options_set_service_config(struct grpc_core_channel_options *opts,
+                                                              const char *json,
+                                                              size_t json_len);
+
+/**
  * Sets a prefix for the `user-agent` header (borrowed, copied).
  */
 grpc_core_result grpc_core_channel_options_set_user_agent(struct grpc_core_channel_options *opts,

@@ -261,6 +261,25 @@ pub unsafe extern "C" fn grpc_core_channel_options_set_authority(
     }
 }
 
+/// Sets the service config (JSON, borrowed and copied): load-balancing
+/// policy (`pick_first`, `round_robin`), per-method timeout, waitForReady,
+/// message size limits, retry/hedging policies (applied to
+/// `grpc_core_channel_unary*`), retry throttling, `healthCheckConfig`.
+/// Checked here (INVALID_ARGUMENT with the reason in `grpc_core_last_error`)
+/// and applied by `grpc_core_channel_new`.
+#[no_mangle]
+pub unsafe extern "C" fn grpc_core_channel_options_set_service_config(
+    opts: *mut grpc_core_channel_options,
+    json: *const c_char,
+    json_len: usize,
+) -> grpc_core_result {
+    ffi_guard! {
+        let j = str_arg(json, json_len, "json")?.to_string();
+        engine::client::ServiceConfig::parse(&j).map_err(|e| FfiError::invalid(e.message().to_string()))?;
+        with_opts(opts, |o| o.base.service_config = Some(j))
+    }
+}
+
 /// Sets a prefix for the `user-agent` header (borrowed, copied).
 #[no_mangle]
 pub unsafe extern "C" fn grpc_core_channel_options_set_user_agent(

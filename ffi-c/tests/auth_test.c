@@ -558,6 +558,29 @@ static void test_health(void) {
   CHECK_OK(grpc_core_server_free(srv));
 }
 
+/* ---- service config ---- */
+static void test_service_config(void) {
+  srv_t s;
+  char out[256];
+  grpc_core_channel_options *o = NULL;
+  grpc_core_channel *ch = NULL;
+  const char *bad = "{\"methodConfig\": [";
+  const char *cfg = "{\"methodConfig\": [{\"name\": [{\"service\": \"test.Svc\"}], \"timeout\": \"0.1s\"}]}";
+  CHECK(srv_up(&s, 0, 0));
+  CHECK_OK(grpc_core_channel_options_new(&o));
+  CHECK_RESULT(grpc_core_channel_options_set_service_config(o, bad, strlen(bad)), GRPC_CORE_ERROR_INVALID_ARGUMENT);
+  CHECK(strstr(grpc_core_last_error(), "service config") != NULL);
+  CHECK_RESULT(grpc_core_channel_options_set_service_config(o, NULL, 3), GRPC_CORE_ERROR_NULL_ARGUMENT);
+  CHECK_OK(grpc_core_channel_options_set_service_config(o, cfg, strlen(cfg)));
+  CHECK_OK(grpc_core_channel_new(s.target, strlen(s.target), o, &ch));
+  grpc_core_channel_options_free(o);
+  CHECK(call_test(ch, "hello", out, sizeof out) == 0);
+  /* The config's 100 ms timeout ends the call before the server's 500 ms sleep. */
+  CHECK(call_test(ch, "sleep", out, sizeof out) == 4);
+  CHECK_OK(grpc_core_channel_free(ch));
+  CHECK(srv_down(&s));
+}
+
 /* ---- logs ---- */
 static atomic_int g_logs, g_connect_logs;
 
@@ -632,6 +655,7 @@ int main(int argc, char **argv) {
   RUN(test_access_token);
   RUN(test_health);
   RUN(test_logging);
+  RUN(test_service_config);
   free(g_ca);
   free(g_cert);
   free(g_key);
