@@ -34,6 +34,10 @@ async function backend() {
       const n = (b.attempts.get(name) || 0) + 1;
       b.attempts.set(name, n);
       if (n <= b.failFirst) return cb({ code: b.failCode, details: `attempt ${n} fails` });
+      if (n === 1 && b.stallFirst) {
+        call.on('cancelled', () => (b.cancelled = (b.cancelled || 0) + 1));
+        return; // never answers: a hedged attempt must win
+      }
       cb(null, { message: b.addr, n });
     },
     serverStream(call) {
@@ -246,6 +250,21 @@ test.describe('retries (service config retryPolicy)', () => {
     b.failFirst = 1;
     await assert.rejects(unary(client({ 'grpc.enable_retries': 0 }), 'r'), (e) => e.code === grpc.status.UNAVAILABLE);
     assert.equal(b.attempts.get('r'), 1);
+  });
+
+  test('hedgingPolicy: a second attempt after hedgingDelay wins over a stalled first, which is cancelled', async () => {
+    b.stallFirst = true;
+    const hedged = JSON.stringify({
+      methodConfig: [{ name: [{ service: 'test.v1.Tester' }], hedgingPolicy: { maxAttempts: 3, hedgingDelay: '0.05s' } }],
+    });
+    const c = new Tester(b.addr, insecure(), { 'grpc.service_config': hedged });
+    clients.push(c);
+    const t0 = Date.now();
+    assert.equal(await unary(c, 'h'), b.addr);
+    assert.ok(Date.now() - t0 < 2000);
+    assert.ok(b.attempts.get('h') >= 2);
+    for (let i = 0; i < 100 && !b.cancelled; i++) await sleep(10);
+    assert.ok(b.cancelled >= 1, 'the stalled attempt was cancelled');
   });
 
   test('an invalid service config is refused at construction', () => {
