@@ -196,13 +196,11 @@ class Metadata {
 }
 
 /**
- * Whether a read event carries response headers to report. The engine gives
- * a trailers-only response empty headers; grpc-js reports none for it, so
- * empty headers that come with an error status and no message are dropped.
+ * Whether a read event carries response headers to report (the engine sends
+ * none for a trailers-only response, which grpc-js reports no headers for).
  */
 function hasHeaders(ev) {
-  if (!ev.md) return false;
-  return ev.md.length > 0 || ev.msg || ev.code === undefined || ev.code === null || ev.code === 0;
+  return !!ev.md;
 }
 
 function statusFromEvent(ev) {

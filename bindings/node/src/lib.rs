@@ -756,7 +756,9 @@ impl CallNative {
             let mut md = None;
             if !state.got_headers.swap(true, Ordering::AcqRel) {
                 match r.initial_metadata().await {
-                    Ok(m) => md = Some(m),
+                    // A trailers-only response has no headers to report (as in grpc-js).
+                    Ok(m) if r.headers_received() => md = Some(m),
+                    Ok(_) => {}
                     Err(s) => return post_status(id, s),
                 }
             }
