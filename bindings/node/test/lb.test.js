@@ -174,6 +174,13 @@ test.describe('load balancing and name resolution', () => {
     assert.throws(() => client('manual:///x', { 'grpc-core.manual_resolver': {} }), TypeError);
   });
 
+  test('dns: targets (grpc-js forms) reach the backend; dns_min_time_between_resolutions_ms accepted', async () => {
+    for (const target of [`dns:127.0.0.1:${bs[0].port}`, `dns:///localhost:${bs[0].port}`, `localhost:${bs[0].port}`]) {
+      const c = client(target, { 'grpc.dns_min_time_between_resolutions_ms': 1000, 'grpc.client_idle_timeout_ms': 60000 });
+      assert.equal(await unary(c, 'dns'), bs[0].addr, target);
+    }
+  });
+
   test('client getPeer() is the connected server address, also behind a resolver', async () => {
     const resolver = new grpc.ManualResolver([bs[1].addr]);
     const c = client('manual:///peer', { 'grpc-core.manual_resolver': resolver });
