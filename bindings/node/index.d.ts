@@ -136,7 +136,31 @@ export interface ChannelOptions {
   'grpc.default_compression_algorithm'?: compressionAlgorithms;
   /** Send call credentials over plaintext too (else such calls fail with UNAUTHENTICATED). */
   'grpc-core.allow_insecure_call_credentials'?: boolean;
+  /** Service config JSON: loadBalancingConfig, methodConfig (timeout, waitForReady, retryPolicy, hedgingPolicy), retryThrottling, healthCheckConfig. */
+  'grpc.service_config'?: string;
+  /** `pick_first` (default) or `round_robin`, when the service config names no policy. */
+  'grpc.lb_policy_name'?: string;
+  /** 0 removes the service config's retry and hedging policies. */
+  'grpc.enable_retries'?: number;
+  /** With no call for this long the channel goes IDLE (0: never; default 30 min). */
+  'grpc.client_idle_timeout_ms'?: number;
+  /** How often a `dns:` target is re-resolved (default 30 s). */
+  'grpc.dns_min_time_between_resolutions_ms'?: number;
+  /** The resolver for a `manual:///name` target. */
+  'grpc-core.manual_resolver'?: ManualResolver;
   [key: string]: any;
+}
+
+/**
+ * A resolver the application feeds addresses to (grpc-core's addition):
+ * pass it as `grpc-core.manual_resolver` with a `manual:///name` target.
+ */
+export declare class ManualResolver {
+  constructor(addresses?: string[]);
+  /** Replaces the backends: `ip:port`, `[ipv6]:port` or `unix:/path`. */
+  update(addresses: string[]): void;
+  /** Calls fail fast with UNAVAILABLE and this message until the next update. */
+  reportError(message: string): void;
 }
 
 export declare class Channel {

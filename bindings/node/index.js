@@ -196,13 +196,11 @@ class Metadata {
 }
 
 /**
- * Whether a read event carries response headers to report. The engine gives
- * a trailers-only response empty headers; grpc-js reports none for it, so
- * empty headers that come with an error status and no message are dropped.
+ * Whether a read event carries response headers to report (the engine sends
+ * none for a trailers-only response, which grpc-js reports no headers for).
  */
 function hasHeaders(ev) {
-  if (!ev.md) return false;
-  return ev.md.length > 0 || ev.msg || ev.code === undefined || ev.code === null || ev.code === 0;
+  return !!ev.md;
 }
 
 function statusFromEvent(ev) {
@@ -377,6 +375,57 @@ function sizeOption(v) {
   return typeof v === 'number' ? v : undefined;
 }
 
+function numOption(v) {
+  return typeof v === 'number' && Number.isFinite(v) ? v : undefined;
+}
+
+/**
+ * The service config JSON for the engine: `grpc.service_config`, with
+ * `grpc.lb_policy_name` as the policy when the config names none, and
+ * retry/hedging policies removed under `grpc.enable_retries: 0` (as grpc-js).
+ */
+function serviceConfigOf(options) {
+  const text = options['grpc.service_config'];
+  const lb = options['grpc.lb_policy_name'];
+  const noRetries = options['grpc.enable_retries'] === 0;
+  if (text === undefined && lb === undefined) return undefined;
+  let cfg = {};
+  if (text !== undefined) {
+    if (!noRetries && lb === undefined) return String(text);
+    cfg = JSON.parse(String(text));
+  }
+  if (lb !== undefined && cfg.loadBalancingConfig === undefined && cfg.loadBalancingPolicy === undefined) {
+    cfg.loadBalancingConfig = [{ [String(lb)]: {} }];
+  }
+  if (noRetries && Array.isArray(cfg.methodConfig)) {
+    for (const m of cfg.methodConfig) {
+      delete m.retryPolicy;
+      delete m.hedgingPolicy;
+    }
+  }
+  return JSON.stringify(cfg);
+}
+
+/**
+ * A resolver the application feeds addresses to (grpc-core's addition to
+ * the grpc-js API): pass it as the channel option `grpc-core.manual_resolver`
+ * with a `manual:///name` target, then `update(['127.0.0.1:50051', ...])`
+ * whenever the backends change.
+ */
+class ManualResolver {
+  constructor(addresses) {
+    this._native = new native.ManualResolverNative();
+    if (addresses !== undefined) this.update(addresses);
+  }
+  update(addresses) {
+    if (!Array.isArray(addresses)) throw new TypeError('addresses must be an array of strings');
+    this._native.update(addresses.map(String));
+  }
+  reportError(message) {
+    this._native.reportError(String(message));
+  }
+}
+
 class Channel {
   constructor(target, creds, options = {}) {
     if (!(creds instanceof ChannelCredentials)) throw new TypeError('Channel credentials must be a ChannelCredentials object');
@@ -391,13 +440,23 @@ class Channel {
       maxSend: sizeOption(options['grpc.max_send_message_length']),
       compression: options['grpc.default_compression_algorithm'],
       allowInsecureCreds: !!options['grpc-core.allow_insecure_call_credentials'],
+      serviceConfig: serviceConfigOf(options),
+      idleTimeoutMs: numOption(options['grpc.client_idle_timeout_ms']),
+      dnsRefreshMs: numOption(options['grpc.dns_min_time_between_resolutions_ms']),
     };
+    const resolver = options['grpc-core.manual_resolver'];
+    if (resolver !== undefined && !(resolver instanceof ManualResolver)) throw new TypeError('grpc-core.manual_resolver must be a ManualResolver');
     if (creds._secure) {
       if (creds._rootCerts) cfg.rootCerts = creds._rootCerts;
       if (creds._privateKey) cfg.privateKey = creds._privateKey;
       if (creds._certChain) cfg.certChain = creds._certChain;
     }
-    this._native = new native.ChannelNative(target, cfg, creds._callCreds ? creds._callCreds._native || undefined : undefined);
+    this._native = new native.ChannelNative(
+      target,
+      cfg,
+      creds._callCreds ? creds._callCreds._native || undefined : undefined,
+      resolver ? resolver._native : undefined,
+    );
   }
   getTarget() {
     return this._target;
@@ -473,8 +532,14 @@ class ClientUnaryCallImpl extends EventEmitter {
     if (this._native) this._native.cancel();
   }
   getPeer() {
-    return this._peer;
+    return nativePeer(this._native, this._peer);
   }
+}
+
+/** The connected server address from the engine once the call started, else `fallback`. */
+function nativePeer(n, fallback) {
+  const p = n && typeof n.peer === 'function' ? n.peer() : null;
+  return p || fallback;
 }
 
 function fixCancelDetails(call, st) {
@@ -648,7 +713,7 @@ class ClientReadableStreamImpl extends Readable {
     this._call.cancel();
   }
   getPeer() {
-    return this._peer;
+    return nativePeer(this._call.native, this._peer);
   }
 }
 
@@ -682,7 +747,7 @@ class ClientWritableStreamImpl extends Writable {
     if (this._native) this._native.cancel();
   }
   getPeer() {
-    return this._peer;
+    return nativePeer(this._native, this._peer);
   }
 }
 
@@ -707,7 +772,7 @@ class ClientDuplexStreamImpl extends Duplex {
     this._call.cancel();
   }
   getPeer() {
-    return this._peer;
+    return nativePeer(this._call.native, this._peer);
   }
 }
 
@@ -968,7 +1033,7 @@ class NativeInterceptingCall {
     this.held = false;
   }
   getPeer() {
-    return literalPeer(this.channel.getTarget());
+    return nativePeer(this.native, literalPeer(this.channel.getTarget()));
   }
   start(metadata, listener) {
     if (this.done || this.listener !== null) return;
@@ -1312,10 +1377,10 @@ const kInterceptors = Symbol('interceptors');
 const kInterceptorProviders = Symbol('interceptorProviders');
 
 /**
- * The client's peer as far as this binding can know it: the target itself
- * when it is a literal `ip:port` (the only address the channel can connect
- * to), else 'unknown'. The engine does not report a client call's
- * connected address yet.
+ * A client call's peer before the engine reports the connected address
+ * (streaming calls report it once started; see nativePeer), and for unary
+ * calls, whose engine path does not: the target itself when it is a single
+ * literal `ip:port`, else 'unknown'.
  */
 function literalPeer(target) {
   const t = String(target).replace(/^ipv[46]:/, '');
@@ -2140,6 +2205,7 @@ module.exports = {
   CallCredentials,
   ServerCredentials,
   Channel,
+  ManualResolver,
   Client,
   Server,
   makeClientConstructor,

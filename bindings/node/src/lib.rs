@@ -17,8 +17,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use grpc_core::surface::{
     self, AuthContext, AuthMetadataContext, CallCredentials, CallHandle, CallOptions, CallReceiver, CallSender,
-    Channel, ChannelOptions, ClientTlsConfig, Code, Compression, IncomingCall, Metadata, MetadataValue, MethodKind,
-    Server, ServerOptions, ServerReceiver, ServerSender, ServerTlsConfig, Status,
+    Channel, ChannelOptions, ClientTlsConfig, Code, Compression, IncomingCall, ManualResolver, Metadata, MetadataValue,
+    MethodKind, Server, ServerOptions, ServerReceiver, ServerSender, ServerTlsConfig, Status,
 };
 use napi::bindgen_prelude::{Buffer, Either, Function};
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
@@ -374,6 +374,41 @@ pub struct ChannelConfig {
     pub compression: Option<u32>,
     /// Send call credentials over plaintext too.
     pub allow_insecure_creds: Option<bool>,
+    /// Service config JSON (`grpc.service_config`, with the JS layer's
+    /// `grpc.lb_policy_name` / `grpc.enable_retries` folded in).
+    pub service_config: Option<String>,
+    /// `grpc.client_idle_timeout_ms` (0: never).
+    pub idle_timeout_ms: Option<f64>,
+    /// `grpc.dns_min_time_between_resolutions_ms`: the `dns:` refresh period.
+    pub dns_refresh_ms: Option<f64>,
+}
+
+/// A resolver the user feeds addresses to, for `manual:///name` targets.
+#[napi]
+pub struct ManualResolverNative {
+    r: ManualResolver,
+}
+
+#[napi]
+impl ManualResolverNative {
+    /// A resolver with no addresses yet (calls wait, or fail fast).
+    #[napi(constructor)]
+    #[allow(clippy::new_without_default)] // a napi constructor
+    pub fn new() -> Self {
+        ManualResolverNative { r: ManualResolver::new() }
+    }
+
+    /// Replaces the address list (`ip:port`, `[ipv6]:port`, `unix:/path`).
+    #[napi]
+    pub fn update(&self, addrs: Vec<String>) -> napi::Result<()> {
+        self.r.update_from_strs(addrs).map_err(|e| napi::Error::from_reason(e.message().to_string()))
+    }
+
+    /// Reports a resolution error: calls fail fast with UNAVAILABLE and this message.
+    #[napi]
+    pub fn report_error(&self, message: String) {
+        self.r.report_error(message);
+    }
 }
 
 fn size_limit(v: Option<i64>, default: usize) -> usize {
@@ -394,7 +429,12 @@ pub struct ChannelNative {
 impl ChannelNative {
     /// Creates a channel (connects lazily).
     #[napi(constructor)]
-    pub fn new(target: String, config: Option<ChannelConfig>, creds: Option<&CallCredsNative>) -> napi::Result<Self> {
+    pub fn new(
+        target: String,
+        config: Option<ChannelConfig>,
+        creds: Option<&CallCredsNative>,
+        resolver: Option<&ManualResolverNative>,
+    ) -> napi::Result<Self> {
         let c = config.unwrap_or_default();
         let mut o = ChannelOptions {
             call_credentials: creds.map(|c| c.creds.clone()),
@@ -416,6 +456,14 @@ impl ChannelNative {
         o.max_recv_message_size = size_limit(c.max_recv, o.max_recv_message_size);
         o.max_send_message_size = size_limit(c.max_send, o.max_send_message_size);
         o.default_compression = compression_from(c.compression);
+        o.service_config = c.service_config;
+        o.manual_resolver = resolver.map(|r| r.r.clone());
+        if let Some(ms) = c.idle_timeout_ms {
+            o.idle_timeout = timeout_from(Some(ms)).filter(|d| !d.is_zero());
+        }
+        if let Some(d) = timeout_from(c.dns_refresh_ms).filter(|d| !d.is_zero()) {
+            o.dns_refresh_interval = d;
+        }
         let ch = Channel::new(&target, o).map_err(|e| napi::Error::from_reason(e.message().to_string()))?;
         Ok(ChannelNative { ch })
     }
@@ -495,19 +543,13 @@ impl ChannelNative {
         let state = Arc::new(ClientState::default());
         let st = state.clone();
         let ch = self.ch.clone();
-        surface::spawn(async move {
-            let mut call = match ch.call(&method, opts).await {
-                Ok(c) => c,
-                Err(s) => return post_status(id, s),
-            };
-            if !st.attach(call.handle()) {
-                call.cancel();
+        // The engine's unary path (service-config retries and hedging);
+        // cancel aborts this task, which drops the attempts (RST_STREAM).
+        let task = surface::spawn(async move {
+            let r = ch.unary(&method, msg, opts).await;
+            if st.done.swap(true, Ordering::AcqRel) {
+                return;
             }
-            let r = async {
-                call.send_last(msg).await?;
-                call.recv_unary().await
-            }
-            .await;
             match r {
                 Ok(resp) => post(Event {
                     id,
@@ -519,6 +561,8 @@ impl ChannelNative {
                 Err(s) => post_status(id, s),
             }
         });
+        state.unary_id.store(id, Ordering::Release);
+        *state.abort.lock().unwrap_or_else(|e| e.into_inner()) = Some(task.abort_handle());
         Ok(CallNative { state })
     }
 
@@ -546,6 +590,7 @@ impl ChannelNative {
                         call.cancel();
                     }
                     let (s, r) = call.split();
+                    *st.peer.lock().unwrap_or_else(|e| e.into_inner()) = Some(r.peer().to_string());
                     *send_guard = Some(s);
                     *recv_guard = Some(r);
                 }
@@ -579,6 +624,12 @@ struct ClientState {
     sender: Arc<tokio::sync::Mutex<Option<CallSender>>>,
     receiver: Arc<tokio::sync::Mutex<Option<CallReceiver>>>,
     got_headers: AtomicBool,
+    /// The connected server address, once a streaming call started.
+    peer: Mutex<Option<String>>,
+    /// Unary calls: the engine task, its completion id, and whether it was reported.
+    abort: Mutex<Option<tokio::task::AbortHandle>>,
+    unary_id: AtomicU32,
+    done: AtomicBool,
 }
 
 impl ClientState {
@@ -613,6 +664,18 @@ impl CallNative {
         if let Some(h) = self.state.handle.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
             h.cancel();
         }
+        if let Some(task) = self.state.abort.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            if !self.state.done.swap(true, Ordering::AcqRel) {
+                task.abort();
+                post_status(self.state.unary_id.load(Ordering::Acquire), Status::cancelled("Cancelled on client"));
+            }
+        }
+    }
+
+    /// The server address the call went to (`ip:port`), once known.
+    #[napi]
+    pub fn peer(&self) -> Option<String> {
+        self.state.peer.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// Sends a message (`last` half-closes with it); completes `id` (if
@@ -693,7 +756,9 @@ impl CallNative {
             let mut md = None;
             if !state.got_headers.swap(true, Ordering::AcqRel) {
                 match r.initial_metadata().await {
-                    Ok(m) => md = Some(m),
+                    // A trailers-only response has no headers to report (as in grpc-js).
+                    Ok(m) if r.headers_received() => md = Some(m),
+                    Ok(_) => {}
                     Err(s) => return post_status(id, s),
                 }
             }

@@ -34,6 +34,16 @@ const withToken = grpc.credentials.combineChannelCredentials(
 void withToken;
 
 const client = new Tester('localhost:50051', insecure, { 'grpc.max_receive_message_length': 1 << 20 });
+const resolver = new grpc.ManualResolver(['127.0.0.1:50051']);
+resolver.update(['127.0.0.1:50052', '[::1]:50053']);
+const balanced = new grpc.Channel('manual:///typed', insecure, {
+  'grpc-core.manual_resolver': resolver,
+  'grpc.lb_policy_name': 'round_robin',
+  'grpc.service_config': '{}',
+  'grpc.enable_retries': 0,
+  'grpc.client_idle_timeout_ms': 60_000,
+});
+void balanced;
 const unary: grpc.ClientUnaryCall = client.makeUnaryRequest<Req, Resp>(
   '/test.v1.Tester/Unary',
   (r) => Buffer.from(JSON.stringify(r)),
