@@ -297,6 +297,8 @@ async fn calls_know_their_peer_and_whether_headers_came() {
     call.close_send().await.unwrap();
     let (_tx, rx) = call.split();
     assert!(rx.headers_received(), "a normal response has headers");
+    let r = bounded("unary", ch.unary("/ch.S/Peer", Bytes::new(), CallOptions::default())).await.unwrap();
+    assert_eq!(r.peer, addr, "a unary response names the server that answered");
     assert_eq!(rx.peer(), addr);
     // Trailers-only (unknown method): no headers.
     let mut call = bounded("start", ch.call("/ch.S/Nope", CallOptions::default())).await.unwrap();

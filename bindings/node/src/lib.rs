@@ -552,7 +552,7 @@ impl ChannelNative {
             }
             match r {
                 Ok(resp) => post(Event {
-                    id,
+                    id: st.set_peer(resp.peer, id),
                     md: Some(resp.initial_metadata),
                     msg: Some(resp.message),
                     status: Some(Status::ok().with_metadata(resp.trailing_metadata)),
@@ -633,6 +633,12 @@ struct ClientState {
 }
 
 impl ClientState {
+    /// Records the answering server (for `getPeer()`); passes `id` through.
+    fn set_peer(&self, peer: String, id: u32) -> u32 {
+        *self.peer.lock().unwrap_or_else(|e| e.into_inner()) = Some(peer);
+        id
+    }
+
     /// Keeps the cancel handle; false if the call was cancelled already.
     fn attach(&self, h: CallHandle) -> bool {
         let mut slot = self.handle.lock().unwrap_or_else(|e| e.into_inner());

@@ -201,6 +201,13 @@ test.describe('load balancing and name resolution', () => {
       unaryCall = ic.unary({ name: 'u' }, (e) => (e ? reject(e) : resolve()));
     });
     assert.equal(unaryCall.getPeer(), bs[1].addr);
+
+    // A plain unary call (the engine's unary path) knows its server too.
+    let plain;
+    await new Promise((resolve, reject) => {
+      plain = c.unary({ name: 'u' }, (e) => (e ? reject(e) : resolve()));
+    });
+    assert.equal(plain.getPeer(), bs[1].addr);
   });
 });
 

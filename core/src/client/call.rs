@@ -29,6 +29,8 @@ pub struct UnaryResponse {
     pub initial_metadata: Metadata,
     /// Response trailers.
     pub trailing_metadata: Metadata,
+    /// The server address that answered (`ip:port` or `unix:path`).
+    pub peer: String,
 }
 
 #[derive(Debug)]
@@ -718,6 +720,7 @@ impl ClientCall {
             message,
             initial_metadata: self.receiver.initial_metadata.clone().unwrap_or_default(),
             trailing_metadata,
+            peer: self.peer().to_string(),
         })
     }
 
