@@ -37,7 +37,6 @@ use opentelemetry::{Context, KeyValue};
 
 use crate::auth::BoxFuture;
 use crate::interceptor::{CallObserver, ClientCallHead, ClientInterceptor, ServerCallHead, ServerInterceptor};
-use crate::metadata::Metadata;
 use crate::server::CallInfo;
 use crate::status::Status;
 
@@ -214,16 +213,30 @@ struct CallState {
     spans: Mutex<(Option<BoxedSpan>, Option<BoxedSpan>)>,
 }
 
+/// Messages and wire bytes one way.
+#[derive(Clone, Copy, Default)]
+struct Tally {
+    messages: u64,
+    bytes: u64,
+}
+
+/// Sent, received.
 #[derive(Default)]
 struct Counts {
-    sent: u64,
-    rcvd: u64,
-    sent_seq: u64,
-    rcvd_seq: u64,
+    sent: Tally,
+    rcvd: Tally,
 }
 
 impl CallState {
-    fn event(&self, name: &'static str, seq: u64, m: &Bytes, wire_len: usize) {
+    /// Counts one message one way and adds its span event.
+    fn message(&self, name: &'static str, sent: bool, m: &Bytes, wire_len: usize) {
+        let seq = {
+            let mut c = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+            let t = if sent { &mut c.sent } else { &mut c.rcvd };
+            t.bytes += wire_len as u64;
+            t.messages += 1;
+            t.messages - 1
+        };
         let mut spans = self.spans.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(s) = spans.0.as_mut() {
             s.add_event(
@@ -240,32 +253,18 @@ impl CallState {
 
 impl CallObserver for CallState {
     fn on_send_message(&self, m: &Bytes, wire_len: usize) {
-        let seq = {
-            let mut c = self.counts.lock().unwrap_or_else(|e| e.into_inner());
-            c.sent += wire_len as u64;
-            c.sent_seq += 1;
-            c.sent_seq - 1
-        };
-        self.event("Outbound message", seq, m, wire_len);
+        self.message("Outbound message", true, m, wire_len);
     }
 
-    fn on_initial_metadata(&self, _md: &mut Metadata) {}
-
     fn on_recv_message(&self, m: &Bytes, wire_len: usize) {
-        let seq = {
-            let mut c = self.counts.lock().unwrap_or_else(|e| e.into_inner());
-            c.rcvd += wire_len as u64;
-            c.rcvd_seq += 1;
-            c.rcvd_seq - 1
-        };
-        self.event("Inbound message", seq, m, wire_len);
+        self.message("Inbound message", false, m, wire_len);
     }
 
     fn on_finish(&self, st: &Status) {
         let elapsed = self.start.elapsed().as_secs_f64();
         let (sent, rcvd) = {
             let c = self.counts.lock().unwrap_or_else(|e| e.into_inner());
-            (c.sent, c.rcvd)
+            (c.sent.bytes, c.rcvd.bytes)
         };
         let mut with_status = self.attrs.clone();
         with_status.push(KeyValue::new("grpc.status", st.code().name()));

@@ -376,7 +376,7 @@ impl CallSender {
             }
         };
         if let Some((o, m)) = observed {
-            o.send(&m, head.len() + body.as_ref().map_or(0, Bytes::len) - crate::codec::HEADER_LEN);
+            o.send(&m, crate::codec::wire_len(&head, &body));
         }
         self.half_closed = last;
         self.write(head, body, last).await

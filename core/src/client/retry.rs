@@ -114,13 +114,7 @@ fn pushback(st: &Status) -> Option<Option<Duration>> {
 }
 
 fn jitter(max: Duration) -> Duration {
-    // A cheap uniform draw in [0, max): splitmix64 over the clock.
-    let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos() as u64;
-    let mut z = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^= z >> 31;
-    max.mul_f64((z >> 11) as f64 / (1u64 << 53) as f64)
+    max.mul_f64(super::conn::rand_unit())
 }
 
 /// Sleeps `d`, unless the deadline comes first: then DEADLINE_EXCEEDED.

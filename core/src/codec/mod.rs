@@ -18,7 +18,7 @@ pub const DEFAULT_MAX_RECV_MESSAGE_SIZE: usize = 4 * 1024 * 1024;
 /// Default maximum sent message size (unlimited, as in grpc-go).
 pub const DEFAULT_MAX_SEND_MESSAGE_SIZE: usize = usize::MAX;
 
-pub(crate) const HEADER_LEN: usize = 5;
+const HEADER_LEN: usize = 5;
 
 /// A received message and whether it arrived compressed on the wire.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -94,6 +94,12 @@ pub(crate) fn frame_parts(
     head.put_u8(0);
     head.put_u32(len);
     Ok((head.freeze(), Some(msg)))
+}
+
+/// The payload size on the wire of a frame from [`frame_parts`] (compressed
+/// size, the 5-byte prefix excluded).
+pub(crate) fn wire_len(head: &Bytes, body: &Option<Bytes>) -> usize {
+    head.len() + body.as_ref().map_or(0, Bytes::len) - HEADER_LEN
 }
 
 fn too_large_to_send(len: usize, max: usize) -> Status {

@@ -292,7 +292,7 @@ impl ServerSender {
         let observed = self.shared.observers.get().map(|o| (o.clone(), msg.clone()));
         let (head, body) = frame_parts(msg, if compress { self.response_compression } else { None }, self.max_send)?;
         if let Some((o, m)) = observed {
-            o.send(&m, head.len() + body.as_ref().map_or(0, Bytes::len) - crate::codec::HEADER_LEN);
+            o.send(&m, crate::codec::wire_len(&head, &body));
         }
         let _sending = SendingGuard::new(&self.shared);
         match write_parts(&self.shared.stream, head, body, false).await {

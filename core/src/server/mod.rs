@@ -229,17 +229,18 @@ impl ServerBuilder {
         if let Some(t) = &self.opts.telemetry {
             self.interceptors.insert(0, Arc::new(t.server_interceptor()));
         }
+        let mut services: std::collections::HashSet<String> = self
+            .methods
+            .keys()
+            .filter_map(|p| p.strip_prefix('/').and_then(|p| p.split_once('/')).map(|(s, _)| s.to_string()))
+            .collect();
         if let Some(index) = self.reflection.take() {
-            let mut names: Vec<String> = self
-                .methods
-                .keys()
-                .filter_map(|p| p.strip_prefix('/').and_then(|p| p.split_once('/')).map(|(s, _)| s.to_string()))
-                .chain([crate::reflection::SERVICE_V1.to_string(), crate::reflection::SERVICE_V1ALPHA.to_string()])
-                .collect();
+            let reflection = [crate::reflection::SERVICE_V1, crate::reflection::SERVICE_V1ALPHA];
+            services.extend(reflection.map(str::to_string));
+            let mut names: Vec<String> = services.iter().cloned().collect();
             names.sort();
-            names.dedup();
             let (index, names) = (Arc::new(index), Arc::new(names));
-            for svc in [crate::reflection::SERVICE_V1, crate::reflection::SERVICE_V1ALPHA] {
+            for svc in reflection {
                 let h = crate::reflection::handler(index.clone(), names.clone());
                 self.methods.insert(
                     format!("/{svc}/ServerReflectionInfo"),
@@ -248,11 +249,6 @@ impl ServerBuilder {
             }
         }
         let tls = self.opts.tls.as_ref().map(|t| t.build()).transpose()?;
-        let services = self
-            .methods
-            .keys()
-            .filter_map(|p| p.strip_prefix('/').and_then(|p| p.split_once('/')).map(|(s, _)| s.to_string()))
-            .collect();
         Ok(Server {
             inner: Arc::new(ServerInner {
                 opts: self.opts,
