@@ -43,11 +43,6 @@ async fn ping(ch: &Channel) -> Result<String, Status> {
     Ok(String::from_utf8(r.message.to_vec()).unwrap())
 }
 
-/// A port nothing listens on (bound, then released).
-fn dead_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
 fn fast_backoff() -> ChannelOptions {
     ChannelOptions {
         backoff: BackoffConfig {

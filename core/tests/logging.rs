@@ -12,10 +12,6 @@ use grpc_core::{
     CallOptions, Channel, ChannelOptions, ConnectivityState, MethodKind, Server, ServerCall, ServerOptions, Status,
 };
 
-fn dead_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
 async fn fail_to_connect() {
     let ch = Channel::new(&format!("127.0.0.1:{}", dead_port()), ChannelOptions::default()).unwrap();
     ch.connect();

@@ -46,6 +46,11 @@ pub(crate) async fn echo(mut call: ServerCall) -> Status {
     }
 }
 
+/// A port nothing listens on (bound, then released).
+pub(crate) fn dead_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
 /// Awaits `f`, failing the test if it takes longer than [`BOUND`].
 pub(crate) async fn bounded<F: Future>(what: &str, f: F) -> F::Output {
     match tokio::time::timeout(BOUND, f).await {
