@@ -17,8 +17,10 @@ fn decode<M: Message + Default>(b: Bytes) -> Result<M, Status> {
     M::decode(b).map_err(|e| Status::internal(format!("failed to decode the request: {e}")))
 }
 
+/// Encodes into grpc-core's recycled message buffer, as a user of the Rust
+/// API with their own prost version would (`typed::encode` for core's prost).
 fn encode<M: Message>(m: &M) -> Bytes {
-    Bytes::from(m.encode_to_vec())
+    grpc_core::typed::encode_with(m.encoded_len(), |b| m.encode_raw(b))
 }
 
 async fn say_hello(mut call: ServerCall) -> Status {

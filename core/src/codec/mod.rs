@@ -6,6 +6,7 @@
 //! past the receive limit.
 
 mod compression;
+pub(crate) mod pool;
 pub use compression::Compression;
 pub(crate) use compression::{accept_encoding_header, parse_accept_encoding};
 
@@ -109,8 +110,9 @@ fn too_large_to_send(len: usize, max: usize) -> Status {
 /// Incremental decoder: feed DATA chunks, take whole messages out.
 #[derive(Debug)]
 pub(crate) struct Decoder {
-    buf: BytesMut,
     chunks: std::collections::VecDeque<Bytes>,
+    /// Total bytes in `chunks`.
+    queued: usize,
     max_recv: usize,
     encoding: Option<Compression>,
     /// Length of the message whose header has been read but whose body has not fully arrived.
@@ -119,7 +121,7 @@ pub(crate) struct Decoder {
 
 impl Decoder {
     pub(crate) fn new(max_recv: usize, encoding: Option<Compression>) -> Decoder {
-        Decoder { buf: BytesMut::new(), chunks: Default::default(), max_recv, encoding, pending: None }
+        Decoder { chunks: Default::default(), queued: 0, max_recv, encoding, pending: None }
     }
 
     pub(crate) fn set_encoding(&mut self, encoding: Option<Compression>) {
@@ -129,39 +131,42 @@ impl Decoder {
     /// Adds a DATA chunk.
     pub(crate) fn push(&mut self, chunk: Bytes) {
         if !chunk.is_empty() {
+            self.queued += chunk.len();
             self.chunks.push_back(chunk);
         }
     }
 
     fn buffered(&self) -> usize {
-        self.buf.len() + self.chunks.iter().map(|c| c.len()).sum::<usize>()
+        self.queued
     }
 
-    /// Takes exactly `n` bytes from the chunk queue, without copying when one chunk holds them.
+    /// Takes exactly `n` bytes from the chunk queue, without copying when one
+    /// chunk holds them; otherwise they are copied into one buffer (the
+    /// thread's spare for large messages, see `pool`).
     fn take(&mut self, n: usize) -> Bytes {
-        if self.buf.is_empty() {
-            if let Some(front) = self.chunks.front_mut() {
-                if front.len() >= n {
-                    let out = front.split_to(n);
-                    if front.is_empty() {
-                        self.chunks.pop_front();
-                    }
-                    return out;
+        debug_assert!(n <= self.queued, "caller checked buffered()");
+        self.queued -= n;
+        if let Some(front) = self.chunks.front_mut() {
+            if front.len() >= n {
+                let out = front.split_to(n);
+                if front.is_empty() {
+                    self.chunks.pop_front();
                 }
+                return out;
             }
         }
-        self.buf.reserve(n - self.buf.len());
-        while self.buf.len() < n {
+        let mut buf = pool::buffer(n);
+        while buf.len() < n {
             let mut front = self.chunks.pop_front().expect("caller checked buffered()");
-            let need = n - self.buf.len();
+            let need = n - buf.len();
             if front.len() > need {
-                self.buf.extend_from_slice(&front.split_to(need));
+                buf.extend_from_slice(&front.split_to(need));
                 self.chunks.push_front(front);
             } else {
-                self.buf.extend_from_slice(&front);
+                buf.extend_from_slice(&front);
             }
         }
-        self.buf.split_to(n).freeze()
+        pool::split_message(buf, n)
     }
 
     /// The next whole message, if buffered. Errors: a reserved flag bit, a
