@@ -22,7 +22,7 @@ pub fn encode<M: prost::Message>(m: &M) -> Bytes {
 /// `encode_with(m.encoded_len(), |b| m.encode_raw(b))` with another prost.
 ///
 /// # Panics
-/// If `fill` appends fewer than `len` bytes.
+/// If `fill` does not append exactly `len` bytes.
 pub fn encode_with(len: usize, fill: impl FnOnce(&mut bytes::BytesMut)) -> Bytes {
     let mut buf = crate::codec::pool::buffer(len);
     fill(&mut buf);
