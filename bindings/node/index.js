@@ -12,6 +12,7 @@ const path = require('node:path');
 const { X509Certificate } = require('node:crypto');
 
 const native = require(path.join(__dirname, 'lib', 'grpc_core_node.node'));
+const logging = require('./logging');
 
 // ---------------------------------------------------------------- events
 
@@ -2218,6 +2219,9 @@ module.exports = {
   InterceptorConfigurationError,
   ListenerBuilder,
   RequesterBuilder,
+  logVerbosity: logging.logVerbosity,
+  setLogger: logging.setLogger,
+  setLogVerbosity: logging.setLogVerbosity,
   waitForClientReady(client, deadline, callback) {
     client.waitForReady(deadline, callback);
   },

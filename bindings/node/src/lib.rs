@@ -25,6 +25,8 @@ use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
 use napi::Status as NapiStatus;
 use napi_derive::napi;
 
+pub mod logs;
+
 type Tsfn = ThreadsafeFunction<(), (), Vec<JsEvent>, NapiStatus, false, true>;
 
 /// Metadata as it crosses: `[key, value, key, value, ...]`, values are

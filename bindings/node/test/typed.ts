@@ -170,3 +170,9 @@ intercepted.makeUnaryRequest('/x/Y', (v: Req) => Buffer.from(JSON.stringify(v)),
 const configError: Error = new grpc.InterceptorConfigurationError('x');
 void provided;
 void configError;
+
+grpc.setLogger(console);
+grpc.setLogger({ error: (...args: unknown[]) => void args });
+const verbosity: grpc.logVerbosity = grpc.logVerbosity.DEBUG;
+grpc.setLogVerbosity(verbosity);
+grpc.setLogVerbosity(grpc.logVerbosity.NONE);
