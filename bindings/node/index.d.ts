@@ -55,6 +55,8 @@ export declare function setLogger(logger: Partial<Console>): void;
 /** As in grpc-js: records at `verbosity` and above reach the logger; NONE turns engine logging off. */
 export declare function setLogVerbosity(verbosity: logVerbosity): void;
 
+export { HealthImplementation, ServingStatus, ServingStatusMap } from './health';
+
 export type MetadataValue = string | Buffer;
 export type MetadataObject = Map<string, MetadataValue[]>;
 
