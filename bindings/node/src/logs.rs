@@ -63,18 +63,20 @@ fn now_ms() -> f64 {
 }
 
 fn sink(rec: &LogRecord) {
+    let js = JsLogRecord {
+        severity: severity(rec.level),
+        target: rec.target.clone(),
+        message: rec.message.clone(),
+        time: now_ms(),
+    };
+    // Held for a push only: the engine thread never waits on JavaScript.
     let first = {
         let mut q = QUEUE.lock().unwrap_or_else(|e| e.into_inner());
         if q.records.len() >= QUEUE_MAX {
             q.dropped += 1;
             return;
         }
-        q.records.push(JsLogRecord {
-            severity: severity(rec.level),
-            target: rec.target.clone(),
-            message: rec.message.clone(),
-            time: now_ms(),
-        });
+        q.records.push(js);
         q.records.len() == 1
     };
     if first {
