@@ -98,6 +98,35 @@ test('ERROR leaves debug records out; NONE produces none', async () => {
   }
 });
 
+test('records beyond the queue (4,096) are dropped while JS is busy, and one ERROR record counts them', async () => {
+  const { logger, lines } = recorder();
+  grpc.setLogger(logger);
+  grpc.setLogVerbosity(grpc.logVerbosity.DEBUG);
+  // 5,000 backends nothing listens on: each failed connect is a DEBUG record.
+  const addrs = [];
+  for (let i = 0; i < 5000; i++) addrs.push(`127.0.${1 + (i >> 8)}.1:${1 + (i & 255)}`);
+  const resolver = new grpc.ManualResolver(addrs);
+  const client = new grpc.Client('manual:///drops', grpc.credentials.createInsecure(), {
+    'grpc-core.manual_resolver': resolver,
+    'grpc.lb_policy_name': 'round_robin',
+  });
+  try {
+    client.getChannel().getConnectivityState(true);
+    const dropped = () => lines.find((l) => / engine log records dropped \(the queue was full\)$/.test(l.text));
+    // Block the JS thread (the engine keeps logging); try again if the machine was too slow to fill the queue.
+    for (let round = 0; round < 3 && !dropped(); round++) {
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 2000);
+      await until(() => dropped() !== undefined, 300);
+    }
+    const rec = dropped();
+    assert.ok(rec, `no drop record among ${lines.length} lines`);
+    assert.equal(rec.m, 'error');
+    assert.match(rec.text, /\| grpc_core_node \| [1-9]\d* engine log records dropped/);
+  } finally {
+    client.close();
+  }
+});
+
 test('GRPC_VERBOSITY=debug enables records to the default logger (console.error, "D " prefix)', async () => {
   const port = await deadPort();
   const script = `
