@@ -38,6 +38,25 @@ export declare enum connectivityState {
   SHUTDOWN = 4,
 }
 
+/** grpc-js's `LogVerbosity`: the least severe records `setLogVerbosity` lets through. */
+export declare enum logVerbosity {
+  DEBUG = 0,
+  INFO = 1,
+  ERROR = 2,
+  NONE = 3,
+}
+
+/**
+ * As in grpc-js: the engine's records go to `logger` (`debug`, `info` or
+ * `error` by severity, else `error`). Enables engine logging, which is off
+ * until this, `setLogVerbosity` or GRPC_VERBOSITY / GRPC_NODE_VERBOSITY.
+ */
+export declare function setLogger(logger: Partial<Console>): void;
+/** As in grpc-js: records at `verbosity` and above reach the logger; NONE turns engine logging off. */
+export declare function setLogVerbosity(verbosity: logVerbosity): void;
+
+export { HealthImplementation, ServingStatus, ServingStatusMap } from './health';
+
 export type MetadataValue = string | Buffer;
 export type MetadataObject = Map<string, MetadataValue[]>;
 

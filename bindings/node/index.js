@@ -12,6 +12,8 @@ const path = require('node:path');
 const { X509Certificate } = require('node:crypto');
 
 const native = require(path.join(__dirname, 'lib', 'grpc_core_node.node'));
+const logging = require('./logging');
+const health = require('./health');
 
 // ---------------------------------------------------------------- events
 
@@ -1939,6 +1941,7 @@ function descriptorSetFromPackageDefinition(def) {
 }
 
 const KIND = { unary: 0, clientStream: 1, serverStream: 2, bidi: 3 };
+const HEALTH_ENGINE_PATHS = [health.service.Check.path, health.service.Watch.path];
 
 class Server {
   constructor(options = {}) {
@@ -1949,6 +1952,21 @@ class Server {
     this._listening = false;
     this._shutdown = false;
     this._reflection = [];
+    this._health = null; // a HealthImplementation served by the engine
+  }
+
+  /**
+   * HealthImplementation.addToServer lands here: the engine serves Check
+   * and Watch (the statuses come from `h`), List stays a JS handler.
+   */
+  _addHealth(h, impl) {
+    if (this._native !== null) throw new Error('grpc-core: register services before the first bindAsync');
+    for (const p of HEALTH_ENGINE_PATHS) {
+      if (this._health !== null || this._handlers.has(p)) throw new Error(`Method handler for ${p} already provided.`);
+    }
+    this._health = h;
+    const list = health.service.List;
+    this.register(list.path, impl.list, list.responseSerialize, list.requestDeserialize, 'unary');
   }
 
   /**
@@ -1998,12 +2016,17 @@ class Server {
 
   register(name, handler, serialize, deserialize, type) {
     if (this._handlers.has(name)) return false;
+    if (this._health !== null && HEALTH_ENGINE_PATHS.includes(name)) return false;
     if (this._native !== null) throw new Error('grpc-core: register services before the first bindAsync');
     this._handlers.set(name, { handler, serialize, deserialize, type });
     return true;
   }
 
   unregister(name) {
+    if (this._native === null && this._health !== null && HEALTH_ENGINE_PATHS.includes(name)) {
+      this._health = null;
+      return true;
+    }
     if (this._native !== null) this._native.removeMethod(name);
     return this._handlers.delete(name);
   }
@@ -2021,7 +2044,9 @@ class Server {
         maxSend: sizeOption(o['grpc.max_send_message_length']),
         compression: o['grpc.default_compression_algorithm'],
         reflection: this._reflection.length > 0 ? this._reflection : undefined,
+        health: this._health !== null,
       });
+      if (this._health !== null) this._health._attach(this._native);
       for (const [p, h] of this._handlers) this._native.addMethod(p, KIND[h.type]);
     }
     let addr = String(port);
@@ -2055,6 +2080,7 @@ class Server {
     const wasListening = this._listening;
     this._listening = false;
     this._shutdown = true;
+    if (this._health !== null && this._native !== null) this._health._detach(this._native);
     if (this._native === null) {
       if (callback) process.nextTick(callback);
       return;
@@ -2218,6 +2244,10 @@ module.exports = {
   InterceptorConfigurationError,
   ListenerBuilder,
   RequesterBuilder,
+  logVerbosity: logging.logVerbosity,
+  setLogger: logging.setLogger,
+  setLogVerbosity: logging.setLogVerbosity,
+  HealthImplementation: health.HealthImplementation,
   waitForClientReady(client, deadline, callback) {
     client.waitForReady(deadline, callback);
   },

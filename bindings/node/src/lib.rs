@@ -17,13 +17,16 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use grpc_core::surface::{
     self, AuthContext, AuthMetadataContext, CallCredentials, CallHandle, CallOptions, CallReceiver, CallSender,
-    Channel, ChannelOptions, ClientTlsConfig, Code, Compression, IncomingCall, ManualResolver, Metadata, MetadataValue,
-    MethodKind, Server, ServerOptions, ServerReceiver, ServerSender, ServerTlsConfig, Status,
+    Channel, ChannelOptions, ClientTlsConfig, Code, Compression, HealthReporter, IncomingCall, ManualResolver,
+    Metadata, MetadataValue, MethodKind, Server, ServerOptions, ServerReceiver, ServerSender, ServerTlsConfig,
+    ServingStatus, Status,
 };
 use napi::bindgen_prelude::{Buffer, Either, Function};
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
 use napi::Status as NapiStatus;
 use napi_derive::napi;
+
+pub mod logs;
 
 type Tsfn = ThreadsafeFunction<(), (), Vec<JsEvent>, NapiStatus, false, true>;
 
@@ -855,6 +858,8 @@ pub struct ServerConfig {
     pub compression: Option<u32>,
     /// Encoded `FileDescriptorSet`s to serve server reflection from.
     pub reflection: Option<Vec<Buffer>>,
+    /// Serve the engine's `grpc.health.v1.Health` (Check and Watch).
+    pub health: Option<bool>,
 }
 
 /// A server. Methods are registered before the first bind.
@@ -865,6 +870,10 @@ pub struct ServerNative {
     methods: Vec<(String, MethodKind)>,
     tls: Option<ServerTlsConfig>,
     server: Option<Server>,
+    /// The engine's health reporter, once built with `health`.
+    health: Option<HealthReporter>,
+    /// Statuses set before the build, applied in order by it.
+    health_init: Vec<(String, ServingStatus)>,
 }
 
 #[napi]
@@ -872,7 +881,39 @@ impl ServerNative {
     /// A server whose incoming calls are events with this `id`.
     #[napi(constructor)]
     pub fn new(id: u32, config: Option<ServerConfig>) -> Self {
-        ServerNative { id, config: config.unwrap_or_default(), methods: Vec::new(), tls: None, server: None }
+        ServerNative {
+            id,
+            config: config.unwrap_or_default(),
+            methods: Vec::new(),
+            tls: None,
+            server: None,
+            health: None,
+            health_init: Vec::new(),
+        }
+    }
+
+    /// Sets a service's health (0 UNKNOWN, 1 SERVING, 2 NOT_SERVING,
+    /// 3 SERVICE_UNKNOWN: forgotten, Check answers NOT_FOUND). Before the
+    /// first bind the status is kept for the build; ignored on a server
+    /// without the health service.
+    #[napi]
+    pub fn health_set(&mut self, service: String, status: u32) -> napi::Result<()> {
+        let status = match status {
+            0 => ServingStatus::Unknown,
+            1 => ServingStatus::Serving,
+            2 => ServingStatus::NotServing,
+            3 => ServingStatus::ServiceUnknown,
+            n => return Err(napi::Error::from_reason(format!("unknown serving status {n}"))),
+        };
+        match &self.health {
+            Some(r) => r.set(&service, status),
+            None if self.server.is_none() => {
+                self.health_init.retain(|(s, _)| *s != service);
+                self.health_init.push((service, status));
+            }
+            None => {}
+        }
+        Ok(())
     }
 
     /// Registers a method: kind 0 unary, 1 client streaming, 2 server streaming, 3 bidi.
@@ -926,7 +967,7 @@ impl ServerNative {
         Ok(())
     }
 
-    fn build(&self) -> napi::Result<Server> {
+    fn build(&mut self) -> napi::Result<Server> {
         let mut o = ServerOptions {
             tls: self.tls.clone(),
             default_compression: compression_from(self.config.compression),
@@ -935,6 +976,20 @@ impl ServerNative {
         o.max_recv_message_size = size_limit(self.config.max_recv, o.max_recv_message_size);
         o.max_send_message_size = size_limit(self.config.max_send, o.max_send_message_size);
         let mut b = Server::builder(o);
+        let mut health = None;
+        if self.config.health == Some(true) {
+            let (with, reporter) = b.with_health();
+            b = with;
+            // As grpc-health-check: only the services given a status are known,
+            // the whole server ("") included.
+            if !self.health_init.iter().any(|(s, _)| s.is_empty()) {
+                reporter.set("", ServingStatus::ServiceUnknown);
+            }
+            for (service, status) in &self.health_init {
+                reporter.set(service, *status);
+            }
+            health = Some(reporter);
+        }
         for set in self.config.reflection.iter().flatten() {
             b = b.with_reflection(set).map_err(|e| napi::Error::from_reason(e.message().to_string()))?;
         }
@@ -944,7 +999,10 @@ impl ServerNative {
             let handler = surface::dispatch(move |call| deliver(server_id, kind, call));
             b = b.register(path, kind, handler).map_err(|e| napi::Error::from_reason(e.message().to_string()))?;
         }
-        b.build().map_err(|e| napi::Error::from_reason(e.message().to_string()))
+        let server = b.build().map_err(|e| napi::Error::from_reason(e.message().to_string()))?;
+        self.health = health;
+        self.health_init.clear();
+        Ok(server)
     }
 
     /// Shuts down: in-flight calls get `grace_ms` (0 cancels them now);

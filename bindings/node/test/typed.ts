@@ -2,6 +2,7 @@
 // the Promise API. Not executed.
 import * as grpc from '..';
 import * as protoLoader from '@grpc/proto-loader';
+import * as healthPkg from '../health';
 
 interface Req {
   name?: string;
@@ -170,3 +171,21 @@ intercepted.makeUnaryRequest('/x/Y', (v: Req) => Buffer.from(JSON.stringify(v)),
 const configError: Error = new grpc.InterceptorConfigurationError('x');
 void provided;
 void configError;
+
+grpc.setLogger(console);
+grpc.setLogger({ error: (...args: unknown[]) => void args });
+const verbosity: grpc.logVerbosity = grpc.logVerbosity.DEBUG;
+grpc.setLogVerbosity(verbosity);
+grpc.setLogVerbosity(grpc.logVerbosity.NONE);
+
+const healthImpl = new grpc.HealthImplementation({ '': 'SERVING', 'svc.A': 'NOT_SERVING' });
+const servingStatus: grpc.ServingStatus = 'SERVING';
+healthImpl.setStatus('svc.A', servingStatus);
+healthImpl.setStatus('svc.A', 'SERVICE_UNKNOWN');
+healthImpl.addToServer(new grpc.Server());
+const statusMap: healthPkg.ServingStatusMap = { x: 'UNKNOWN' };
+new healthPkg.HealthImplementation(statusMap).addToServer(new grpc.Server());
+const HealthClient = grpc.makeGenericClientConstructor(healthPkg.service, 'Health');
+void HealthClient;
+const protoFile: string = healthPkg.protoPath;
+void protoFile;
