@@ -87,6 +87,15 @@
 #define GRPC_CORE_CALL_WAIT_FOR_READY 1
 
 /**
+ * `grpc_core_call_new` flag: do not start the call yet; it starts with its
+ * first operation (send, half-close or any receive), as a gRPC core call
+ * starts with its first batch. Until then the call can be configured
+ * (`grpc_core_call_set_credentials`). The deadline still counts from
+ * `grpc_core_call_new`.
+ */
+#define GRPC_CORE_CALL_DEFER_START 2
+
+/**
  * Send flag: this is the last message; half-close in the same frame.
  */
 #define GRPC_CORE_SEND_LAST 1
@@ -452,9 +461,9 @@ typedef struct grpc_core_call grpc_core_call;
 
 /**
  * Call credentials: a metadata source for every call of the channels they
- * are set on. Immutable and thread-safe; free with
- * `grpc_core_call_credentials_free` (channels and options that use them
- * keep their own reference).
+ * are set on, or for the one call they are given to. Immutable and
+ * thread-safe; free with `grpc_core_call_credentials_free` (channels,
+ * options and calls that use them keep their own reference).
  */
 typedef struct grpc_core_call_credentials grpc_core_call_credentials;
 
@@ -716,16 +725,19 @@ grpc_core_result grpc_core_runtime_configure(uint32_t worker_threads);
  * - `metadata`, `metadata_count`: request metadata (borrowed, copied; may be NULL if 0).
  * - `timeout_ms`: the deadline relative to now, sent as `grpc-timeout`;
  *   negative for none. When it passes the call ends with DEADLINE_EXCEEDED.
- * - `flags`: `GRPC_CORE_CALL_WAIT_FOR_READY` or 0.
+ * - `flags`: `GRPC_CORE_CALL_WAIT_FOR_READY` and/or
+ *   `GRPC_CORE_CALL_DEFER_START`, or 0.
  * - `compression`: a `grpc_core_compression` for request messages
  *   (DEFAULT: the channel's default).
  * - `cq`: where every operation of this call completes (borrowed; must
  *   stay alive while operations are in flight).
  *
- * The call starts at once (connecting if needed). A failure to start (no
- * connection, deadline) is reported by the operations: sends complete with
- * `success` 0, and `grpc_core_call_recv_status` gives the status. On
- * success `*call` is owned by the caller: free it with `grpc_core_call_free`.
+ * The call starts at once (connecting if needed), or with
+ * `GRPC_CORE_CALL_DEFER_START` at its first operation. A failure to start
+ * (no connection, deadline, call credentials refused or failing) is
+ * reported by the operations: sends complete with `success` 0, and
+ * `grpc_core_call_recv_status` gives the status. On success `*call` is
+ * owned by the caller: free it with `grpc_core_call_free`.
  */
 grpc_core_result grpc_core_call_new(struct grpc_core_channel *channel,
                                     const char *method,
@@ -737,6 +749,27 @@ grpc_core_result grpc_core_call_new(struct grpc_core_channel *channel,
                                     int32_t compression,
                                     struct grpc_core_cq *cq,
                                     struct grpc_core_call **call);
+
+/**
+ * Sets call credentials for this call only, mirroring gRPC core's
+ * `grpc_call_set_credentials`: the call must have been made with
+ * `GRPC_CORE_CALL_DEFER_START` and not have started yet (no operation
+ * issued, not cancelled); otherwise `GRPC_CORE_ERROR_WRONG_STATE` and
+ * nothing changes.
+ *
+ * `creds` is borrowed: the call keeps its own reference, so the caller may
+ * free the handle right after. NULL clears credentials set earlier; a
+ * second call replaces the first's (as in gRPC core).
+ *
+ * They compose with the channel's call credentials
+ * (`grpc_core_channel_options_set_call_credentials`) as gRPC core and
+ * grpc-go do: the channel's metadata first, then this call's, all sent.
+ * Like the channel's, they are refused on a plaintext channel (the call
+ * ends with UNAUTHENTICATED before anything is sent) unless the channel
+ * allows it (`grpc_core_channel_options_set_allow_insecure_call_credentials`).
+ */
+grpc_core_result grpc_core_call_set_credentials(struct grpc_core_call *call,
+                                                const struct grpc_core_call_credentials *creds);
 
 /**
  * Sends one request message (`len` bytes at `data`, borrowed, copied
@@ -921,6 +954,8 @@ grpc_core_result grpc_core_channel_options_set_backoff(struct grpc_core_channel_
  * and authority, and are refused on a plaintext channel: such calls fail
  * with UNAUTHENTICATED unless
  * `grpc_core_channel_options_set_allow_insecure_call_credentials` allows it.
+ * A call's own credentials (`grpc_core_call_set_credentials`,
+ * `grpc_core_channel_unary_ex`) are added to these, not put in their place.
  */
 grpc_core_result grpc_core_channel_options_set_call_credentials(struct grpc_core_channel_options *opts,
                                                                 const struct grpc_core_call_credentials *creds);
@@ -1057,7 +1092,8 @@ grpc_core_result grpc_core_event_release(struct grpc_core_event *event);
  * Creates call credentials from a C callback. `callback` is required;
  * `user_data` is passed to it as given; `destroy` (may be NULL) is called
  * once with `user_data` when the library no longer needs it (the handle
- * freed and every channel and options object using the credentials gone),
+ * freed and every channel, options object and call using the credentials
+ * gone),
  * on whichever thread drops the last reference. On success `*creds` is
  * owned by the caller: free with `grpc_core_call_credentials_free`. On
  * failure `destroy` is not called.
@@ -1085,8 +1121,8 @@ grpc_core_result grpc_core_call_credentials_compose(const struct grpc_core_call_
                                                     struct grpc_core_call_credentials **creds);
 
 /**
- * Frees the handle. Channels and options the credentials were set on keep
- * using them. Freeing twice is detected.
+ * Frees the handle. Channels, options and calls the credentials were set
+ * on keep using them. Freeing twice is detected.
  */
 grpc_core_result grpc_core_call_credentials_free(struct grpc_core_call_credentials *creds);
 
@@ -1509,6 +1545,29 @@ grpc_core_result grpc_core_channel_unary(struct grpc_core_channel *channel,
                                          void *tag);
 
 /**
+ * `grpc_core_channel_unary` with call credentials for this call only:
+ * `creds` (borrowed; the call keeps its own reference, so it may be freed
+ * at once; NULL: none, exactly `grpc_core_channel_unary`). They compose
+ * with the channel's call credentials (the channel's metadata first, then
+ * these, all sent) and, like them, are refused on a plaintext channel
+ * (the event's status is UNAUTHENTICATED, nothing is sent) unless the
+ * channel allows it. Everything else is as `grpc_core_channel_unary`.
+ */
+grpc_core_result grpc_core_channel_unary_ex(struct grpc_core_channel *channel,
+                                            const char *method,
+                                            size_t method_len,
+                                            const struct grpc_core_metadata_entry *metadata,
+                                            size_t metadata_count,
+                                            const uint8_t *request,
+                                            size_t request_len,
+                                            int64_t timeout_ms,
+                                            uint32_t flags,
+                                            int32_t compression,
+                                            const struct grpc_core_call_credentials *creds,
+                                            struct grpc_core_cq *cq,
+                                            void *tag);
+
+/**
  * The same unary call as `grpc_core_channel_unary`, run to completion on
  * the calling thread: blocks until the call ends, then fills `*result`
  * exactly as the `GRPC_CORE_OP_CALL_UNARY` event would be (`tag` NULL;
@@ -1534,6 +1593,25 @@ grpc_core_result grpc_core_channel_unary_blocking(struct grpc_core_channel *chan
                                                   uint32_t flags,
                                                   int32_t compression,
                                                   struct grpc_core_event *result);
+
+/**
+ * `grpc_core_channel_unary_blocking` with call credentials for this call
+ * only: `creds` as in `grpc_core_channel_unary_ex` (borrowed, may be freed
+ * at once; NULL: none; composed after the channel's; refused on plaintext
+ * with UNAUTHENTICATED in `result->status` unless the channel allows it).
+ */
+grpc_core_result grpc_core_channel_unary_blocking_ex(struct grpc_core_channel *channel,
+                                                     const char *method,
+                                                     size_t method_len,
+                                                     const struct grpc_core_metadata_entry *metadata,
+                                                     size_t metadata_count,
+                                                     const uint8_t *request,
+                                                     size_t request_len,
+                                                     int64_t timeout_ms,
+                                                     uint32_t flags,
+                                                     int32_t compression,
+                                                     const struct grpc_core_call_credentials *creds,
+                                                     struct grpc_core_event *result);
 
 /**
  * Borrows the bytes of a received message. `*data` and `*len` are borrowed

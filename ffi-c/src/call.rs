@@ -3,17 +3,23 @@
 //! most one send-side operation (send message, half-close) and one
 //! receive-side operation (initial metadata, message, status) are in
 //! flight at a time, so their order is the order they were issued.
+//!
+//! A call made with `GRPC_CORE_CALL_DEFER_START` waits for its first
+//! operation instead (gRPC core's calls start with their first batch); until
+//! then `grpc_core_call_set_credentials` can give it its own call
+//! credentials, which the engine applies after the channel's.
 
 use std::ffi::{c_char, c_void};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
-use engine::surface::{CallHandle, CallOptions, CallReceiver, CallSender, Status};
+use engine::surface::{CallCredentials, CallHandle, CallOptions, CallReceiver, CallSender, Channel, Status};
 use tokio::sync::{watch, Notify};
 
 use crate::boundary::{bytes_arg, ffi_guard, grpc_core_result, str_arg, timeout_arg, FfiError, FfiResult, Out};
 use crate::channel::{call_compression_arg, grpc_core_channel, CHANNELS};
 use crate::cq::{grpc_core_cq, grpc_core_op, Completion, Cq, Op, CQS};
+use crate::credentials::{grpc_core_call_credentials, CREDENTIALS};
 use crate::handle::{tag, Registry};
 use crate::values::{grpc_core_metadata_entry, metadata_arg};
 
@@ -29,6 +35,13 @@ pub struct grpc_core_call {
 /// (connecting or in transient failure) instead of failing fast with UNAVAILABLE.
 pub const GRPC_CORE_CALL_WAIT_FOR_READY: u32 = 1;
 
+/// `grpc_core_call_new` flag: do not start the call yet; it starts with its
+/// first operation (send, half-close or any receive), as a gRPC core call
+/// starts with its first batch. Until then the call can be configured
+/// (`grpc_core_call_set_credentials`). The deadline still counts from
+/// `grpc_core_call_new`.
+pub const GRPC_CORE_CALL_DEFER_START: u32 = 2;
+
 /// Send flag: this is the last message; half-close in the same frame.
 pub const GRPC_CORE_SEND_LAST: u32 = 1;
 /// Send flag: send this message uncompressed even if the call compresses.
@@ -39,8 +52,18 @@ enum Started {
     Failed(Status),
 }
 
+/// A deferred call not started yet: what its start needs.
+struct Pending {
+    channel: Channel,
+    method: String,
+    opts: CallOptions,
+    tx: watch::Sender<Option<Arc<Started>>>,
+}
+
 #[derive(Default)]
 struct State {
+    /// Set while a `GRPC_CORE_CALL_DEFER_START` call has not started.
+    pending: Option<Box<Pending>>,
     send_busy: bool,
     send_closed: bool,
     recv_busy: bool,
@@ -63,13 +86,55 @@ fn lock(s: &Mutex<State>) -> MutexGuard<'_, State> {
     s.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// Spawns the task that starts the call and publishes how that went.
+fn start(p: Pending, state: Arc<Mutex<State>>, cancel: Arc<Notify>) {
+    let Pending { channel, method, opts, tx } = p;
+    engine::surface::spawn(async move {
+        let r = tokio::select! {
+            r = channel.call(&method, opts) => r,
+            _ = cancel.notified() => Err(Status::cancelled("call cancelled by the client")),
+        };
+        let started = match r {
+            Ok(call) => {
+                let h = call.handle();
+                {
+                    let mut st = lock(&state);
+                    if st.cancelled {
+                        h.cancel();
+                    }
+                    st.handle = Some(h);
+                }
+                let (s, r) = call.split();
+                Started::Running {
+                    sender: Box::new(tokio::sync::Mutex::new(s)),
+                    receiver: Box::new(tokio::sync::Mutex::new(r)),
+                }
+            }
+            Err(st) => Started::Failed(st),
+        };
+        let _ = tx.send(Some(Arc::new(started)));
+    });
+}
+
 impl ClientCallObj {
     fn cancel(&self) {
         let mut st = lock(&self.state);
         st.cancelled = true;
+        if let Some(p) = st.pending.take() {
+            // Never started: it ends here, and its operations see CANCELLED.
+            let _ = p.tx.send(Some(Arc::new(Started::Failed(Status::cancelled("call cancelled by the client")))));
+            return;
+        }
         match &st.handle {
             Some(h) => h.cancel(),
             None => self.cancel.notify_one(),
+        }
+    }
+
+    /// Starts a deferred call on its first operation (the state locked).
+    fn start_if_pending(&self, st: &mut State) {
+        if let Some(p) = st.pending.take() {
+            start(*p, self.state.clone(), self.cancel.clone());
         }
     }
 
@@ -97,6 +162,7 @@ impl ClientCallObj {
         let op = self.cq.begin(op, tag)?;
         st.send_busy = true;
         st.send_closed |= closes;
+        self.start_if_pending(&mut st);
         Ok(op)
     }
 
@@ -118,6 +184,7 @@ impl ClientCallObj {
             grpc_core_op::GRPC_CORE_OP_CALL_RECV_STATUS => st.status_requested = true,
             _ => {}
         }
+        self.start_if_pending(&mut st);
         Ok(started)
     }
 }
@@ -128,16 +195,19 @@ impl ClientCallObj {
 /// - `metadata`, `metadata_count`: request metadata (borrowed, copied; may be NULL if 0).
 /// - `timeout_ms`: the deadline relative to now, sent as `grpc-timeout`;
 ///   negative for none. When it passes the call ends with DEADLINE_EXCEEDED.
-/// - `flags`: `GRPC_CORE_CALL_WAIT_FOR_READY` or 0.
+/// - `flags`: `GRPC_CORE_CALL_WAIT_FOR_READY` and/or
+///   `GRPC_CORE_CALL_DEFER_START`, or 0.
 /// - `compression`: a `grpc_core_compression` for request messages
 ///   (DEFAULT: the channel's default).
 /// - `cq`: where every operation of this call completes (borrowed; must
 ///   stay alive while operations are in flight).
 ///
-/// The call starts at once (connecting if needed). A failure to start (no
-/// connection, deadline) is reported by the operations: sends complete with
-/// `success` 0, and `grpc_core_call_recv_status` gives the status. On
-/// success `*call` is owned by the caller: free it with `grpc_core_call_free`.
+/// The call starts at once (connecting if needed), or with
+/// `GRPC_CORE_CALL_DEFER_START` at its first operation. A failure to start
+/// (no connection, deadline, call credentials refused or failing) is
+/// reported by the operations: sends complete with `success` 0, and
+/// `grpc_core_call_recv_status` gives the status. On success `*call` is
+/// owned by the caller: free it with `grpc_core_call_free`.
 #[no_mangle]
 pub unsafe extern "C" fn grpc_core_call_new(
     channel: *mut grpc_core_channel,
@@ -161,17 +231,26 @@ pub unsafe extern "C" fn grpc_core_call_new(
             return Err(FfiError::invalid(format!("method {method:?} must look like /package.Service/Method")));
         }
         let md = metadata_arg(metadata, metadata_count)?;
-        if flags & !GRPC_CORE_CALL_WAIT_FOR_READY != 0 {
+        if flags & !(GRPC_CORE_CALL_WAIT_FOR_READY | GRPC_CORE_CALL_DEFER_START) != 0 {
             return Err(FfiError::invalid(format!("unknown call flags 0x{flags:x}")));
         }
+        let deferred = flags & GRPC_CORE_CALL_DEFER_START != 0;
         let compression = call_compression_arg(compression)?;
         let q = CQS.get(cq)?;
         q.check_open()?;
         let out = Out::new(call, "call")?;
 
+        let mut timeout = timeout_arg(timeout_ms);
+        let mut deadline = None;
+        if deferred {
+            // The deadline counts from now, not from the first operation.
+            if let Some(d) = timeout.and_then(|t| std::time::Instant::now().checked_add(t)) {
+                (timeout, deadline) = (None, Some(d));
+            }
+        }
         let opts = CallOptions {
-            timeout: timeout_arg(timeout_ms),
-            deadline: None,
+            timeout,
+            deadline,
             metadata: md,
             compression,
             wait_for_ready: flags & GRPC_CORE_CALL_WAIT_FOR_READY != 0,
@@ -184,36 +263,55 @@ pub unsafe extern "C" fn grpc_core_call_new(
             started: rx,
             cancel: Arc::new(Notify::new()),
         };
-        let channel = ch.channel.clone();
-        let state = obj.state.clone();
-        let cancel = obj.cancel.clone();
-        engine::surface::spawn(async move {
-            let r = tokio::select! {
-                r = channel.call(&method, opts) => r,
-                _ = cancel.notified() => Err(Status::cancelled("call cancelled by the client")),
-            };
-            let started = match r {
-                Ok(call) => {
-                    let h = call.handle();
-                    {
-                        let mut st = lock(&state);
-                        if st.cancelled {
-                            h.cancel();
-                        }
-                        st.handle = Some(h);
-                    }
-                    let (s, r) = call.split();
-                    Started::Running {
-                        sender: Box::new(tokio::sync::Mutex::new(s)),
-                        receiver: Box::new(tokio::sync::Mutex::new(r)),
-                    }
-                }
-                Err(st) => Started::Failed(st),
-            };
-            let _ = tx.send(Some(Arc::new(started)));
-        });
+        let p = Pending { channel: ch.channel.clone(), method, opts, tx };
+        if deferred {
+            lock(&obj.state).pending = Some(Box::new(p));
+        } else {
+            start(p, obj.state.clone(), obj.cancel.clone());
+        }
         out.write(CALLS.insert(Arc::new(obj)));
         Ok(())
+    }
+}
+
+/// Sets call credentials for this call only, mirroring gRPC core's
+/// `grpc_call_set_credentials`: the call must have been made with
+/// `GRPC_CORE_CALL_DEFER_START` and not have started yet (no operation
+/// issued, not cancelled); otherwise `GRPC_CORE_ERROR_WRONG_STATE` and
+/// nothing changes.
+///
+/// `creds` is borrowed: the call keeps its own reference, so the caller may
+/// free the handle right after. NULL clears credentials set earlier; a
+/// second call replaces the first's (as in gRPC core).
+///
+/// They compose with the channel's call credentials
+/// (`grpc_core_channel_options_set_call_credentials`) as gRPC core and
+/// grpc-go do: the channel's metadata first, then this call's, all sent.
+/// Like the channel's, they are refused on a plaintext channel (the call
+/// ends with UNAUTHENTICATED before anything is sent) unless the channel
+/// allows it (`grpc_core_channel_options_set_allow_insecure_call_credentials`).
+#[no_mangle]
+pub unsafe extern "C" fn grpc_core_call_set_credentials(
+    call: *mut grpc_core_call,
+    creds: *const grpc_core_call_credentials,
+) -> grpc_core_result {
+    ffi_guard! {
+        let c = CALLS.get(call)?;
+        let creds: Option<CallCredentials> =
+            if creds.is_null() { None } else { Some(CallCredentials::clone(&*CREDENTIALS.get(creds)?)) };
+        let mut st = lock(&c.state);
+        let cancelled = st.cancelled;
+        match st.pending.as_mut() {
+            Some(p) => {
+                p.opts.credentials = creds;
+                Ok(())
+            }
+            None if cancelled => Err(FfiError::wrong_state("the call was cancelled")),
+            None => Err(FfiError::wrong_state(
+                "the call has started: credentials can only be set on a call made with GRPC_CORE_CALL_DEFER_START, \
+                 before its first operation",
+            )),
+        }
     }
 }
 

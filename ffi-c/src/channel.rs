@@ -390,6 +390,8 @@ pub unsafe extern "C" fn grpc_core_channel_options_set_backoff(
 /// and authority, and are refused on a plaintext channel: such calls fail
 /// with UNAUTHENTICATED unless
 /// `grpc_core_channel_options_set_allow_insecure_call_credentials` allows it.
+/// A call's own credentials (`grpc_core_call_set_credentials`,
+/// `grpc_core_channel_unary_ex`) are added to these, not put in their place.
 #[no_mangle]
 pub unsafe extern "C" fn grpc_core_channel_options_set_call_credentials(
     opts: *mut grpc_core_channel_options,

@@ -1,7 +1,9 @@
 //! Call credentials from C: a callback that supplies metadata for each
 //! call (an OAuth token source, a request signer...), or a fixed access
-//! token. Set on channel options; the core runs them for every call
-//! attempt and refuses them on plaintext unless the channel opts in.
+//! token. Set on channel options (every call of the channel) or on one call
+//! (`grpc_core_call_set_credentials`, `grpc_core_channel_unary_ex`): the
+//! core composes the two, runs them for every call attempt and refuses
+//! them on plaintext unless the channel opts in.
 //!
 //! The callback is handed a completion handle (`grpc_core_credentials_request`)
 //! that it, or any thread later, completes exactly once with metadata or an
@@ -19,9 +21,9 @@ use crate::handle::{tag, Registry};
 use crate::values::{code_arg, grpc_core_metadata_entry, metadata_arg};
 
 /// Call credentials: a metadata source for every call of the channels they
-/// are set on. Immutable and thread-safe; free with
-/// `grpc_core_call_credentials_free` (channels and options that use them
-/// keep their own reference).
+/// are set on, or for the one call they are given to. Immutable and
+/// thread-safe; free with `grpc_core_call_credentials_free` (channels,
+/// options and calls that use them keep their own reference).
 #[derive(Debug)]
 pub struct grpc_core_call_credentials {
     _private: [u8; 0],
@@ -128,7 +130,8 @@ impl Drop for Callback {
 /// Creates call credentials from a C callback. `callback` is required;
 /// `user_data` is passed to it as given; `destroy` (may be NULL) is called
 /// once with `user_data` when the library no longer needs it (the handle
-/// freed and every channel and options object using the credentials gone),
+/// freed and every channel, options object and call using the credentials
+/// gone),
 /// on whichever thread drops the last reference. On success `*creds` is
 /// owned by the caller: free with `grpc_core_call_credentials_free`. On
 /// failure `destroy` is not called.
@@ -191,8 +194,8 @@ pub unsafe extern "C" fn grpc_core_call_credentials_compose(
     }
 }
 
-/// Frees the handle. Channels and options the credentials were set on keep
-/// using them. Freeing twice is detected.
+/// Frees the handle. Channels, options and calls the credentials were set
+/// on keep using them. Freeing twice is detected.
 #[no_mangle]
 pub unsafe extern "C" fn grpc_core_call_credentials_free(creds: *mut grpc_core_call_credentials) -> grpc_core_result {
     ffi_guard! {

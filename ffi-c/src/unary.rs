@@ -3,7 +3,8 @@
 //! `GRPC_CORE_OP_CALL_UNARY` event with the response, the status and both
 //! metadata; `grpc_core_channel_unary_blocking` runs the same task and
 //! hands the result straight to the blocked caller (no queue), filling an
-//! event in place.
+//! event in place. The `_ex` forms add per-call credentials (new functions,
+//! so the existing ones keep their ABI).
 //!
 //! Why: a unary call through the per-operation API costs four crossings,
 //! four tasks and three events (send, receive, status); this is one. The
@@ -22,6 +23,7 @@ use crate::boundary::{bytes_arg, ffi_guard, grpc_core_result, str_arg, timeout_a
 use crate::call::GRPC_CORE_CALL_WAIT_FOR_READY;
 use crate::channel::{call_compression_arg, grpc_core_channel, CHANNELS};
 use crate::cq::{event_c, grpc_core_cq, grpc_core_event, grpc_core_op, Completion, CQS};
+use crate::credentials::{grpc_core_call_credentials, CREDENTIALS};
 use crate::values::{grpc_core_metadata_entry, metadata_arg};
 
 /// The checked arguments of a unary call.
@@ -42,6 +44,7 @@ unsafe fn unary_args(
     timeout_ms: i64,
     flags: u32,
     compression: i32,
+    creds: *const grpc_core_call_credentials,
 ) -> FfiResult<UnaryArgs> {
     if method.is_null() {
         return Err(FfiError::null("method"));
@@ -59,6 +62,8 @@ unsafe fn unary_args(
         return Err(FfiError::invalid(format!("unknown call flags 0x{flags:x}")));
     }
     let compression = call_compression_arg(compression)?;
+    let credentials =
+        if creds.is_null() { None } else { Some(engine::surface::CallCredentials::clone(&*CREDENTIALS.get(creds)?)) };
     Ok(UnaryArgs {
         method: m.to_string(),
         request: Bytes::copy_from_slice(req),
@@ -67,6 +72,7 @@ unsafe fn unary_args(
             metadata: md,
             compression,
             wait_for_ready: flags & GRPC_CORE_CALL_WAIT_FOR_READY != 0,
+            credentials,
             ..Default::default()
         },
     })
@@ -159,17 +165,80 @@ pub unsafe extern "C" fn grpc_core_channel_unary(
     tag: *mut c_void,
 ) -> grpc_core_result {
     ffi_guard! {
-        let ch = CHANNELS.get(channel)?;
-        let a = unary_args(method, method_len, metadata, metadata_count, request, request_len, timeout_ms, flags,
-            compression)?;
-        let q = CQS.get(cq)?;
-        let op = q.begin(grpc_core_op::GRPC_CORE_OP_CALL_UNARY, tag)?;
-        engine::surface::spawn(async move {
-            let r = ch.channel.unary(&a.method, a.request, a.opts).await;
-            op.complete(completion(r));
-        });
-        Ok(())
+        unary_queued(channel, method, method_len, metadata, metadata_count, request, request_len, timeout_ms, flags,
+            compression, std::ptr::null(), cq, tag)
     }
+}
+
+/// `grpc_core_channel_unary` with call credentials for this call only:
+/// `creds` (borrowed; the call keeps its own reference, so it may be freed
+/// at once; NULL: none, exactly `grpc_core_channel_unary`). They compose
+/// with the channel's call credentials (the channel's metadata first, then
+/// these, all sent) and, like them, are refused on a plaintext channel
+/// (the event's status is UNAUTHENTICATED, nothing is sent) unless the
+/// channel allows it. Everything else is as `grpc_core_channel_unary`.
+#[allow(clippy::too_many_arguments)]
+#[no_mangle]
+pub unsafe extern "C" fn grpc_core_channel_unary_ex(
+    channel: *mut grpc_core_channel,
+    method: *const c_char,
+    method_len: usize,
+    metadata: *const grpc_core_metadata_entry,
+    metadata_count: usize,
+    request: *const u8,
+    request_len: usize,
+    timeout_ms: i64,
+    flags: u32,
+    compression: i32,
+    creds: *const grpc_core_call_credentials,
+    cq: *mut grpc_core_cq,
+    tag: *mut c_void,
+) -> grpc_core_result {
+    ffi_guard! {
+        unary_queued(channel, method, method_len, metadata, metadata_count, request, request_len, timeout_ms, flags,
+            compression, creds, cq, tag)
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+unsafe fn unary_queued(
+    channel: *mut grpc_core_channel,
+    method: *const c_char,
+    method_len: usize,
+    metadata: *const grpc_core_metadata_entry,
+    metadata_count: usize,
+    request: *const u8,
+    request_len: usize,
+    timeout_ms: i64,
+    flags: u32,
+    compression: i32,
+    creds: *const grpc_core_call_credentials,
+    cq: *mut grpc_core_cq,
+    tag: *mut c_void,
+) -> FfiResult<()> {
+    let ch = CHANNELS.get(channel)?;
+    // SAFETY: forwarded from the export's caller (header contract).
+    let a = unsafe {
+        unary_args(
+            method,
+            method_len,
+            metadata,
+            metadata_count,
+            request,
+            request_len,
+            timeout_ms,
+            flags,
+            compression,
+            creds,
+        )?
+    };
+    let q = CQS.get(cq)?;
+    let op = q.begin(grpc_core_op::GRPC_CORE_OP_CALL_UNARY, tag)?;
+    engine::surface::spawn(async move {
+        let r = ch.channel.unary(&a.method, a.request, a.opts).await;
+        op.complete(completion(r));
+    });
+    Ok(())
 }
 
 /// The same unary call as `grpc_core_channel_unary`, run to completion on
@@ -201,17 +270,76 @@ pub unsafe extern "C" fn grpc_core_channel_unary_blocking(
     result: *mut grpc_core_event,
 ) -> grpc_core_result {
     ffi_guard! {
-        let ch = CHANNELS.get(channel)?;
-        let a = unary_args(method, method_len, metadata, metadata_count, request, request_len, timeout_ms, flags,
-            compression)?;
-        let out = Out::new(result, "result")?;
-        if tokio::runtime::Handle::try_current().is_ok() {
-            return Err(FfiError::wrong_state(
-                "grpc_core_channel_unary_blocking must not be called from a thread of the library's runtime",
-            ));
-        }
-        let r = run_blocking(async move { ch.channel.unary(&a.method, a.request, a.opts).await });
-        out.write(event_c(grpc_core_op::GRPC_CORE_OP_CALL_UNARY, 0, completion(r)));
-        Ok(())
+        unary_blocking(channel, method, method_len, metadata, metadata_count, request, request_len, timeout_ms, flags,
+            compression, std::ptr::null(), result)
     }
+}
+
+/// `grpc_core_channel_unary_blocking` with call credentials for this call
+/// only: `creds` as in `grpc_core_channel_unary_ex` (borrowed, may be freed
+/// at once; NULL: none; composed after the channel's; refused on plaintext
+/// with UNAUTHENTICATED in `result->status` unless the channel allows it).
+#[allow(clippy::too_many_arguments)]
+#[no_mangle]
+pub unsafe extern "C" fn grpc_core_channel_unary_blocking_ex(
+    channel: *mut grpc_core_channel,
+    method: *const c_char,
+    method_len: usize,
+    metadata: *const grpc_core_metadata_entry,
+    metadata_count: usize,
+    request: *const u8,
+    request_len: usize,
+    timeout_ms: i64,
+    flags: u32,
+    compression: i32,
+    creds: *const grpc_core_call_credentials,
+    result: *mut grpc_core_event,
+) -> grpc_core_result {
+    ffi_guard! {
+        unary_blocking(channel, method, method_len, metadata, metadata_count, request, request_len, timeout_ms, flags,
+            compression, creds, result)
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+unsafe fn unary_blocking(
+    channel: *mut grpc_core_channel,
+    method: *const c_char,
+    method_len: usize,
+    metadata: *const grpc_core_metadata_entry,
+    metadata_count: usize,
+    request: *const u8,
+    request_len: usize,
+    timeout_ms: i64,
+    flags: u32,
+    compression: i32,
+    creds: *const grpc_core_call_credentials,
+    result: *mut grpc_core_event,
+) -> FfiResult<()> {
+    let ch = CHANNELS.get(channel)?;
+    // SAFETY: forwarded from the export's caller (header contract).
+    let a = unsafe {
+        unary_args(
+            method,
+            method_len,
+            metadata,
+            metadata_count,
+            request,
+            request_len,
+            timeout_ms,
+            flags,
+            compression,
+            creds,
+        )?
+    };
+    // SAFETY: as above.
+    let out = unsafe { Out::new(result, "result")? };
+    if tokio::runtime::Handle::try_current().is_ok() {
+        return Err(FfiError::wrong_state(
+            "grpc_core_channel_unary_blocking must not be called from a thread of the library's runtime",
+        ));
+    }
+    let r = run_blocking(async move { ch.channel.unary(&a.method, a.request, a.opts).await });
+    out.write(event_c(grpc_core_op::GRPC_CORE_OP_CALL_UNARY, 0, completion(r)));
+    Ok(())
 }
