@@ -3,7 +3,7 @@
  *
  * Each server is served by one thread that answers every call with the
  * facts it saw, as "key=value;" pairs in the response message:
- *   auth=   the request's authorization metadata
+ *   auth=   each authorization value of the request, in order
  *   sec=    auth property transport_security_type
  *   cn=     auth property x509_common_name
  *   tls=    grpc_core_server_call_tls_version
@@ -14,7 +14,9 @@
  * waits 500 ms first. Every response carries initial metadata x-init: i
  * and trailing metadata x-trail: t.
  *
- * Also: the engine's logs through grpc_core_set_log_callback.
+ * Also: per-call credentials (grpc_core_call_set_credentials on a deferred
+ * call, grpc_core_channel_unary_ex / _blocking_ex), and the engine's logs
+ * through grpc_core_set_log_callback.
  *
  * Usage: auth_test CERTS_DIR  (ca.pem server.pem server.key client.pem
  * client.key, from gen-certs.sh). */
@@ -97,8 +99,13 @@ static void handle(srv_t *s, grpc_core_server_call *call, const grpc_core_metada
 
   const uint8_t *v;
   size_t n;
-  long l = md_find(md, "authorization", &v);
-  if (l >= 0) add_kv(resp, sizeof resp, "auth", v, (size_t)l);
+  size_t nmd = 0;
+  grpc_core_metadata_count(md, &nmd);
+  for (size_t i = 0; i < nmd; i++) {
+    grpc_core_metadata_entry e;
+    if (grpc_core_metadata_get(md, i, &e) == GRPC_CORE_OK && e.key_len == 13 && memcmp(e.key, "authorization", 13) == 0)
+      add_kv(resp, sizeof resp, "auth", e.value, e.value_len);
+  }
   if (grpc_core_server_call_auth_property(call, "transport_security_type", 23, 0, &v, &n) == GRPC_CORE_OK)
     add_kv(resp, sizeof resp, "sec", v, n);
   if (grpc_core_server_call_auth_property(call, "x509_common_name", 16, 0, &v, &n) == GRPC_CORE_OK)
@@ -500,17 +507,320 @@ static void test_access_token(void) {
   char out[4096];
   CHECK(call_test(ch, "x", out, sizeof out) == 0 && strstr(out, "auth=Bearer tok-123;"));
   grpc_core_channel_free(ch);
-  /* Composed: both providers run in order (the server reports the first value). */
+  /* Composed: both providers run in order, both values arrive. */
   CHECK_OK(grpc_core_call_credentials_new_access_token("tok-456", 7, &tok2));
   CHECK_OK(grpc_core_call_credentials_compose(tok2, tok, &both));
   ch = chan(tls.target, 1, both, 0);
   CHECK(ch);
-  CHECK(call_test(ch, "x", out, sizeof out) == 0 && strstr(out, "auth=Bearer tok-456;"));
+  CHECK(call_test(ch, "x", out, sizeof out) == 0 && strstr(out, "auth=Bearer tok-456;auth=Bearer tok-123;"));
   grpc_core_channel_free(ch);
   CHECK_OK(grpc_core_call_credentials_free(tok));
   CHECK_OK(grpc_core_call_credentials_free(tok2));
   CHECK_OK(grpc_core_call_credentials_free(both));
   CHECK(srv_down(&tls));
+}
+
+/* ---- per-call credentials ---- */
+
+/* grpc_core_channel_unary_blocking_ex: like call_test, with `creds` for this call only. */
+static int call_ex(grpc_core_channel *ch, const grpc_core_call_credentials *creds, const char *req, char *out,
+                   size_t cap) {
+  grpc_core_event ev;
+  out[0] = 0;
+  grpc_core_result r = grpc_core_channel_unary_blocking_ex(ch, "/test.Svc/Unary", 15, NULL, 0, (const uint8_t *)req,
+                                                           strlen(req), 20000, 0, GRPC_CORE_COMPRESSION_DEFAULT, creds,
+                                                           &ev);
+  if (r != GRPC_CORE_OK) {
+    fprintf(stderr, "unary_blocking_ex: %s (%s)\n", grpc_core_result_name(r), grpc_core_last_error());
+    return -100;
+  }
+  int code = -1;
+  grpc_core_status_code(ev.status, &code);
+  if (ev.message) {
+    size_t n = ev.message_len < cap - 1 ? ev.message_len : cap - 1;
+    memcpy(out, ev.message_data, n);
+    out[n] = 0;
+  } else {
+    status_message(ev.status, out, cap);
+  }
+  grpc_core_event_release(&ev);
+  return code;
+}
+
+/* Drives a call made by grpc_core_call_new as a unary call (send "x" with
+ * LAST, receive the response, receive the status) and frees it. Returns the
+ * status code and copies the response (or the status message) into `out`;
+ * -100 if an operation was refused. `*send_ok` gets the send's success. */
+static int drive_call(grpc_core_cq *cq, grpc_core_call *call, int *send_ok, char *out, size_t cap) {
+  grpc_core_event ev;
+  int code = -100;
+  out[0] = 0;
+  if (grpc_core_call_send_message(call, (const uint8_t *)"x", 1, GRPC_CORE_SEND_LAST, TAG(31)) != GRPC_CORE_OK ||
+      wait_tag(cq, TAG(31), &ev) != GRPC_CORE_OK)
+    goto done;
+  *send_ok = ev.success;
+  if (grpc_core_call_recv_message(call, TAG(32)) != GRPC_CORE_OK || wait_tag(cq, TAG(32), &ev) != GRPC_CORE_OK)
+    goto done;
+  if (ev.message) {
+    size_t n = ev.message_len < cap - 1 ? ev.message_len : cap - 1;
+    memcpy(out, ev.message_data, n);
+    out[n] = 0;
+  }
+  grpc_core_event_release(&ev);
+  if (grpc_core_call_recv_status(call, TAG(33)) != GRPC_CORE_OK || wait_tag(cq, TAG(33), &ev) != GRPC_CORE_OK)
+    goto done;
+  grpc_core_status_code(ev.status, &code);
+  if (code != 0) status_message(ev.status, out, cap);
+  grpc_core_event_release(&ev);
+done:
+  grpc_core_call_free(call);
+  return code;
+}
+
+static grpc_core_call *deferred_call(grpc_core_channel *ch, grpc_core_cq *cq, int64_t timeout_ms) {
+  grpc_core_call *call = NULL;
+  if (grpc_core_call_new(ch, "/test.Svc/Unary", 15, NULL, 0, timeout_ms, GRPC_CORE_CALL_DEFER_START,
+                         GRPC_CORE_COMPRESSION_DEFAULT, cq, &call) != GRPC_CORE_OK) {
+    fprintf(stderr, "call_new: %s\n", grpc_core_last_error());
+    return NULL;
+  }
+  return call;
+}
+
+/* The fused unary call with per-call credentials. */
+static void test_unary_ex_credentials(void) {
+  srv_t tls, plain;
+  CHECK(srv_up(&tls, 1, 0));
+  CHECK(srv_up(&plain, 0, 0));
+  grpc_core_call_credentials *tok = NULL, *ctok = NULL;
+  CHECK_OK(grpc_core_call_credentials_new_access_token("call-tok", 8, &tok));
+  CHECK_OK(grpc_core_call_credentials_new_access_token("chan-tok", 8, &ctok));
+  grpc_core_channel *ch = chan(tls.target, 1, NULL, 0);      /* TLS, no channel credentials */
+  grpc_core_channel *cch = chan(tls.target, 1, ctok, 0);     /* TLS, channel credentials */
+  grpc_core_channel *pch = chan(plain.target, 0, NULL, 0);   /* plaintext */
+  grpc_core_channel *pcch = chan(plain.target, 0, ctok, 1);  /* plaintext, creds allowed */
+  CHECK(ch && cch && pch && pcch);
+  char out[4096];
+
+  /* The token reaches a TLS server; NULL is no credentials (the _ex form
+   * with NULL is the plain call). */
+  CHECK(call_ex(ch, tok, "x", out, sizeof out) == 0 && strstr(out, "auth=Bearer call-tok;") && strstr(out, "sec=ssl;"));
+  CHECK(call_ex(ch, NULL, "x", out, sizeof out) == 0 && !strstr(out, "auth="));
+  CHECK(call_test(ch, "x", out, sizeof out) == 0 && !strstr(out, "auth="));
+  /* Composed with the channel's: both arrive, the channel's first. */
+  CHECK(call_ex(cch, tok, "x", out, sizeof out) == 0 && strstr(out, "auth=Bearer chan-tok;auth=Bearer call-tok;"));
+  CHECK(call_ex(cch, NULL, "x", out, sizeof out) == 0 && strstr(out, "auth=Bearer chan-tok;") &&
+        !strstr(out, "call-tok"));
+  /* Refused on plaintext before anything is sent ... */
+  int before = atomic_load(&plain.calls);
+  CHECK(call_ex(pch, tok, "x", out, sizeof out) == 16 && strstr(out, "insecure"));
+  CHECK(atomic_load(&plain.calls) == before);
+  CHECK(call_ex(pch, NULL, "x", out, sizeof out) == 0 && !strstr(out, "auth="));
+  /* ... unless the channel allows it (and then they compose there too). */
+  CHECK(call_ex(pcch, tok, "x", out, sizeof out) == 0 && strstr(out, "auth=Bearer chan-tok;auth=Bearer call-tok;"));
+
+  /* The queued form; the handle freed right after the call started: the
+   * call holds its own reference. */
+  grpc_core_call_credentials *once = NULL;
+  grpc_core_cq *cq = NULL;
+  grpc_core_event ev;
+  CHECK_OK(grpc_core_cq_new(&cq));
+  CHECK_OK(grpc_core_call_credentials_new_access_token("once", 4, &once));
+  CHECK_OK(grpc_core_channel_unary_ex(cch, "/test.Svc/Unary", 15, NULL, 0, (const uint8_t *)"x", 1, 20000, 0, 0, once,
+                                      cq, TAG(1)));
+  CHECK_OK(grpc_core_call_credentials_free(once));
+  CHECK_OK(wait_tag(cq, TAG(1), &ev));
+  CHECK(ev.op == GRPC_CORE_OP_CALL_UNARY && ev.success == 1 && ev.message &&
+        has(ev.message_data, ev.message_len, "auth=Bearer chan-tok;auth=Bearer once;"));
+  grpc_core_event_release(&ev);
+  CHECK_OK(grpc_core_channel_unary_ex(pch, "/test.Svc/Unary", 15, NULL, 0, (const uint8_t *)"x", 1, 20000, 0, 0, tok,
+                                      cq, TAG(2)));
+  CHECK_OK(wait_tag(cq, TAG(2), &ev));
+  int code = -1;
+  CHECK(ev.success == 0 && ev.message == NULL && grpc_core_status_code(ev.status, &code) == GRPC_CORE_OK &&
+        code == 16);
+  grpc_core_event_release(&ev);
+
+  /* Misuse: a freed, forged or wrongly typed credentials handle is refused
+   * and starts nothing. */
+  before = atomic_load(&tls.calls);
+  CHECK_RESULT(grpc_core_channel_unary_ex(ch, "/test.Svc/Unary", 15, NULL, 0, NULL, 0, 1000, 0, 0, once, cq, TAG(3)),
+               GRPC_CORE_ERROR_INVALID_HANDLE);
+  CHECK_RESULT(grpc_core_channel_unary_ex(ch, "/test.Svc/Unary", 15, NULL, 0, NULL, 0, 1000, 0, 0,
+                                          (const grpc_core_call_credentials *)(void *)cq, cq, TAG(3)),
+               GRPC_CORE_ERROR_INVALID_HANDLE);
+  CHECK_RESULT(grpc_core_channel_unary_ex(ch, "/test.Svc/Unary", 15, NULL, 0, NULL, 0, 1000, 0, 0,
+                                          (const grpc_core_call_credentials *)(uintptr_t)0x7777770, cq, TAG(3)),
+               GRPC_CORE_ERROR_INVALID_HANDLE);
+  CHECK_RESULT(grpc_core_channel_unary_ex(NULL, "/test.Svc/Unary", 15, NULL, 0, NULL, 0, 1000, 0, 0, tok, cq, TAG(3)),
+               GRPC_CORE_ERROR_NULL_ARGUMENT);
+  CHECK_RESULT(grpc_core_channel_unary_ex(ch, "/test.Svc/Unary", 15, NULL, 0, NULL, 0, 1000, 0, 0, tok, NULL, TAG(3)),
+               GRPC_CORE_ERROR_NULL_ARGUMENT);
+  CHECK_RESULT(grpc_core_channel_unary_blocking_ex(ch, "/test.Svc/Unary", 15, NULL, 0, NULL, 0, 1000, 0, 0, once, &ev),
+               GRPC_CORE_ERROR_INVALID_HANDLE);
+  CHECK_RESULT(grpc_core_channel_unary_blocking_ex(ch, "/test.Svc/Unary", 15, NULL, 0, NULL, 0, 1000, 0, 0, tok, NULL),
+               GRPC_CORE_ERROR_NULL_ARGUMENT);
+  CHECK_RESULT(grpc_core_cq_next(cq, 200, &ev), GRPC_CORE_TIMEOUT);
+  CHECK(atomic_load(&tls.calls) == before);
+  grpc_core_cq_shutdown(cq);
+  grpc_core_cq_free(cq);
+
+  grpc_core_channel_free(ch);
+  grpc_core_channel_free(cch);
+  grpc_core_channel_free(pch);
+  grpc_core_channel_free(pcch);
+  CHECK_OK(grpc_core_call_credentials_free(tok));
+  CHECK_OK(grpc_core_call_credentials_free(ctok));
+  CHECK(srv_down(&tls));
+  CHECK(srv_down(&plain));
+}
+
+/* grpc_core_call_set_credentials on calls made with GRPC_CORE_CALL_DEFER_START. */
+static void test_call_set_credentials(void) {
+  static creds_state st = {PTHREAD_MUTEX_INITIALIZER, 0, 0, 0, 0, NULL, "", "", "", NULL, GRPC_CORE_OK};
+  srv_t tls, plain;
+  CHECK(srv_up(&tls, 1, 0));
+  CHECK(srv_up(&plain, 0, 0));
+  grpc_core_call_credentials *tok = NULL, *tok2 = NULL, *ctok = NULL, *cb = NULL;
+  CHECK_OK(grpc_core_call_credentials_new_access_token("call-tok", 8, &tok));
+  CHECK_OK(grpc_core_call_credentials_new_access_token("other-tok", 9, &tok2));
+  CHECK_OK(grpc_core_call_credentials_new_access_token("chan-tok", 8, &ctok));
+  grpc_core_channel *ch = chan(tls.target, 1, NULL, 0);
+  grpc_core_channel *cch = chan(tls.target, 1, ctok, 0);
+  grpc_core_channel *pch = chan(plain.target, 0, NULL, 0);
+  grpc_core_channel *ach = chan(plain.target, 0, NULL, 1);
+  grpc_core_cq *cq = NULL;
+  CHECK(ch && cch && pch && ach);
+  CHECK_OK(grpc_core_cq_new(&cq));
+  char out[4096];
+  int send_ok = -1;
+  grpc_core_call *call;
+
+  /* Set before the first operation: the token reaches the TLS server. */
+  CHECK((call = deferred_call(ch, cq, 20000)) != NULL);
+  CHECK_OK(grpc_core_call_set_credentials(call, tok));
+  CHECK(drive_call(cq, call, &send_ok, out, sizeof out) == 0 && send_ok == 1);
+  CHECK(strstr(out, "auth=Bearer call-tok;") && strstr(out, "sec=ssl;"));
+  /* Composed with the channel's: both arrive, the channel's first. */
+  CHECK((call = deferred_call(cch, cq, 20000)) != NULL);
+  CHECK_OK(grpc_core_call_set_credentials(call, tok));
+  CHECK(drive_call(cq, call, &send_ok, out, sizeof out) == 0);
+  CHECK(strstr(out, "auth=Bearer chan-tok;auth=Bearer call-tok;"));
+  /* A second set replaces the first; NULL clears (gRPC core's behaviour). */
+  CHECK((call = deferred_call(ch, cq, 20000)) != NULL);
+  CHECK_OK(grpc_core_call_set_credentials(call, tok));
+  CHECK_OK(grpc_core_call_set_credentials(call, tok2));
+  CHECK(drive_call(cq, call, &send_ok, out, sizeof out) == 0);
+  CHECK(strstr(out, "auth=Bearer other-tok;") && !strstr(out, "call-tok"));
+  CHECK((call = deferred_call(cch, cq, 20000)) != NULL);
+  CHECK_OK(grpc_core_call_set_credentials(call, tok));
+  CHECK_OK(grpc_core_call_set_credentials(call, NULL));
+  CHECK(drive_call(cq, call, &send_ok, out, sizeof out) == 0);
+  CHECK(strstr(out, "auth=Bearer chan-tok;") && !strstr(out, "call-tok"));
+  /* A deferred call without credentials is an ordinary call. */
+  CHECK((call = deferred_call(ch, cq, 20000)) != NULL);
+  CHECK(drive_call(cq, call, &send_ok, out, sizeof out) == 0 && !strstr(out, "auth="));
+
+  /* Refused on plaintext: the call fails with UNAUTHENTICATED, nothing sent. */
+  int before = atomic_load(&plain.calls);
+  CHECK((call = deferred_call(pch, cq, 20000)) != NULL);
+  CHECK_OK(grpc_core_call_set_credentials(call, tok));
+  CHECK(drive_call(cq, call, &send_ok, out, sizeof out) == 16 && send_ok == 0 && strstr(out, "insecure"));
+  CHECK(atomic_load(&plain.calls) == before);
+  /* ... unless the channel allows it. */
+  CHECK((call = deferred_call(ach, cq, 20000)) != NULL);
+  CHECK_OK(grpc_core_call_set_credentials(call, tok));
+  CHECK(drive_call(cq, call, &send_ok, out, sizeof out) == 0 && strstr(out, "auth=Bearer call-tok;"));
+
+  /* The caller frees the credentials right after setting them: the call
+   * keeps its own reference, and a callback's destroy runs only once the
+   * call is gone. */
+  CHECK_OK(grpc_core_call_credentials_new_callback(creds_cb, &st, creds_destroy, &cb));
+  CHECK((call = deferred_call(ch, cq, 20000)) != NULL);
+  CHECK_OK(grpc_core_call_set_credentials(call, cb));
+  CHECK_OK(grpc_core_call_credentials_free(cb));
+  CHECK(creds_get(&st, &st.destroyed) == 0);
+  CHECK(drive_call(cq, call, &send_ok, out, sizeof out) == 0 && strstr(out, "auth=Bearer cb-token;"));
+  CHECK(creds_get(&st, &st.calls) == 1 && strcmp(st.method, "/test.Svc/Unary") == 0);
+  for (int i = 0; i < 500 && creds_get(&st, &st.destroyed) == 0; i++) sleep_ms(10);
+  CHECK(creds_get(&st, &st.destroyed) == 1);
+
+  /* Misuse. NULL call, stale call, wrongly typed or freed credentials: an
+   * error, and the call is unchanged (it still goes out without them). */
+  CHECK_RESULT(grpc_core_call_set_credentials(NULL, tok), GRPC_CORE_ERROR_NULL_ARGUMENT);
+  CHECK((call = deferred_call(ch, cq, 20000)) != NULL);
+  CHECK_RESULT(grpc_core_call_set_credentials(call, cb), GRPC_CORE_ERROR_INVALID_HANDLE);
+  CHECK_RESULT(grpc_core_call_set_credentials(call, (const grpc_core_call_credentials *)(void *)cq),
+               GRPC_CORE_ERROR_INVALID_HANDLE);
+  CHECK_RESULT(grpc_core_call_set_credentials((grpc_core_call *)(void *)tok, tok), GRPC_CORE_ERROR_INVALID_HANDLE);
+  CHECK(drive_call(cq, call, &send_ok, out, sizeof out) == 0 && !strstr(out, "auth="));
+  CHECK_RESULT(grpc_core_call_set_credentials(call, tok), GRPC_CORE_ERROR_INVALID_HANDLE); /* freed by drive_call */
+
+  /* After the start: WRONG_STATE, nothing changes. A call made without
+   * GRPC_CORE_CALL_DEFER_START has started already. */
+  CHECK_OK(grpc_core_call_new(ch, "/test.Svc/Unary", 15, NULL, 0, 20000, 0, 0, cq, &call));
+  CHECK_RESULT(grpc_core_call_set_credentials(call, tok), GRPC_CORE_ERROR_WRONG_STATE);
+  CHECK(strstr(grpc_core_last_error(), "GRPC_CORE_CALL_DEFER_START") != NULL);
+  CHECK_RESULT(grpc_core_call_set_credentials(call, NULL), GRPC_CORE_ERROR_WRONG_STATE);
+  CHECK(drive_call(cq, call, &send_ok, out, sizeof out) == 0 && !strstr(out, "auth="));
+  /* A deferred call starts with its first operation (here a receive). */
+  grpc_core_event ev;
+  CHECK((call = deferred_call(ch, cq, 20000)) != NULL);
+  CHECK_OK(grpc_core_call_recv_initial_metadata(call, TAG(40)));
+  CHECK_RESULT(grpc_core_call_set_credentials(call, tok), GRPC_CORE_ERROR_WRONG_STATE);
+  CHECK_OK(grpc_core_call_send_message(call, (const uint8_t *)"x", 1, GRPC_CORE_SEND_LAST, TAG(41)));
+  for (int i = 0; i < 2; i++) {
+    CHECK_OK(grpc_core_cq_next(cq, 20000, &ev));
+    CHECK((ev.tag == TAG(40) || ev.tag == TAG(41)) && ev.success == 1);
+    grpc_core_event_release(&ev);
+  }
+  CHECK_OK(grpc_core_call_recv_message(call, TAG(42)));
+  CHECK_OK(wait_tag(cq, TAG(42), &ev));
+  CHECK(ev.message && !has(ev.message_data, ev.message_len, "auth="));
+  grpc_core_event_release(&ev);
+  CHECK_OK(grpc_core_call_free(call));
+  /* An operation refused (bad flags, here) does not start the call. */
+  CHECK((call = deferred_call(ch, cq, 20000)) != NULL);
+  CHECK_RESULT(grpc_core_call_send_message(call, (const uint8_t *)"x", 1, 0x40, TAG(43)),
+               GRPC_CORE_ERROR_INVALID_ARGUMENT);
+  CHECK_OK(grpc_core_call_set_credentials(call, tok));
+  CHECK(drive_call(cq, call, &send_ok, out, sizeof out) == 0 && strstr(out, "auth=Bearer call-tok;"));
+  /* Cancelled before its start: WRONG_STATE, and the call ends CANCELLED
+   * without reaching the server. */
+  before = atomic_load(&tls.calls);
+  CHECK((call = deferred_call(ch, cq, 20000)) != NULL);
+  CHECK_OK(grpc_core_call_cancel(call));
+  CHECK_RESULT(grpc_core_call_set_credentials(call, tok), GRPC_CORE_ERROR_WRONG_STATE);
+  CHECK(drive_call(cq, call, &send_ok, out, sizeof out) == 1 && send_ok == 0);
+  CHECK(atomic_load(&tls.calls) == before);
+  /* The deadline counts from grpc_core_call_new, not from the start. */
+  CHECK((call = deferred_call(ch, cq, 100)) != NULL);
+  CHECK_OK(grpc_core_call_set_credentials(call, tok));
+  sleep_ms(300);
+  CHECK(drive_call(cq, call, &send_ok, out, sizeof out) == 4);
+  CHECK(atomic_load(&tls.calls) == before);
+  /* A deferred call freed without ever starting leaks nothing. */
+  CHECK((call = deferred_call(ch, cq, 20000)) != NULL);
+  CHECK_OK(grpc_core_call_set_credentials(call, tok));
+  CHECK_OK(grpc_core_call_free(call));
+  /* Unknown flags are still refused. */
+  call = NULL;
+  CHECK_RESULT(grpc_core_call_new(ch, "/test.Svc/Unary", 15, NULL, 0, 1000, 4, 0, cq, &call),
+               GRPC_CORE_ERROR_INVALID_ARGUMENT);
+  CHECK(call == NULL);
+  CHECK_RESULT(grpc_core_cq_next(cq, 100, &ev), GRPC_CORE_TIMEOUT);
+
+  grpc_core_cq_shutdown(cq);
+  grpc_core_cq_free(cq);
+  grpc_core_channel_free(ch);
+  grpc_core_channel_free(cch);
+  grpc_core_channel_free(pch);
+  grpc_core_channel_free(ach);
+  CHECK_OK(grpc_core_call_credentials_free(tok));
+  CHECK_OK(grpc_core_call_credentials_free(tok2));
+  CHECK_OK(grpc_core_call_credentials_free(ctok));
+  CHECK(srv_down(&tls));
+  CHECK(srv_down(&plain));
 }
 
 /* grpc.health.v1.Health/Check for `service`: the ServingStatus, or -(code) on failure. */
@@ -653,6 +963,8 @@ int main(int argc, char **argv) {
   RUN(test_auth_context);
   RUN(test_call_credentials_callback);
   RUN(test_access_token);
+  RUN(test_unary_ex_credentials);
+  RUN(test_call_set_credentials);
   RUN(test_health);
   RUN(test_logging);
   RUN(test_service_config);
