@@ -17,8 +17,9 @@
 #                     and against the C interop server
 #       misuse_test   misuse, server-call surface, mutual TLS (in-process)
 #       auth_test     fused unary calls, auth context over mutual TLS, call
-#                     credentials (callback, access token; TLS vs plaintext),
-#                     the health service (in-process servers)
+#                     credentials (callback, access token, per channel and
+#                     per call; TLS vs plaintext), the health service
+#                     (in-process servers)
 #       interop_server  grpc.testing.TestService in C, driven by the Rust
 #                     interop client (and grpc-go's, if .peers/ has it),
 #                     plaintext and TLS; under valgrind and ASan too
