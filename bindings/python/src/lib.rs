@@ -17,8 +17,8 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use grpc_core::surface::{
     self, CallHandle, CallInfo, CallOptions, CallReceiver, CallSender, Channel, ChannelOptions, ClientTlsConfig, Code,
-    Compression, ConnectivityState, IncomingCall, ManualResolver, Metadata, MetadataValue, MethodKind, Server,
-    ServerOptions, ServerReceiver, ServerSender, ServerTlsConfig, Status,
+    Compression, ConnectivityState, HealthReporter, IncomingCall, ManualResolver, Metadata, MetadataValue, MethodKind,
+    Server, ServerOptions, ServerReceiver, ServerSender, ServerTlsConfig, ServingStatus, Status,
 };
 use pyo3::create_exception;
 use pyo3::exceptions::{PyException, PyRuntimeError, PyValueError};
@@ -591,6 +591,8 @@ impl CallQueue {
 #[derive(Debug)]
 struct NativeServer {
     server: Server,
+    /// The engine's `grpc.health.v1.Health` service, when asked for.
+    health: Option<HealthReporter>,
 }
 
 #[pymethods]
@@ -600,7 +602,7 @@ impl NativeServer {
         max_recv=None, max_send=None, max_concurrent_streams=None, keepalive_time_ms=None, keepalive_timeout_ms=None,
         keepalive_min_time_ms=None, keepalive_permit_without_calls=None, max_connection_idle_ms=None,
         max_connection_age_ms=None, max_connection_age_grace_ms=None, compression=None, reflection=None,
-        reflection_methods=None))]
+        reflection_methods=None, health=false))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         queue: &CallQueue,
@@ -621,6 +623,7 @@ impl NativeServer {
         compression: Option<u8>,
         reflection: Option<Vec<Vec<u8>>>,
         reflection_methods: Option<Vec<String>>,
+        health: bool,
     ) -> PyResult<Self> {
         let mut o = ServerOptions::default();
         match (cert_chain, private_key) {
@@ -687,8 +690,32 @@ impl NativeServer {
                 b = b.register(&path, MethodKind::BidiStreaming, surface::dispatch(move |c| d(c))).map_err(invalid)?;
             }
         }
+        let mut reporter = None;
+        if health {
+            let (hb, r) = b.with_health();
+            b = hb;
+            reporter = Some(r);
+        }
         let server = b.build().map_err(invalid)?;
-        Ok(NativeServer { server })
+        Ok(NativeServer { server, health: reporter })
+    }
+
+    /// Sets a service's health (`grpc.health.v1.HealthCheckResponse.ServingStatus`:
+    /// 0 UNKNOWN, 1 SERVING, 2 NOT_SERVING, 3 SERVICE_UNKNOWN); `""` is the whole
+    /// server. Watchers see the change. RuntimeError without `health=True`.
+    fn health_set(&self, service: &str, status: i32) -> PyResult<()> {
+        let Some(h) = &self.health else {
+            return Err(PyRuntimeError::new_err("this server has no health service"));
+        };
+        let st = match status {
+            0 => ServingStatus::Unknown,
+            1 => ServingStatus::Serving,
+            2 => ServingStatus::NotServing,
+            3 => ServingStatus::ServiceUnknown,
+            n => return Err(PyValueError::new_err(format!("unknown serving status {n}"))),
+        };
+        h.set(service, st);
+        Ok(())
     }
 
     /// Listens on `address`; returns the bound port (the OS's pick for port 0).

@@ -333,6 +333,7 @@ class Server:
         self._state_lock = threading.Lock()
         self._terminated = threading.Event()
         self._dispatcher: Optional[threading.Thread] = None
+        self._health: Any = None
 
     # configuration
     def add_generic_rpc_handlers(self, generic_rpc_handlers: Sequence[GenericRpcHandler]) -> None:
@@ -358,12 +359,31 @@ class Server:
         if self._natives:
             self._rebind()
 
+    def _enable_health(self, servicer: Any) -> None:
+        """Serves ``grpc.health.v1.Health`` from ``servicer`` on every port (see ``grpc_core.health``)."""
+        with self._state_lock:
+            if self._state != "new":
+                raise RuntimeError("add_HealthServicer_to_server must be called before the server starts")
+        if self._health is servicer:
+            return
+        if self._health is not None:
+            raise ValueError("a HealthServicer was already added to this server")
+        self._health = servicer
+        self._kw["health"] = True
+        servicer._attach(self)
+        if self._natives:
+            self._rebind()
+
+    def _health_set(self, service: str, status: int) -> None:
+        for n in list(self._natives):
+            n.health_set(service, status)
+
     def _rebind(self) -> None:
         """Rebuilds the ports added so far with the current settings, on the same port
         numbers (the engine fixes a server's methods when it is built)."""
         old, ports = self._natives, self._ports
         if any(port == 0 for _, _, port in ports):
-            raise RuntimeError("enable_server_reflection must be called before a unix: port is added")
+            raise RuntimeError("enable_server_reflection and add_HealthServicer_to_server must come before a unix: port")
         self._natives, self._ports = [], []
         for n in old:
             n.shutdown(0)
@@ -398,6 +418,9 @@ class Server:
             address = "[::]" + address
         port = native.bind(address)
         self._natives.append(native)
+        if self._health is not None:  # after the append: a concurrent set() reaches it one way or the other
+            for service, status in self._health._statuses().items():
+                native.health_set(service, status)
         self._ports.append((address, credentials, port))
         if self._state == "started":
             native.start()
