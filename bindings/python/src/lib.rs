@@ -521,13 +521,56 @@ impl NativeCall {
     }
 }
 
-/// Incoming server calls, handed from the runtime to a Python dispatcher thread.
+/// Incoming server calls, handed from the runtime to a Python dispatcher thread,
+/// or straight to a pool thread waiting for its next call (`pull`).
 #[derive(Debug, Default)]
 struct QueueInner {
-    calls: Mutex<(VecDeque<IncomingCall>, bool)>,
+    /// The queued calls, closed, and how many pool threads wait in `pull`.
+    calls: Mutex<(VecDeque<IncomingCall>, bool, usize)>,
+    /// The dispatcher's wake-up (`next`).
     ready: Condvar,
+    /// The pullers' wake-up: a call goes to a waiting puller first (one
+    /// thread hop fewer than dispatcher, then pool).
+    pulled: Condvar,
     /// Set by `aio.queue_attach`: calls go to this loop's completion queue.
     sink: Mutex<Option<aio::Sink>>,
+}
+
+impl QueueInner {
+    /// Waits (without the GIL) for the next call on `cv`; None once closed, or at `deadline`.
+    fn wait_call(&self, py: Python<'_>, timeout: Option<f64>, puller: bool) -> Option<NativeServerCall> {
+        let deadline = duration_from(timeout).map(|d| Instant::now() + d);
+        let cv = if puller { &self.pulled } else { &self.ready };
+        let call = detach(py, move || {
+            let mut g = self.calls.lock().unwrap_or_else(|e| e.into_inner());
+            if puller {
+                g.2 += 1;
+            }
+            let r = loop {
+                if let Some(c) = g.0.pop_front() {
+                    break Some(c);
+                }
+                if g.1 {
+                    break None;
+                }
+                match deadline {
+                    None => g = cv.wait(g).unwrap_or_else(|e| e.into_inner()),
+                    Some(d) => {
+                        let now = Instant::now();
+                        if now >= d {
+                            break None;
+                        }
+                        g = cv.wait_timeout(g, d - now).unwrap_or_else(|e| e.into_inner()).0;
+                    }
+                }
+            };
+            if puller {
+                g.2 -= 1;
+            }
+            r
+        })?;
+        Some(NativeServerCall::new(call))
+    }
 }
 
 /// The queue every native server of one Python server delivers calls to.
@@ -547,30 +590,14 @@ impl CallQueue {
     /// The next incoming call; None once the queue is closed and empty, or on timeout.
     #[pyo3(signature = (timeout=None))]
     fn next(&self, py: Python<'_>, timeout: Option<f64>) -> Option<NativeServerCall> {
-        let inner = self.inner.clone();
-        let deadline = duration_from(timeout).map(|d| Instant::now() + d);
-        let call = detach(py, move || {
-            let mut g = inner.calls.lock().unwrap_or_else(|e| e.into_inner());
-            loop {
-                if let Some(c) = g.0.pop_front() {
-                    return Some(c);
-                }
-                if g.1 {
-                    return None;
-                }
-                match deadline {
-                    None => g = inner.ready.wait(g).unwrap_or_else(|e| e.into_inner()),
-                    Some(d) => {
-                        let now = Instant::now();
-                        if now >= d {
-                            return None;
-                        }
-                        g = inner.ready.wait_timeout(g, d - now).unwrap_or_else(|e| e.into_inner()).0;
-                    }
-                }
-            }
-        })?;
-        Some(NativeServerCall::new(call))
+        self.inner.wait_call(py, timeout, false)
+    }
+
+    /// Like `next`, for a pool thread that just served a call: calls go to
+    /// waiting pullers before the dispatcher. None on timeout or once closed.
+    #[pyo3(signature = (timeout=None))]
+    fn pull(&self, py: Python<'_>, timeout: Option<f64>) -> Option<NativeServerCall> {
+        self.inner.wait_call(py, timeout, true)
     }
 
     /// Closes the queue: calls still queued are dropped (UNKNOWN), later ones refused.
@@ -583,6 +610,7 @@ impl CallQueue {
         };
         drop(dropped);
         self.inner.ready.notify_all();
+        self.inner.pulled.notify_all();
     }
 }
 
@@ -670,8 +698,13 @@ impl NativeServer {
                 return;
             }
             g.0.push_back(c);
+            let pullers = g.2;
             drop(g);
-            q.ready.notify_one();
+            if pullers > 0 {
+                q.pulled.notify_one();
+            } else {
+                q.ready.notify_one();
+            }
         };
         let deliver = Arc::new(deliver);
         let d = deliver.clone();
