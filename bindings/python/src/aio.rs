@@ -328,28 +328,33 @@ pub(crate) fn call_close_send(py: Python<'_>, cq: &CompletionQueue, fut: Py<PyAn
 
 /// The response headers, or `RpcStatus` if the call failed first.
 #[pyfunction]
-pub(crate) fn call_initial_metadata(cq: &CompletionQueue, fut: Py<PyAny>, call: &NativeCall) {
+pub(crate) fn call_initial_metadata(
+    py: Python<'_>,
+    cq: &CompletionQueue,
+    fut: Py<PyAny>,
+    call: &NativeCall,
+) -> PyResult<()> {
     let r = call.receiver.clone();
-    submit(cq, fut, async move { r.lock().await.initial_metadata().await }, |py, r| match r {
+    submit_now(py, cq, fut, async move { r.lock().await.initial_metadata().await }, |py, r| match r {
         Ok(md) => Ok(md_to_py(py, &md)?.into_any().unbind()),
         Err(st) => Err(status_err(py, &st)),
-    });
+    })
 }
 
 /// The next message, None at the end of an OK call, or `RpcStatus`.
 #[pyfunction]
-pub(crate) fn call_recv(cq: &CompletionQueue, fut: Py<PyAny>, call: &NativeCall) {
+pub(crate) fn call_recv(py: Python<'_>, cq: &CompletionQueue, fut: Py<PyAny>, call: &NativeCall) -> PyResult<()> {
     let r = call.receiver.clone();
-    submit(cq, fut, async move { r.lock().await.recv().await }, message_or_status);
+    submit_now(py, cq, fut, async move { r.lock().await.recv().await }, message_or_status)
 }
 
 /// Drains the responses: `(code, details, trailing_metadata)`.
 #[pyfunction]
-pub(crate) fn call_finish(cq: &CompletionQueue, fut: Py<PyAny>, call: &NativeCall) {
+pub(crate) fn call_finish(py: Python<'_>, cq: &CompletionQueue, fut: Py<PyAny>, call: &NativeCall) -> PyResult<()> {
     let r = call.receiver.clone();
-    submit(cq, fut, async move { r.lock().await.finish().await }, |py, st| {
+    submit_now(py, cq, fut, async move { r.lock().await.finish().await }, |py, st| {
         Ok(status_tuple(py, &st)?.into_pyobject(py)?.into_any().unbind())
-    });
+    })
 }
 
 /// From now on, calls arriving at `queue` go to `callback(NativeServerCall)` on

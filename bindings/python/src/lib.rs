@@ -197,6 +197,27 @@ where
     detach(py, || surface::block_on(fut))
 }
 
+/// Like [`wait`], but polls `fut` once here first (the runtime entered, the
+/// GIL held): a stream operation is often ready at once (a message already
+/// received, a send that fits h2's buffer, trailers that came with the last
+/// message), and then no runtime task and no thread hop. Only an operation
+/// that has to wait goes to the runtime.
+fn wait_fast<F>(py: Python<'_>, fut: F) -> F::Output
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    let mut fut = Box::pin(fut);
+    {
+        let _rt = surface::handle().enter();
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        if let std::task::Poll::Ready(v) = fut.as_mut().poll(&mut cx) {
+            return v;
+        }
+    }
+    wait(py, fut)
+}
+
 /// Wakes a thread parked in [`block_here`].
 struct ThreadWaker(std::thread::Thread);
 
@@ -480,19 +501,19 @@ impl NativeCall {
     fn send(&self, py: Python<'_>, message: &[u8], last: bool) -> bool {
         let msg = Bytes::copy_from_slice(message);
         let s = self.sender.clone();
-        wait(py, async move { s.lock().await.send_with(msg, true, last).await }).is_ok()
+        wait_fast(py, async move { s.lock().await.send_with(msg, true, last).await }).is_ok()
     }
 
     /// Half-closes the send side. False if the call is over.
     fn close_send(&self, py: Python<'_>) -> bool {
         let s = self.sender.clone();
-        wait(py, async move { s.lock().await.close_send().await }).is_ok()
+        wait_fast(py, async move { s.lock().await.close_send().await }).is_ok()
     }
 
     /// The response headers; raises `RpcStatus` if the call failed first.
     fn initial_metadata<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
         let r = self.receiver.clone();
-        match wait(py, async move { r.lock().await.initial_metadata().await }) {
+        match wait_fast(py, async move { r.lock().await.initial_metadata().await }) {
             Ok(md) => md_to_py(py, &md),
             Err(st) => Err(status_err(py, &st)),
         }
@@ -501,7 +522,7 @@ impl NativeCall {
     /// The next message, None at the end of an OK call; raises `RpcStatus`.
     fn recv<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyBytes>>> {
         let r = self.receiver.clone();
-        match wait(py, async move { r.lock().await.recv().await }) {
+        match wait_fast(py, async move { r.lock().await.recv().await }) {
             Ok(Some(b)) => Ok(Some(PyBytes::new(py, &b))),
             Ok(None) => Ok(None),
             Err(st) => Err(status_err(py, &st)),
@@ -511,7 +532,7 @@ impl NativeCall {
     /// Drains the responses; returns `(code, details, trailing_metadata)`.
     fn finish<'py>(&self, py: Python<'py>) -> PyResult<(i32, String, Bound<'py, PyTuple>)> {
         let r = self.receiver.clone();
-        let st = wait(py, async move { r.lock().await.finish().await });
+        let st = wait_fast(py, async move { r.lock().await.finish().await });
         status_tuple(py, &st)
     }
 
