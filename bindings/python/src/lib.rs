@@ -838,6 +838,26 @@ impl NativeServerCall {
         }
     }
 
+    /// Sends the one response and the OK status with `md` as trailers, as
+    /// one task on the runtime: h2 then writes message and trailers in one
+    /// flush, where sending them from this thread woke the connection task
+    /// twice (and, on a busy core, wrote twice). Nothing to report back: if
+    /// the call ended first, nothing is sent, as a failed send would.
+    pub(crate) fn spawn_reply(&self, message: &[u8], compress: bool, md: Metadata) {
+        let msg = Bytes::copy_from_slice(message);
+        let s = self.sender.clone();
+        let whole = self.call.clone();
+        let op = self.guarded(async move {
+            match s.lock().await.as_mut() {
+                Some(s) => s.send_with(msg, compress).await?,
+                None => return Err(Status::internal("no sender")),
+            }
+            whole.lock().unwrap_or_else(|e| e.into_inner()).finish(Status::ok().with_metadata(md));
+            Ok(())
+        });
+        surface::spawn(op);
+    }
+
     /// Runs `fut` here unless the call ends first (then CANCELLED).
     fn run<T, F>(&self, py: Python<'_>, fut: F) -> Result<T, Status>
     where
@@ -952,19 +972,13 @@ impl NativeServerCall {
         Ok(())
     }
 
-    /// Sends the one response of a unary call and ends it OK, in one
-    /// crossing; raises `RpcStatus` if the call is over.
+    /// Sends the one response of a unary call and ends it OK, as one task on
+    /// the runtime (see `spawn_reply`); returns at once, True.
     #[pyo3(signature = (message, compress=true, trailing_metadata=None))]
-    fn reply(
-        &self,
-        py: Python<'_>,
-        message: &[u8],
-        compress: bool,
-        trailing_metadata: Option<&Bound<'_, PyAny>>,
-    ) -> PyResult<bool> {
+    fn reply(&self, message: &[u8], compress: bool, trailing_metadata: Option<&Bound<'_, PyAny>>) -> PyResult<bool> {
         let md = md_from_py(trailing_metadata)?;
-        self.send(py, message, compress)?;
-        Ok(self.lock_call().finish(Status::ok().with_metadata(md)))
+        self.spawn_reply(message, compress, md);
+        Ok(true)
     }
 
     /// Ends the call with this status; false if it was already over.
