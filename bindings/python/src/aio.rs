@@ -107,8 +107,12 @@ impl CompletionQueue {
 
     /// Resolves every future whose result is ready; returns how many.
     fn drain(&self, py: Python<'_>) -> usize {
-        let mut buf = [0u8; 64];
-        while matches!((&self.inner.rx).read(&mut buf), Ok(n) if n > 0) {}
+        // One read: a batch writes one byte (see `push`), so a short read
+        // emptied the socket; a byte left over only costs one empty drain.
+        let mut buf = [0u8; 256];
+        if matches!((&self.inner.rx).read(&mut buf), Ok(n) if n == buf.len()) {
+            while matches!((&self.inner.rx).read(&mut buf), Ok(n) if n > 0) {}
+        }
         let items = std::mem::take(&mut *self.inner.items.lock().unwrap_or_else(|e| e.into_inner()));
         let n = items.len();
         for item in items {
@@ -328,28 +332,33 @@ pub(crate) fn call_close_send(py: Python<'_>, cq: &CompletionQueue, fut: Py<PyAn
 
 /// The response headers, or `RpcStatus` if the call failed first.
 #[pyfunction]
-pub(crate) fn call_initial_metadata(cq: &CompletionQueue, fut: Py<PyAny>, call: &NativeCall) {
+pub(crate) fn call_initial_metadata(
+    py: Python<'_>,
+    cq: &CompletionQueue,
+    fut: Py<PyAny>,
+    call: &NativeCall,
+) -> PyResult<()> {
     let r = call.receiver.clone();
-    submit(cq, fut, async move { r.lock().await.initial_metadata().await }, |py, r| match r {
+    submit_now(py, cq, fut, async move { r.lock().await.initial_metadata().await }, |py, r| match r {
         Ok(md) => Ok(md_to_py(py, &md)?.into_any().unbind()),
         Err(st) => Err(status_err(py, &st)),
-    });
+    })
 }
 
 /// The next message, None at the end of an OK call, or `RpcStatus`.
 #[pyfunction]
-pub(crate) fn call_recv(cq: &CompletionQueue, fut: Py<PyAny>, call: &NativeCall) {
+pub(crate) fn call_recv(py: Python<'_>, cq: &CompletionQueue, fut: Py<PyAny>, call: &NativeCall) -> PyResult<()> {
     let r = call.receiver.clone();
-    submit(cq, fut, async move { r.lock().await.recv().await }, message_or_status);
+    submit_now(py, cq, fut, async move { r.lock().await.recv().await }, message_or_status)
 }
 
 /// Drains the responses: `(code, details, trailing_metadata)`.
 #[pyfunction]
-pub(crate) fn call_finish(cq: &CompletionQueue, fut: Py<PyAny>, call: &NativeCall) {
+pub(crate) fn call_finish(py: Python<'_>, cq: &CompletionQueue, fut: Py<PyAny>, call: &NativeCall) -> PyResult<()> {
     let r = call.receiver.clone();
-    submit(cq, fut, async move { r.lock().await.finish().await }, |py, st| {
+    submit_now(py, cq, fut, async move { r.lock().await.finish().await }, |py, st| {
         Ok(status_tuple(py, &st)?.into_pyobject(py)?.into_any().unbind())
-    });
+    })
 }
 
 /// From now on, calls arriving at `queue` go to `callback(NativeServerCall)` on
@@ -425,8 +434,9 @@ pub(crate) fn scall_send_initial_metadata(
     submit_now(py, cq, fut, op, unit_or_status)
 }
 
-/// Sends the one response of a unary call and ends it OK: True, False if it
-/// was already over; `RpcStatus` if the send failed.
+/// Sends the one response of a unary call and ends it OK, as one task on the
+/// runtime (`NativeServerCall::spawn_reply`: message and trailers in one
+/// flush); `fut` resolves at once, True.
 #[pyfunction]
 #[pyo3(signature = (cq, fut, call, message, compress=true, trailing_metadata=None))]
 pub(crate) fn scall_reply(
@@ -438,21 +448,11 @@ pub(crate) fn scall_reply(
     compress: bool,
     trailing_metadata: Option<&Bound<'_, PyAny>>,
 ) -> PyResult<()> {
+    let _ = cq;
     let md = md_from_py(trailing_metadata)?;
-    let msg = Bytes::copy_from_slice(message);
-    let s = call.sender.clone();
-    let whole = call.call.clone();
-    let op = call.guarded(async move {
-        match s.lock().await.as_mut() {
-            Some(s) => s.send_with(msg, compress).await?,
-            None => return Err(Status::internal("no sender")),
-        }
-        Ok(whole.lock().unwrap_or_else(|e| e.into_inner()).finish(Status::ok().with_metadata(md)))
-    });
-    submit_now(py, cq, fut, op, |py, r| match r {
-        Ok(b) => Ok(pyo3::types::PyBool::new(py, b).to_owned().into_any().unbind()),
-        Err(st) => Err(status_err(py, &st)),
-    })
+    call.spawn_reply(message, compress, md);
+    fut.bind(py).call_method1(intern!(py, "set_result"), (true,))?;
+    Ok(())
 }
 
 /// Resolves (None) once the call is over.

@@ -17,8 +17,8 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use grpc_core::surface::{
     self, CallHandle, CallInfo, CallOptions, CallReceiver, CallSender, Channel, ChannelOptions, ClientTlsConfig, Code,
-    Compression, ConnectivityState, IncomingCall, ManualResolver, Metadata, MetadataValue, MethodKind, Server,
-    ServerOptions, ServerReceiver, ServerSender, ServerTlsConfig, Status,
+    Compression, ConnectivityState, HealthReporter, IncomingCall, ManualResolver, Metadata, MetadataValue, MethodKind,
+    Server, ServerOptions, ServerReceiver, ServerSender, ServerTlsConfig, ServingStatus, Status,
 };
 use pyo3::create_exception;
 use pyo3::exceptions::{PyException, PyRuntimeError, PyValueError};
@@ -195,6 +195,27 @@ where
     F::Output: Send + 'static,
 {
     detach(py, || surface::block_on(fut))
+}
+
+/// Like [`wait`], but polls `fut` once here first (the runtime entered, the
+/// GIL held): a stream operation is often ready at once (a message already
+/// received, a send that fits h2's buffer, trailers that came with the last
+/// message), and then no runtime task and no thread hop. Only an operation
+/// that has to wait goes to the runtime.
+fn wait_fast<F>(py: Python<'_>, fut: F) -> F::Output
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    let mut fut = Box::pin(fut);
+    {
+        let _rt = surface::handle().enter();
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        if let std::task::Poll::Ready(v) = fut.as_mut().poll(&mut cx) {
+            return v;
+        }
+    }
+    wait(py, fut)
 }
 
 /// Wakes a thread parked in [`block_here`].
@@ -480,19 +501,19 @@ impl NativeCall {
     fn send(&self, py: Python<'_>, message: &[u8], last: bool) -> bool {
         let msg = Bytes::copy_from_slice(message);
         let s = self.sender.clone();
-        wait(py, async move { s.lock().await.send_with(msg, true, last).await }).is_ok()
+        wait_fast(py, async move { s.lock().await.send_with(msg, true, last).await }).is_ok()
     }
 
     /// Half-closes the send side. False if the call is over.
     fn close_send(&self, py: Python<'_>) -> bool {
         let s = self.sender.clone();
-        wait(py, async move { s.lock().await.close_send().await }).is_ok()
+        wait_fast(py, async move { s.lock().await.close_send().await }).is_ok()
     }
 
     /// The response headers; raises `RpcStatus` if the call failed first.
     fn initial_metadata<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
         let r = self.receiver.clone();
-        match wait(py, async move { r.lock().await.initial_metadata().await }) {
+        match wait_fast(py, async move { r.lock().await.initial_metadata().await }) {
             Ok(md) => md_to_py(py, &md),
             Err(st) => Err(status_err(py, &st)),
         }
@@ -501,7 +522,7 @@ impl NativeCall {
     /// The next message, None at the end of an OK call; raises `RpcStatus`.
     fn recv<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyBytes>>> {
         let r = self.receiver.clone();
-        match wait(py, async move { r.lock().await.recv().await }) {
+        match wait_fast(py, async move { r.lock().await.recv().await }) {
             Ok(Some(b)) => Ok(Some(PyBytes::new(py, &b))),
             Ok(None) => Ok(None),
             Err(st) => Err(status_err(py, &st)),
@@ -511,7 +532,7 @@ impl NativeCall {
     /// Drains the responses; returns `(code, details, trailing_metadata)`.
     fn finish<'py>(&self, py: Python<'py>) -> PyResult<(i32, String, Bound<'py, PyTuple>)> {
         let r = self.receiver.clone();
-        let st = wait(py, async move { r.lock().await.finish().await });
+        let st = wait_fast(py, async move { r.lock().await.finish().await });
         status_tuple(py, &st)
     }
 
@@ -521,13 +542,56 @@ impl NativeCall {
     }
 }
 
-/// Incoming server calls, handed from the runtime to a Python dispatcher thread.
+/// Incoming server calls, handed from the runtime to a Python dispatcher thread,
+/// or straight to a pool thread waiting for its next call (`pull`).
 #[derive(Debug, Default)]
 struct QueueInner {
-    calls: Mutex<(VecDeque<IncomingCall>, bool)>,
+    /// The queued calls, closed, and how many pool threads wait in `pull`.
+    calls: Mutex<(VecDeque<IncomingCall>, bool, usize)>,
+    /// The dispatcher's wake-up (`next`).
     ready: Condvar,
+    /// The pullers' wake-up: a call goes to a waiting puller first (one
+    /// thread hop fewer than dispatcher, then pool).
+    pulled: Condvar,
     /// Set by `aio.queue_attach`: calls go to this loop's completion queue.
     sink: Mutex<Option<aio::Sink>>,
+}
+
+impl QueueInner {
+    /// Waits (without the GIL) for the next call on `cv`; None once closed, or at `deadline`.
+    fn wait_call(&self, py: Python<'_>, timeout: Option<f64>, puller: bool) -> Option<NativeServerCall> {
+        let deadline = duration_from(timeout).map(|d| Instant::now() + d);
+        let cv = if puller { &self.pulled } else { &self.ready };
+        let call = detach(py, move || {
+            let mut g = self.calls.lock().unwrap_or_else(|e| e.into_inner());
+            if puller {
+                g.2 += 1;
+            }
+            let r = loop {
+                if let Some(c) = g.0.pop_front() {
+                    break Some(c);
+                }
+                if g.1 {
+                    break None;
+                }
+                match deadline {
+                    None => g = cv.wait(g).unwrap_or_else(|e| e.into_inner()),
+                    Some(d) => {
+                        let now = Instant::now();
+                        if now >= d {
+                            break None;
+                        }
+                        g = cv.wait_timeout(g, d - now).unwrap_or_else(|e| e.into_inner()).0;
+                    }
+                }
+            };
+            if puller {
+                g.2 -= 1;
+            }
+            r
+        })?;
+        Some(NativeServerCall::new(call))
+    }
 }
 
 /// The queue every native server of one Python server delivers calls to.
@@ -547,30 +611,14 @@ impl CallQueue {
     /// The next incoming call; None once the queue is closed and empty, or on timeout.
     #[pyo3(signature = (timeout=None))]
     fn next(&self, py: Python<'_>, timeout: Option<f64>) -> Option<NativeServerCall> {
-        let inner = self.inner.clone();
-        let deadline = duration_from(timeout).map(|d| Instant::now() + d);
-        let call = detach(py, move || {
-            let mut g = inner.calls.lock().unwrap_or_else(|e| e.into_inner());
-            loop {
-                if let Some(c) = g.0.pop_front() {
-                    return Some(c);
-                }
-                if g.1 {
-                    return None;
-                }
-                match deadline {
-                    None => g = inner.ready.wait(g).unwrap_or_else(|e| e.into_inner()),
-                    Some(d) => {
-                        let now = Instant::now();
-                        if now >= d {
-                            return None;
-                        }
-                        g = inner.ready.wait_timeout(g, d - now).unwrap_or_else(|e| e.into_inner()).0;
-                    }
-                }
-            }
-        })?;
-        Some(NativeServerCall::new(call))
+        self.inner.wait_call(py, timeout, false)
+    }
+
+    /// Like `next`, for a pool thread that just served a call: calls go to
+    /// waiting pullers before the dispatcher. None on timeout or once closed.
+    #[pyo3(signature = (timeout=None))]
+    fn pull(&self, py: Python<'_>, timeout: Option<f64>) -> Option<NativeServerCall> {
+        self.inner.wait_call(py, timeout, true)
     }
 
     /// Closes the queue: calls still queued are dropped (UNKNOWN), later ones refused.
@@ -583,6 +631,7 @@ impl CallQueue {
         };
         drop(dropped);
         self.inner.ready.notify_all();
+        self.inner.pulled.notify_all();
     }
 }
 
@@ -591,6 +640,8 @@ impl CallQueue {
 #[derive(Debug)]
 struct NativeServer {
     server: Server,
+    /// The engine's `grpc.health.v1.Health` service, when asked for.
+    health: Option<HealthReporter>,
 }
 
 #[pymethods]
@@ -600,7 +651,7 @@ impl NativeServer {
         max_recv=None, max_send=None, max_concurrent_streams=None, keepalive_time_ms=None, keepalive_timeout_ms=None,
         keepalive_min_time_ms=None, keepalive_permit_without_calls=None, max_connection_idle_ms=None,
         max_connection_age_ms=None, max_connection_age_grace_ms=None, compression=None, reflection=None,
-        reflection_methods=None))]
+        reflection_methods=None, health=false))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         queue: &CallQueue,
@@ -621,6 +672,7 @@ impl NativeServer {
         compression: Option<u8>,
         reflection: Option<Vec<Vec<u8>>>,
         reflection_methods: Option<Vec<String>>,
+        health: bool,
     ) -> PyResult<Self> {
         let mut o = ServerOptions::default();
         match (cert_chain, private_key) {
@@ -667,8 +719,13 @@ impl NativeServer {
                 return;
             }
             g.0.push_back(c);
+            let pullers = g.2;
             drop(g);
-            q.ready.notify_one();
+            if pullers > 0 {
+                q.pulled.notify_one();
+            } else {
+                q.ready.notify_one();
+            }
         };
         let deliver = Arc::new(deliver);
         let d = deliver.clone();
@@ -687,8 +744,32 @@ impl NativeServer {
                 b = b.register(&path, MethodKind::BidiStreaming, surface::dispatch(move |c| d(c))).map_err(invalid)?;
             }
         }
+        let mut reporter = None;
+        if health {
+            let (hb, r) = b.with_health();
+            b = hb;
+            reporter = Some(r);
+        }
         let server = b.build().map_err(invalid)?;
-        Ok(NativeServer { server })
+        Ok(NativeServer { server, health: reporter })
+    }
+
+    /// Sets a service's health (`grpc.health.v1.HealthCheckResponse.ServingStatus`:
+    /// 0 UNKNOWN, 1 SERVING, 2 NOT_SERVING, 3 SERVICE_UNKNOWN); `""` is the whole
+    /// server. Watchers see the change. RuntimeError without `health=True`.
+    fn health_set(&self, service: &str, status: i32) -> PyResult<()> {
+        let Some(h) = &self.health else {
+            return Err(PyRuntimeError::new_err("this server has no health service"));
+        };
+        let st = match status {
+            0 => ServingStatus::Unknown,
+            1 => ServingStatus::Serving,
+            2 => ServingStatus::NotServing,
+            3 => ServingStatus::ServiceUnknown,
+            n => return Err(PyValueError::new_err(format!("unknown serving status {n}"))),
+        };
+        h.set(service, st);
+        Ok(())
     }
 
     /// Listens on `address`; returns the bound port (the OS's pick for port 0).
@@ -755,6 +836,26 @@ impl NativeServerCall {
                 _ = done => Err(Status::cancelled("the call is over")),
             }
         }
+    }
+
+    /// Sends the one response and the OK status with `md` as trailers, as
+    /// one task on the runtime: h2 then writes message and trailers in one
+    /// flush, where sending them from this thread woke the connection task
+    /// twice (and, on a busy core, wrote twice). Nothing to report back: if
+    /// the call ended first, nothing is sent, as a failed send would.
+    pub(crate) fn spawn_reply(&self, message: &[u8], compress: bool, md: Metadata) {
+        let msg = Bytes::copy_from_slice(message);
+        let s = self.sender.clone();
+        let whole = self.call.clone();
+        let op = self.guarded(async move {
+            match s.lock().await.as_mut() {
+                Some(s) => s.send_with(msg, compress).await?,
+                None => return Err(Status::internal("no sender")),
+            }
+            whole.lock().unwrap_or_else(|e| e.into_inner()).finish(Status::ok().with_metadata(md));
+            Ok(())
+        });
+        surface::spawn(op);
     }
 
     /// Runs `fut` here unless the call ends first (then CANCELLED).
@@ -871,19 +972,13 @@ impl NativeServerCall {
         Ok(())
     }
 
-    /// Sends the one response of a unary call and ends it OK, in one
-    /// crossing; raises `RpcStatus` if the call is over.
+    /// Sends the one response of a unary call and ends it OK, as one task on
+    /// the runtime (see `spawn_reply`); returns at once, True.
     #[pyo3(signature = (message, compress=true, trailing_metadata=None))]
-    fn reply(
-        &self,
-        py: Python<'_>,
-        message: &[u8],
-        compress: bool,
-        trailing_metadata: Option<&Bound<'_, PyAny>>,
-    ) -> PyResult<bool> {
+    fn reply(&self, message: &[u8], compress: bool, trailing_metadata: Option<&Bound<'_, PyAny>>) -> PyResult<bool> {
         let md = md_from_py(trailing_metadata)?;
-        self.send(py, message, compress)?;
-        Ok(self.lock_call().finish(Status::ok().with_metadata(md)))
+        self.spawn_reply(message, compress, md);
+        Ok(true)
     }
 
     /// Ends the call with this status; false if it was already over.

@@ -399,6 +399,38 @@ def test_maximum_concurrent_rpcs() -> None:
     s.stop(None).wait()
 
 
+def test_pool_threads_take_calls_and_stay_usable() -> None:
+    """A pool thread that served a call takes the next one from the queue (for a short
+    while): calls keep flowing, maximum_concurrent_rpcs still holds, work the handler
+    submits to the same executor still runs, and the executor shuts down promptly."""
+    pool = futures.ThreadPoolExecutor(2)
+    s = grpc_core.server(pool, maximum_concurrent_rpcs=8)
+
+    def nested(request: bytes, context: Any) -> bytes:
+        return pool.submit(lambda: request + b"!").result(timeout=5)
+
+    s.add_generic_rpc_handlers(
+        [grpc_core.method_handlers_generic_handler("p.P", {
+            "U": grpc_core.unary_unary_rpc_method_handler(lambda r, c: r),
+            "N": grpc_core.unary_unary_rpc_method_handler(nested),
+        })]
+    )
+    port = s.add_insecure_port("127.0.0.1:0")
+    s.start()
+    with grpc_core.insecure_channel(f"127.0.0.1:{port}") as ch:
+        u, n = ch.unary_unary("/p.P/U"), ch.unary_unary("/p.P/N")
+        for i in range(200):
+            assert u(str(i).encode(), timeout=5) == str(i).encode()
+        for _ in range(5):
+            assert n(b"x", timeout=5) == b"x!"
+        fs = [u.future(b"c", timeout=5) for _ in range(8)]  # at most maximum_concurrent_rpcs
+        assert [f.result() for f in fs] == [b"c"] * 8
+    s.stop(None).wait(5)
+    t0 = time.monotonic()
+    pool.shutdown(wait=True)
+    assert time.monotonic() - t0 < 2
+
+
 def test_server_interceptor() -> None:
     seen = []
 

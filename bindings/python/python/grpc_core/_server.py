@@ -8,6 +8,7 @@ import logging
 import threading
 import time
 from concurrent import futures
+from concurrent.futures import thread as _futures_thread
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 from . import _native
@@ -297,6 +298,17 @@ _SERVER_INT_OPTIONS = {
 }
 
 
+# How long a pool thread that served a call waits for the next one before it goes back to
+# the pool (the dispatcher thread takes the calls then). Short: a thread waiting here is
+# not free for other work submitted to the same executor.
+_PULL_WAIT = 0.02
+
+
+def _pool_closing(pool: Any) -> bool:
+    """The executor was shut down, or the interpreter is exiting (which joins pool threads)."""
+    return bool(getattr(pool, "_shutdown", False) or getattr(_futures_thread, "_shutdown", False))
+
+
 class Server:
     """A gRPC server (grpc.Server). Build it with ``grpc_core.server(...)``."""
 
@@ -333,6 +345,7 @@ class Server:
         self._state_lock = threading.Lock()
         self._terminated = threading.Event()
         self._dispatcher: Optional[threading.Thread] = None
+        self._health: Any = None
 
     # configuration
     def add_generic_rpc_handlers(self, generic_rpc_handlers: Sequence[GenericRpcHandler]) -> None:
@@ -358,12 +371,31 @@ class Server:
         if self._natives:
             self._rebind()
 
+    def _enable_health(self, servicer: Any) -> None:
+        """Serves ``grpc.health.v1.Health`` from ``servicer`` on every port (see ``grpc_core.health``)."""
+        with self._state_lock:
+            if self._state != "new":
+                raise RuntimeError("add_HealthServicer_to_server must be called before the server starts")
+        if self._health is servicer:
+            return
+        if self._health is not None:
+            raise ValueError("a HealthServicer was already added to this server")
+        self._health = servicer
+        self._kw["health"] = True
+        servicer._attach(self)
+        if self._natives:
+            self._rebind()
+
+    def _health_set(self, service: str, status: int) -> None:
+        for n in list(self._natives):
+            n.health_set(service, status)
+
     def _rebind(self) -> None:
         """Rebuilds the ports added so far with the current settings, on the same port
         numbers (the engine fixes a server's methods when it is built)."""
         old, ports = self._natives, self._ports
         if any(port == 0 for _, _, port in ports):
-            raise RuntimeError("enable_server_reflection must be called before a unix: port is added")
+            raise RuntimeError("enable_server_reflection and add_HealthServicer_to_server must come before a unix: port")
         self._natives, self._ports = [], []
         for n in old:
             n.shutdown(0)
@@ -398,6 +430,9 @@ class Server:
             address = "[::]" + address
         port = native.bind(address)
         self._natives.append(native)
+        if self._health is not None:  # after the append: a concurrent set() reaches it one way or the other
+            for service, status in self._health._statuses().items():
+                native.health_set(service, status)
         self._ports.append((address, credentials, port))
         if self._state == "started":
             native.start()
@@ -490,17 +525,38 @@ class Server:
             call = self._queue.next()
             if call is None:
                 return
-            if self._max_rpcs is not None:
-                with self._active_lock:
-                    if self._active >= self._max_rpcs:
-                        call.finish(StatusCode.RESOURCE_EXHAUSTED.value[0], "Concurrent RPC limit exceeded!")
-                        continue
-                    self._active += 1
+            if not self._admit(call):
+                continue
             try:
-                self._pool.submit(self._serve, call)
+                self._pool.submit(self._serve_and_pull, call)
             except RuntimeError:
                 call.finish(StatusCode.UNAVAILABLE.value[0], "server is shutting down")
                 self._release()
+
+    def _admit(self, call: Any) -> bool:
+        if self._max_rpcs is None:
+            return True
+        with self._active_lock:
+            if self._active >= self._max_rpcs:
+                call.finish(StatusCode.RESOURCE_EXHAUSTED.value[0], "Concurrent RPC limit exceeded!")
+                return False
+            self._active += 1
+        return True
+
+    def _serve_and_pull(self, call: Any) -> None:
+        """Serves ``call`` on this pool thread, then takes the calls that arrive within
+        ``_PULL_WAIT`` seconds here too (before the dispatcher does): a busy server's
+        calls then reach a pool thread directly, one thread hop fewer per call."""
+        while True:
+            self._serve(call)
+            if _pool_closing(self._pool):
+                return  # leave the pool's thread to its shutdown (interpreter exit joins it)
+            nxt = self._queue.pull(_PULL_WAIT)
+            if nxt is None:
+                return
+            call = nxt
+            if not self._admit(call):
+                return
 
     def _release(self) -> None:
         if self._max_rpcs is not None:

@@ -986,7 +986,8 @@ class Server(_server.Server):
     async def _serve_async(self, call: Any) -> None:
         ctx = ServicerContext(call, self)
         try:
-            handler = await self._find_async(_server._HandlerCallDetails(call.method, ctx.invocation_metadata()))
+            details = _server._HandlerCallDetails(call.method, ctx.invocation_metadata())
+            handler = self._lookup(details) if not self._interceptors else await self._find_async(details)
         except Exception as e:  # noqa: BLE001
             call.finish(StatusCode.UNKNOWN.value[0], f"Exception servicing handler: {e}")
             return
