@@ -81,9 +81,6 @@ impl Shared {
     /// Resolves when the client resets the stream.
     async fn reset_by_peer(&self) {
         loop {
-            let done = self.send_done.notified();
-            tokio::pin!(done);
-            done.as_mut().enable();
             match poll_fn(|cx| match self.poll_reset(cx) {
                 Some(Poll::Ready(())) => Poll::Ready(true),
                 Some(Poll::Pending) => Poll::Pending,
@@ -92,7 +89,9 @@ impl Shared {
             .await
             {
                 true => return,
-                false => done.await,
+                // `notify_one` leaves a permit when nobody waits yet, so
+                // the wake-up of a send that ended just now is not lost.
+                false => self.send_done.notified().await,
             }
         }
     }
@@ -605,6 +604,7 @@ pub(super) async fn handle_stream(
         }
     };
     tokio::select! {
+        biased;
         r = run => match r {
             Ok(status) => shared.finish(&status),
             Err(panic) => {

@@ -6,7 +6,8 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use tokio::task::JoinSet;
+use tokio::sync::Notify;
+use tokio::task::AbortHandle;
 use tokio::time::Instant;
 
 use super::ServerInner;
@@ -80,6 +81,56 @@ async fn handshake(
     Ok((conn, tls_info))
 }
 
+/// The handlers running on one connection: counted (keepalive policy, idle
+/// timeout) and abortable (forced close). Cheaper than a `JoinSet`: a
+/// finished handler removes itself and wakes the connection task only when
+/// the connection becomes idle, instead of on every call.
+struct Handlers {
+    policy: Arc<PingPolicy>,
+    running: std::sync::Mutex<std::collections::HashMap<u64, AbortHandle>>,
+    /// Signalled when the count drops to zero.
+    idle: Notify,
+}
+
+impl Handlers {
+    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<u64, AbortHandle>> {
+        self.running.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn active(&self) -> usize {
+        self.policy.active_calls.load(Ordering::Acquire)
+    }
+
+    /// Spawns `fut` as handler `id`; it deregisters itself when it ends or is aborted.
+    fn spawn(self: &Arc<Self>, id: u64, fut: impl std::future::Future<Output = ()> + Send + 'static) {
+        struct Done(Arc<Handlers>, u64);
+        impl Drop for Done {
+            fn drop(&mut self) {
+                self.0.lock().remove(&self.1);
+                if self.0.policy.active_calls.fetch_sub(1, Ordering::AcqRel) == 1 {
+                    self.0.idle.notify_one();
+                }
+            }
+        }
+        self.policy.active_calls.fetch_add(1, Ordering::AcqRel);
+        let done = Done(self.clone(), id);
+        // Held across the spawn so the handler cannot deregister before it is registered.
+        let mut running = self.lock();
+        let task = tokio::spawn(async move {
+            let _done = done;
+            fut.await
+        });
+        running.insert(id, task.abort_handle());
+    }
+
+    fn abort_all(&self) {
+        let handles: Vec<AbortHandle> = self.lock().drain().map(|(_, h)| h).collect();
+        for h in handles {
+            h.abort();
+        }
+    }
+}
+
 async fn serve_connection(inner: &Arc<ServerInner>, io: Box<dyn Io>, peer: String) {
     let mut draining = inner.draining.subscribe();
     let mut force = inner.force.subscribe();
@@ -100,7 +151,8 @@ async fn serve_connection(inner: &Arc<ServerInner>, io: Box<dyn Io>, peer: Strin
         }
     };
     let peer = Arc::new(super::call::Peer::new(peer, tls));
-    let mut streams: JoinSet<()> = JoinSet::new();
+    let handlers = Arc::new(Handlers { policy: policy.clone(), running: Default::default(), idle: Notify::new() });
+    let mut next_id: u64 = 0;
     let mut ping = conn.ping_pong();
     let o = &inner.opts;
     let born = Instant::now();
@@ -114,6 +166,22 @@ async fn serve_connection(inner: &Arc<ServerInner>, io: Box<dyn Io>, peer: Strin
         conn.graceful_shutdown();
         shutting_down = true;
     }
+    // The long-lived waits are created once and stay pinned across loop
+    // turns (a turn per accepted and per finished stream): re-creating a
+    // 2-hour keepalive timer and three watchers on every turn cost more than
+    // the rest of the loop.
+    let force_wait = crate::rt::wait_true(&mut force);
+    tokio::pin!(force_wait);
+    let drain_wait = crate::rt::wait_true(&mut draining);
+    tokio::pin!(drain_wait);
+    let calm = policy.notify.notified();
+    tokio::pin!(calm);
+    let idle_wait = handlers.idle.notified();
+    tokio::pin!(idle_wait);
+    let far = || Instant::now() + std::time::Duration::from_secs(365 * 24 * 3600);
+    let sleep = tokio::time::sleep_until(far());
+    tokio::pin!(sleep);
+    let mut armed: Option<Instant> = None;
     loop {
         let idle_deadline = match (o.max_connection_idle, idle_since) {
             (Some(d), Some(since)) if !shutting_down => Some(since + d),
@@ -122,26 +190,28 @@ async fn serve_connection(inner: &Arc<ServerInner>, io: Box<dyn Io>, peer: Strin
         let age_deadline = if shutting_down { None } else { o.max_connection_age.map(|a| born + a) };
         let timer =
             [idle_deadline, age_deadline, next_ping, ping_deadline, age_grace_deadline].into_iter().flatten().min();
-        let sleep = async {
-            match timer {
-                Some(t) => tokio::time::sleep_until(t).await,
-                None => std::future::pending().await,
+        if timer != armed {
+            if let Some(t) = timer {
+                sleep.as_mut().reset(t);
             }
-        };
-        let pong_fut = async {
-            match pong.as_mut() {
-                Some(p) => p.await,
-                None => std::future::pending().await,
-            }
-        };
+            armed = timer;
+        }
         tokio::select! {
+            biased;
+            _ = &mut force_wait => break,
+            _ = &mut idle_wait => {
+                idle_wait.set(handlers.idle.notified());
+                if handlers.active() == 0 && idle_since.is_none() {
+                    idle_since = Some(Instant::now());
+                }
+            }
             accepted = conn.accept() => match accepted {
                 Some(Ok((req, respond))) => {
                     idle_since = None;
                     let inner = inner.clone();
                     let peer = peer.clone();
-                    streams.spawn(super::call::handle_stream(inner, peer, req, respond));
-                    policy.active_calls.store(streams.len(), std::sync::atomic::Ordering::Relaxed);
+                    next_id += 1;
+                    handlers.spawn(next_id, super::call::handle_stream(inner, peer, req, respond));
                 }
                 Some(Err(e)) => {
                     tracing::debug!(error = %e, "connection error");
@@ -149,13 +219,7 @@ async fn serve_connection(inner: &Arc<ServerInner>, io: Box<dyn Io>, peer: Strin
                 }
                 None => break,
             },
-            Some(_) = streams.join_next(), if !streams.is_empty() => {
-                policy.active_calls.store(streams.len(), std::sync::atomic::Ordering::Relaxed);
-                if streams.is_empty() {
-                    idle_since = Some(Instant::now());
-                }
-            }
-            (p, ok) = pong_fut => {
+            (p, ok) = async { pong.as_mut().expect("guarded").await }, if pong.is_some() => {
                 pong = None;
                 ping = Some(p);
                 ping_deadline = None;
@@ -164,19 +228,19 @@ async fn serve_connection(inner: &Arc<ServerInner>, io: Box<dyn Io>, peer: Strin
                     break;
                 }
             }
-            _ = crate::rt::wait_true(&mut draining), if !shutting_down => {
+            _ = &mut drain_wait, if !shutting_down => {
                 shutting_down = true;
                 conn.graceful_shutdown();
             }
-            _ = crate::rt::wait_true(&mut force) => break,
-            _ = policy.notify.notified() => {
+            _ = &mut calm => {
                 // too_many_pings: GOAWAY ENHANCE_YOUR_CALM, then close once it is flushed.
                 conn.abrupt_shutdown(h2::Reason::ENHANCE_YOUR_CALM);
                 let flush = async { while let Some(Ok(_)) = conn.accept().await {} };
                 let _ = tokio::time::timeout(std::time::Duration::from_secs(1), flush).await;
                 break;
             }
-            _ = sleep => {
+            _ = &mut sleep, if armed.is_some() => {
+                armed = None; // re-armed (reset) on the next turn
                 let now = Instant::now();
                 if ping_deadline.is_some_and(|d| d <= now) || age_grace_deadline.is_some_and(|d| d <= now) {
                     break;
@@ -202,6 +266,13 @@ async fn serve_connection(inner: &Arc<ServerInner>, io: Box<dyn Io>, peer: Strin
             }
         }
     }
-    // Dropping the JoinSet aborts every handler still running (forced close).
-    streams.shutdown().await;
+    // Forced close (or the connection is gone): abort every handler still running.
+    handlers.abort_all();
+    // ...and wait until they are gone, as `JoinSet::shutdown` did. `idle_wait`
+    // is the one waiter registered on `idle` (a second `notified()` would not
+    // be the one woken).
+    while handlers.active() > 0 {
+        idle_wait.as_mut().await;
+        idle_wait.set(handlers.idle.notified());
+    }
 }
