@@ -1,6 +1,7 @@
 //! Retries and hedging of unary calls (gRFC A6), driven by the method's
 //! `retryPolicy` / `hedgingPolicy` in the service config, with the channel's
-//! `retryThrottling` token bucket.
+//! `retryThrottling` token bucket; and [`Retrier`], the retry decisions that
+//! streaming calls (`retry_stream.rs`) share.
 //!
 //! - Retry: an attempt that ends with a code in `retryableStatusCodes`
 //!   before the server sent response headers (a trailers-only answer: not
@@ -18,7 +19,9 @@
 //! - The call's deadline covers all attempts. A stream the server refused
 //!   unprocessed (GOAWAY) is retried transparently without counting.
 //!
-//! Streaming calls are not retried (except that transparent case).
+//! - A request larger than `per_rpc_retry_buffer_size` commits the call.
+//!
+//! Streaming calls: see `retry_stream.rs` (retries, no hedging).
 
 use std::sync::Mutex;
 use std::time::Duration;
@@ -46,7 +49,7 @@ impl Throttle {
         let mut t = self.tokens.lock().unwrap_or_else(|e| e.into_inner());
         *t = (*t - 1.0).max(0.0);
     }
-    fn success(&self) {
+    pub(super) fn success(&self) {
         let mut t = self.tokens.lock().unwrap_or_else(|e| e.into_inner());
         *t = (*t + self.ratio).min(self.max);
     }
@@ -71,7 +74,7 @@ async fn attempt(ch: &Channel, method: &str, request: &Bytes, opts: &CallOptions
     let mut tries = 0;
     loop {
         tries += 1;
-        let mut call = match ch.call(method, opts.clone()).await {
+        let mut call = match ch.attempt_call(method, opts.clone()).await {
             Ok(c) => c,
             Err(st) => return Attempt { result: Err(st), committed: false },
         };
@@ -87,7 +90,7 @@ async fn attempt(ch: &Channel, method: &str, request: &Bytes, opts: &CallOptions
 }
 
 /// The options of attempt `n + 1`: `grpc-previous-rpc-attempts: n` on retries (A6).
-fn previous_attempts(opts: &CallOptions, n: u32) -> CallOptions {
+pub(crate) fn previous_attempts(opts: &CallOptions, n: u32) -> CallOptions {
     let mut o = opts.clone();
     if n > 0 {
         o.metadata.remove("grpc-previous-rpc-attempts");
@@ -132,54 +135,103 @@ async fn backoff(d: Duration, deadline: Option<Instant>) -> Result<(), Status> {
     }
 }
 
+/// The retry decisions of one call (gRFC A6), shared by unary calls and
+/// streaming calls (`retry_stream.rs`): which failures are retried, the
+/// throttling tokens, the server's pushback, the backoff and the deadline.
+#[derive(Debug)]
+pub(crate) struct Retrier {
+    ch: Channel,
+    policy: RetryPolicy,
+    deadline: Option<Instant>,
+    next_backoff: Duration,
+    /// Attempts that ended (transparent retries do not count).
+    done: u32,
+}
+
+impl Retrier {
+    pub(crate) fn new(ch: &Channel, policy: &RetryPolicy, deadline: Option<Instant>) -> Retrier {
+        Retrier { ch: ch.clone(), policy: policy.clone(), deadline, next_backoff: policy.initial_backoff, done: 0 }
+    }
+
+    fn throttle(&self) -> Option<&Throttle> {
+        self.ch.inner.throttle.as_ref()
+    }
+
+    /// How many attempts came before the next one (`grpc-previous-rpc-attempts`).
+    pub(crate) fn previous(&self) -> u32 {
+        self.done
+    }
+
+    /// The call ended OK: a token back.
+    pub(crate) fn succeeded(&self) {
+        if let Some(t) = self.throttle() {
+            t.success();
+        }
+    }
+
+    /// An attempt failed with `st`. `Ok(())` once the backoff (or the
+    /// server's pushback) has passed and the next attempt may start;
+    /// `Err(status)`, the call's final status, when it may not: the code is
+    /// not retryable, the call is committed, `maxAttempts` is reached, the
+    /// throttle is below half, the pushback says stop, or the deadline comes
+    /// first (DEADLINE_EXCEEDED).
+    pub(crate) async fn after_failure(&mut self, st: Status, committed: bool) -> Result<(), Status> {
+        self.done += 1;
+        let retryable = self.policy.retryable_status_codes.contains(&st.code());
+        if retryable {
+            if let Some(t) = self.throttle() {
+                t.failure();
+            }
+        }
+        if !retryable || committed || self.done >= self.policy.max_attempts || st.code() == Code::DeadlineExceeded {
+            return Err(st);
+        }
+        if self.throttle().is_some_and(|t| !t.allows_retry()) {
+            return Err(st);
+        }
+        let delay = match pushback(&st) {
+            Some(None) => return Err(st),
+            Some(Some(d)) => {
+                self.next_backoff = self.policy.initial_backoff;
+                d
+            }
+            None => {
+                let d = jitter(self.next_backoff);
+                self.next_backoff =
+                    self.next_backoff.mul_f64(self.policy.backoff_multiplier).min(self.policy.max_backoff);
+                d
+            }
+        };
+        backoff(delay, self.deadline).await
+    }
+}
+
+/// The largest message (unary request, or the sum of a stream's requests)
+/// kept for replay: beyond it the call is committed (A6; grpc-go's
+/// `perRPCBufferLimit`).
+pub(crate) fn buffer_limit(ch: &Channel) -> usize {
+    ch.inner.opts.per_rpc_retry_buffer_size
+}
+
 pub(crate) async fn unary_with_retry(
     ch: &Channel,
     method: &str,
     request: Bytes,
     opts: CallOptions,
     policy: &RetryPolicy,
-    throttle: Option<&Throttle>,
 ) -> Result<UnaryResponse, Status> {
-    let deadline = opts.deadline.map(Instant::from_std);
-    let mut next_backoff = policy.initial_backoff;
-    let mut n = 0;
+    let mut r = Retrier::new(ch, policy, opts.deadline.map(Instant::from_std));
+    // A request too large to keep commits the call: one attempt.
+    let too_big = request.len() > buffer_limit(ch);
     loop {
-        n += 1;
-        let a = attempt(ch, method, &request, &previous_attempts(&opts, n - 1)).await;
-        let st = match a.result {
-            Ok(r) => {
-                if let Some(t) = throttle {
-                    t.success();
-                }
-                return Ok(r);
+        let a = attempt(ch, method, &request, &previous_attempts(&opts, r.previous())).await;
+        match a.result {
+            Ok(resp) => {
+                r.succeeded();
+                return Ok(resp);
             }
-            Err(st) => st,
-        };
-        let retryable = policy.retryable_status_codes.contains(&st.code());
-        if retryable {
-            if let Some(t) = throttle {
-                t.failure();
-            }
+            Err(st) => r.after_failure(st, a.committed || too_big).await?,
         }
-        if !retryable || a.committed || n >= policy.max_attempts || st.code() == Code::DeadlineExceeded {
-            return Err(st);
-        }
-        if throttle.is_some_and(|t| !t.allows_retry()) {
-            return Err(st);
-        }
-        let delay = match pushback(&st) {
-            Some(None) => return Err(st),
-            Some(Some(d)) => {
-                next_backoff = policy.initial_backoff;
-                d
-            }
-            None => {
-                let d = jitter(next_backoff);
-                next_backoff = next_backoff.mul_f64(policy.backoff_multiplier).min(policy.max_backoff);
-                d
-            }
-        };
-        backoff(delay, deadline).await?;
     }
 }
 
