@@ -51,6 +51,8 @@ struct Shared {
     unprocessed: AtomicBool,
     /// What the interceptors watch (none without interceptors).
     observers: Option<Arc<Observers>>,
+    /// This attempt's end is the call's end (see [`AttemptInfo::last`]).
+    last: AtomicBool,
 }
 
 impl Shared {
@@ -195,9 +197,35 @@ pub(super) async fn start(inner: &Arc<ChannelInner>, method: &str, opts: CallOpt
     }
     let has_creds = inner.opts.call_credentials.is_some() || opts.credentials.is_some();
     if inner.opts.interceptors.is_empty() && !has_creds {
-        return open(inner, method, opts, deadline, None).await;
+        return open(inner, method, opts, deadline, None, true).await;
     }
-    // Interceptors, then call credentials, all within the deadline.
+    let (opts, observers) = prepare(inner, method, opts).await?;
+    open_attempt(inner, method, opts, observers, AttemptInfo { previous: 0, transparent: false, last: true }).await
+}
+
+/// Validates a call and runs the interceptors and call credentials, within
+/// the deadline: once per call, however many attempts follow. Gives back the
+/// options (deadline made absolute) and the call's observers.
+pub(super) async fn prepare(
+    inner: &Arc<ChannelInner>,
+    method: &str,
+    mut opts: CallOptions,
+) -> Result<(CallOptions, Option<Arc<Observers>>), Status> {
+    let deadline = opts.deadline();
+    if let Some(d) = deadline {
+        if d <= tokio::time::Instant::now() {
+            return Err(Status::deadline_exceeded("context deadline exceeded"));
+        }
+    }
+    if !method.starts_with('/') {
+        return Err(Status::invalid_argument(format!("malformed method name {method:?}: must start with '/'")));
+    }
+    opts.deadline = deadline.map(tokio::time::Instant::into_std);
+    opts.timeout = None;
+    let has_creds = inner.opts.call_credentials.is_some() || opts.credentials.is_some();
+    if inner.opts.interceptors.is_empty() && !has_creds {
+        return Ok((opts, None));
+    }
     let prelude = prelude(inner, method, opts, deadline);
     let (opts, observers) = match deadline {
         Some(d) => tokio::time::timeout_at(d, prelude)
@@ -205,10 +233,39 @@ pub(super) async fn start(inner: &Arc<ChannelInner>, method: &str, opts: CallOpt
             .map_err(|_| Status::deadline_exceeded("context deadline exceeded"))??,
         None => prelude.await?,
     };
-    let observers = (!observers.is_empty()).then(|| Arc::new(observers));
-    let r = open(inner, method, opts, deadline, observers.clone()).await;
+    Ok((opts, (!observers.is_empty()).then(|| Arc::new(observers))))
+}
+
+/// An attempt of a call, for its observers.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct AttemptInfo {
+    /// Attempts before this one (`grpc-previous-rpc-attempts`).
+    pub(crate) previous: u32,
+    /// A transparent retry (the server refused the last one unprocessed).
+    pub(crate) transparent: bool,
+    /// The call's only attempt: its end is the call's end. Otherwise the
+    /// retry code ends the call ([`AttemptReceiver::make_last`], `Observers::finish`).
+    pub(crate) last: bool,
+}
+
+/// Opens one attempt of a call [`prepare`]d before.
+pub(super) async fn open_attempt(
+    inner: &Arc<ChannelInner>,
+    method: &str,
+    mut opts: CallOptions,
+    observers: Option<Arc<Observers>>,
+    info: AttemptInfo,
+) -> Result<ClientCall, Status> {
+    if let Some(o) = &observers {
+        o.attempt_start(info.previous, info.transparent, &mut opts.metadata);
+    }
+    let deadline = opts.deadline();
+    let r = open(inner, method, opts, deadline, observers.clone(), info.last).await;
     if let (Err(st), Some(o)) = (&r, &observers) {
-        o.finish(st);
+        o.attempt_end(st);
+        if info.last {
+            o.finish(st);
+        }
     }
     r
 }
@@ -274,6 +331,7 @@ async fn open(
     opts: CallOptions,
     deadline: Option<tokio::time::Instant>,
     observers: Option<Arc<Observers>>,
+    last: bool,
 ) -> Result<ClientCall, Status> {
     let uri = http::Uri::builder()
         .scheme(inner.scheme.clone())
@@ -346,6 +404,7 @@ async fn open(
         conn,
         unprocessed: AtomicBool::new(false),
         observers,
+        last: AtomicBool::new(last),
     });
     if let Some(d) = deadline {
         let weak = Arc::downgrade(&shared);
@@ -432,6 +491,14 @@ impl AttemptReceiver {
     /// The server address this call went to (`ip:port` or `unix:path`).
     pub(crate) fn peer(&self) -> &str {
         &self.shared.conn.peer
+    }
+
+    /// The call committed to this attempt: its end is the call's end.
+    pub(crate) fn make_last(&self) {
+        self.shared.last.store(true, Ordering::Release);
+        if let (Some(o), RecvState::Done(st)) = (&self.shared.observers, &self.state) {
+            o.finish(st);
+        }
     }
 
     /// See [`ClientCall::unprocessed`].
@@ -539,7 +606,10 @@ impl AttemptReceiver {
     fn complete(&mut self, st: Status) {
         self.shared.done.store(true, Ordering::Release);
         if let Some(o) = &self.shared.observers {
-            o.finish(&st);
+            o.attempt_end(&st);
+            if self.shared.last.load(Ordering::Acquire) {
+                o.finish(&st);
+            }
         }
         self.state = RecvState::Done(st);
     }

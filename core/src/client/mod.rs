@@ -323,10 +323,26 @@ impl Channel {
         call::start(&self.inner, method, opts).await
     }
 
-    /// One attempt of a call: [`call`](Self::call) without retries.
-    pub(crate) async fn attempt_call(&self, method: &str, opts: CallOptions) -> Result<ClientCall, Status> {
+    /// The once-per-call part of a call that may have several attempts:
+    /// the service config, validation, interceptors and call credentials.
+    pub(crate) async fn prepare(
+        &self,
+        method: &str,
+        opts: CallOptions,
+    ) -> Result<(CallOptions, Option<Arc<crate::interceptor::Observers>>), Status> {
         let opts = service_config::apply_to_options(&self.inner, method, opts);
-        call::start(&self.inner, method, opts).await
+        call::prepare(&self.inner, method, opts).await
+    }
+
+    /// One attempt of a [`prepare`](Self::prepare)d call.
+    pub(crate) async fn open_attempt(
+        &self,
+        method: &str,
+        opts: CallOptions,
+        observers: Option<Arc<crate::interceptor::Observers>>,
+        info: call::AttemptInfo,
+    ) -> Result<ClientCall, Status> {
+        call::open_attempt(&self.inner, method, opts, observers, info).await
     }
 
     /// The channel's service config (empty when none was given).

@@ -23,14 +23,16 @@
 //!
 //! Streaming calls: see `retry_stream.rs` (retries, no hedging).
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::time::Instant;
 
+use super::call::AttemptInfo;
 use super::service_config::{HedgingPolicy, RetryPolicy, RetryThrottling};
 use super::{CallOptions, Channel, UnaryResponse};
+use crate::interceptor::Observers;
 use crate::status::{Code, Status};
 
 /// The channel's retry token bucket.
@@ -69,23 +71,39 @@ struct Attempt {
     committed: bool,
 }
 
-/// One attempt, with the transparent retry of a stream refused unprocessed.
-async fn attempt(ch: &Channel, method: &str, request: &Bytes, opts: &CallOptions) -> Attempt {
-    let mut tries = 0;
+/// A prepared call: its options and its interceptors' observers.
+type Prepared = (CallOptions, Option<Arc<Observers>>);
+
+/// One attempt (`previous` came before), with the transparent retry of a
+/// stream refused unprocessed.
+async fn attempt(ch: &Channel, method: &str, request: &Bytes, call: &Prepared, previous: u32) -> Attempt {
+    let mut transparent = false;
     loop {
-        tries += 1;
-        let mut call = match ch.attempt_call(method, opts.clone()).await {
+        let opts = previous_attempts(&call.0, previous);
+        let info = AttemptInfo { previous, transparent, last: false };
+        let mut c = match ch.open_attempt(method, opts, call.1.clone(), info).await {
             Ok(c) => c,
             Err(st) => return Attempt { result: Err(st), committed: false },
         };
-        let r = match call.send_last(request.clone()).await {
-            Ok(()) => call.recv_unary().await,
+        let r = match c.send_last(request.clone()).await {
+            Ok(()) => c.recv_unary().await,
             Err(e) => Err(e),
         };
-        if r.is_err() && tries < 2 && call.unprocessed() {
+        if r.is_err() && !transparent && c.unprocessed() {
+            transparent = true;
             continue;
         }
-        return Attempt { committed: call.headers_received(), result: r };
+        return Attempt { committed: c.headers_received(), result: r };
+    }
+}
+
+/// Tells the observers how the call ended (after its last attempt).
+fn finish(call: &Prepared, result: &Result<UnaryResponse, Status>) {
+    if let Some(o) = &call.1 {
+        match result {
+            Ok(r) => o.finish(&Status::ok().with_metadata(r.trailing_metadata.clone())),
+            Err(st) => o.finish(st),
+        }
     }
 }
 
@@ -106,7 +124,10 @@ pub(crate) async fn unary_once(
     request: Bytes,
     opts: CallOptions,
 ) -> Result<UnaryResponse, Status> {
-    attempt(ch, method, &request, &opts).await.result
+    let call = ch.prepare(method, opts).await?;
+    let r = attempt(ch, method, &request, &call, 0).await.result;
+    finish(&call, &r);
+    r
 }
 
 /// What the server's `grpc-retry-pushback-ms` says: `None` (absent),
@@ -220,19 +241,26 @@ pub(crate) async fn unary_with_retry(
     opts: CallOptions,
     policy: &RetryPolicy,
 ) -> Result<UnaryResponse, Status> {
-    let mut r = Retrier::new(ch, policy, opts.deadline.map(Instant::from_std));
+    let call = ch.prepare(method, opts).await?;
+    let mut r = Retrier::new(ch, policy, call.0.deadline.map(Instant::from_std));
     // A request too large to keep commits the call: one attempt.
     let too_big = request.len() > buffer_limit(ch);
-    loop {
-        let a = attempt(ch, method, &request, &previous_attempts(&opts, r.previous())).await;
+    let result = loop {
+        let a = attempt(ch, method, &request, &call, r.previous()).await;
         match a.result {
             Ok(resp) => {
                 r.succeeded();
-                return Ok(resp);
+                break Ok(resp);
             }
-            Err(st) => r.after_failure(st, a.committed || too_big).await?,
+            Err(st) => {
+                if let Err(st) = r.after_failure(st, a.committed || too_big).await {
+                    break Err(st);
+                }
+            }
         }
-    }
+    };
+    finish(&call, &result);
+    result
 }
 
 pub(crate) async fn unary_hedged(
@@ -245,10 +273,18 @@ pub(crate) async fn unary_hedged(
 ) -> Result<UnaryResponse, Status> {
     let deadline = opts.deadline.map(Instant::from_std);
     let mut running = tokio::task::JoinSet::new();
+    // Each hedge is a call of its own to the interceptors (they run in its task).
     let spawn = |running: &mut tokio::task::JoinSet<Attempt>, sent: u32| {
-        let (ch, method, request) = (ch.clone(), method.to_string(), request.clone());
-        let opts = previous_attempts(&opts, sent);
-        running.spawn(async move { attempt(&ch, &method, &request, &opts).await });
+        let (ch, method, request, opts) = (ch.clone(), method.to_string(), request.clone(), opts.clone());
+        running.spawn(async move {
+            let call = match ch.prepare(&method, opts).await {
+                Ok(c) => c,
+                Err(st) => return Attempt { result: Err(st), committed: false },
+            };
+            let a = attempt(&ch, &method, &request, &call, sent).await;
+            finish(&call, &a.result);
+            a
+        });
     };
     spawn(&mut running, 0);
     let mut sent = 1;

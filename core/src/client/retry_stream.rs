@@ -18,8 +18,9 @@
 //! is never retried. A stream the server refused unprocessed (GOAWAY) is
 //! retried once at once without counting as an attempt.
 //!
-//! The attempts run the interceptors and call credentials each (as unary
-//! retries do). Hedging is not done for streaming calls: a method with a
+//! The interceptors and call credentials run once for the call; their
+//! observers hear of each attempt (`on_attempt_start` / `on_attempt_end`).
+//! Hedging is not done for streaming calls: a method with a
 //! `hedgingPolicy` gets a single attempt.
 
 use std::future::Future;
@@ -31,7 +32,7 @@ use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot, Notify};
 use tokio::time::Instant;
 
-use super::call::{AttemptReceiver, AttemptSender, CallHandle, ClientCall};
+use super::call::{AttemptInfo, AttemptReceiver, AttemptSender, CallHandle, ClientCall};
 use super::retry::{buffer_limit, previous_attempts, Retrier};
 use super::service_config::RetryPolicy;
 use super::stream::{CallReceiver, CallSender, RecvHandoff};
@@ -225,6 +226,7 @@ pub(crate) fn start(ch: &Channel, method: &str, opts: CallOptions, policy: &Retr
         pending: None,
         cmds,
         cmds_open: true,
+        transparent_used: false,
     };
     crate::rt::spawn(driver.run(send_tx, recv_tx));
     ClientCall::from_halves(
@@ -304,6 +306,8 @@ struct Driver {
     pending: Option<oneshot::Sender<Result<(), Status>>>,
     cmds: mpsc::Receiver<Cmd>,
     cmds_open: bool,
+    /// The one transparent retry was made.
+    transparent_used: bool,
 }
 
 impl Drop for Driver {
@@ -314,11 +318,26 @@ impl Drop for Driver {
 
 impl Driver {
     async fn run(mut self, send_tx: oneshot::Sender<SendHandoff>, recv_tx: oneshot::Sender<RecvHandoff>) {
-        let mut transparent = true;
+        // The interceptors and call credentials: once for the call.
+        let prepared = tokio::select! {
+            p = self.ch.prepare(&self.method, self.opts.clone()) => p,
+            st = self.ctl.cancelled() => Err(st),
+        };
+        let (opts, observers) = match prepared {
+            Ok(p) => p,
+            Err(st) => {
+                let _ = recv_tx.send(RecvHandoff::Ended(st.clone()));
+                return self.fail(&st, send_tx);
+            }
+        };
+        let mut transparent = false;
         loop {
-            let opts = previous_attempts(&self.opts, self.retrier.previous());
+            let previous = self.retrier.previous();
+            let info = AttemptInfo { previous, transparent, last: false };
+            let attempt =
+                self.ch.open_attempt(&self.method, previous_attempts(&opts, previous), observers.clone(), info);
             let opened = tokio::select! {
-                c = self.ch.attempt_call(&self.method, opts) => c,
+                c = attempt => c,
                 st = self.ctl.cancelled() => Err(st),
             };
             let end = match opened.map(ClientCall::into_attempt) {
@@ -333,6 +352,7 @@ impl Driver {
             };
             let (r, st, unprocessed) = match end {
                 End::Committed { w, r, next, close_sent, over } => {
+                    r.make_last();
                     let _ = recv_tx.send(RecvHandoff::Attempt(r));
                     let s = self.finish_writes(w, next, close_sent, over).await;
                     self.release();
@@ -346,10 +366,12 @@ impl Driver {
                 }
                 End::Failed { r, st, unprocessed } => (r, st, unprocessed),
             };
+            transparent = false;
             let next = if self.ctl.cancelled_status().is_some() {
                 Err(st)
-            } else if unprocessed && transparent {
-                transparent = false;
+            } else if unprocessed && !self.transparent_used {
+                self.transparent_used = true;
+                transparent = true;
                 Ok(())
             } else {
                 tokio::select! {
@@ -358,24 +380,31 @@ impl Driver {
                 }
             };
             if let Err(st) = next {
-                if let Some(p) = self.pending.take() {
-                    let _ = p.send(Err(st.clone()));
+                if let Some(o) = &observers {
+                    o.finish(&st);
                 }
-                self.cmds.close();
-                while let Ok(Cmd { done, .. }) = self.cmds.try_recv() {
-                    let _ = done.send(Err(st.clone()));
-                }
-                let _ = send_tx.send(SendHandoff::Ended(st.clone()));
                 // The last attempt's receiver carries the trailers, unless the
                 // call ended for another reason (deadline during backoff, cancel).
                 let same = |a: &Status| a.code() == st.code() && a.message() == st.message();
                 let _ = match r {
                     Some(r) if r.status().is_some_and(same) => recv_tx.send(RecvHandoff::Attempt(r)),
-                    _ => recv_tx.send(RecvHandoff::Ended(st)),
+                    _ => recv_tx.send(RecvHandoff::Ended(st.clone())),
                 };
-                return;
+                return self.fail(&st, send_tx);
             }
         }
+    }
+
+    /// The call failed with `st`: the caller's operations fail with it.
+    fn fail(&mut self, st: &Status, send_tx: oneshot::Sender<SendHandoff>) {
+        if let Some(p) = self.pending.take() {
+            let _ = p.send(Err(st.clone()));
+        }
+        self.cmds.close();
+        while let Ok(Cmd { done, .. }) = self.cmds.try_recv() {
+            let _ = done.send(Err(st.clone()));
+        }
+        let _ = send_tx.send(SendHandoff::Ended(st.clone()));
     }
 
     /// Runs one attempt until it commits or fails: replays the buffer, then
