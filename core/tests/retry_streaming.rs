@@ -157,6 +157,17 @@ async fn messages_beyond_the_buffer_limit_commit_the_call() {
     let err = sum(&ch, &["1234"]).await.unwrap_err();
     assert_eq!(err.code(), Code::Unavailable);
     assert_eq!(log.lock().unwrap().len(), 1 + 4);
+    // The channel-wide limit commits too (and the buffers are given back:
+    // the second call buffers as much as the first).
+    let opts = ChannelOptions { retry_buffer_size: 10, ..Default::default() };
+    let ch = with_config(&addr, RETRY, "", opts);
+    for _ in 0..2 {
+        log.lock().unwrap().clear();
+        assert_eq!(sum(&ch, &["1234", "5678", "9abc"]).await.unwrap_err().code(), Code::Unavailable);
+        assert_eq!(log.lock().unwrap().len(), 1, "committed by the channel's limit");
+        assert_eq!(sum(&ch, &["1234"]).await.unwrap_err().code(), Code::Unavailable);
+        assert_eq!(log.lock().unwrap().len(), 1 + 4, "within it: retried");
+    }
     s.shutdown(Duration::from_secs(1)).await;
 }
 

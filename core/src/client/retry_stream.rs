@@ -355,7 +355,6 @@ impl Driver {
                     r.make_last();
                     let _ = recv_tx.send(RecvHandoff::Attempt(r));
                     let s = self.finish_writes(w, next, close_sent, over).await;
-                    self.release();
                     self.cmds.close();
                     let mut s = s;
                     while let Ok(Cmd { op, done }) = self.cmds.try_recv() {
@@ -380,6 +379,7 @@ impl Driver {
                 }
             };
             if let Err(st) = next {
+                self.release();
                 if let Some(o) = &observers {
                     o.finish(&st);
                 }
@@ -487,6 +487,8 @@ impl Driver {
         if res.is_ok() && self.closed && !close_sent {
             res = s.close_send().await;
         }
+        // Committed: the buffer goes (before the caller hears back).
+        self.release();
         if let Some(p) = self.pending.take() {
             let _ = p.send(res);
         }
