@@ -8,8 +8,17 @@
 //! before it. They are async: an interceptor may await (a token lookup, a
 //! policy check) before the call goes out or the handler runs.
 //!
-//! Client interceptors run per call, before the call credentials and before
-//! a connection is picked; a short-circuited call never touches the network.
+//! Client interceptors run once per call, before the call credentials and
+//! before a connection is picked; a short-circuited call never touches the
+//! network. A call that is retried (gRFC A6) is still one call to them, as a
+//! grpc-java `ClientInterceptor` is: `start` and `on_finish` come once, and
+//! [`CallObserver::on_attempt_start`] / [`CallObserver::on_attempt_end`]
+//! mark each attempt (what grpc-java's per-attempt `ClientStreamTracer`
+//! sees; the telemetry uses them for A66's attempt metrics and A72's
+//! attempt spans). Message events are reported per attempt, as the messages
+//! go on the wire: a message replayed on a retry is reported again. The
+//! exception is hedging: each hedged attempt runs the interceptors as a call
+//! of its own.
 //! Server interceptors run after the request head is validated and before the
 //! handler; a rejection is sent as a trailers-only response.
 
@@ -34,6 +43,15 @@ pub trait CallObserver: Send + Sync + 'static {
     fn on_recv_message(&self, _message: &Bytes, _wire_len: usize) {}
     /// The call ended with this status (its trailers in `status.metadata()`).
     fn on_finish(&self, _status: &Status) {}
+    /// Client side: an attempt of the call starts; `previous_attempts` came
+    /// before it (retries), `transparent` is a transparent retry of a stream
+    /// the server refused unprocessed. `metadata` is the attempt's request
+    /// metadata (e.g. for a per-attempt trace context). Every call that goes
+    /// to the network has at least one attempt.
+    fn on_attempt_start(&self, _previous_attempts: u32, _transparent: bool, _metadata: &mut Metadata) {}
+    /// Client side: the current attempt ended with this status (the call
+    /// may go on with another attempt; `on_finish` follows the last).
+    fn on_attempt_end(&self, _status: &Status) {}
 }
 
 /// A call as a client interceptor sees it before it starts.
@@ -133,6 +151,16 @@ impl Observers {
     pub(crate) fn initial_metadata(&self, md: &mut Metadata) {
         for o in &self.list {
             o.on_initial_metadata(md);
+        }
+    }
+    pub(crate) fn attempt_start(&self, previous: u32, transparent: bool, md: &mut Metadata) {
+        for o in &self.list {
+            o.on_attempt_start(previous, transparent, md);
+        }
+    }
+    pub(crate) fn attempt_end(&self, st: &Status) {
+        for o in &self.list {
+            o.on_attempt_end(st);
         }
     }
     /// Reports the final status once; later calls do nothing.

@@ -15,14 +15,19 @@
 //! `grpc.method` on the server is `other` for methods that are not
 //! registered (the fallback handler), as A66 requires.
 //!
+//! Client metrics are per attempt (`grpc.client.attempt.*`: one per attempt
+//! of a retried call, sizes counting replayed messages again) and per call
+//! (`grpc.client.call.duration`: once), as A66 says.
+//!
 //! Spans: the client starts `Sent.<method>` (the call, a child of the
-//! current [`opentelemetry::Context`]) and `Attempt.<method>` under it, and
-//! sends the attempt's span context as `traceparent`. The server starts
+//! current [`opentelemetry::Context`]) and one `Attempt.<method>` under it
+//! per attempt (attributes `previous-rpc-attempts` and `transparent-retry`,
+//! A72), and sends the attempt's span context as `traceparent`. The server starts
 //! `Recv.<method>` as the child of that remote parent; handlers get it with
 //! [`server_context`] to parent their own calls (the next hop). Message
 //! events carry `sequence-number`, `message-size` and
-//! `message-size-compressed`. Each attempt is one call today (the engine's
-//! transparent retry of a refused call shows up as a second attempt and call).
+//! `message-size-compressed`. Hedged unary attempts are each a call of their
+//! own (see [`crate::interceptor`]).
 
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -208,9 +213,15 @@ struct CallState {
     client: bool,
     attrs: Vec<KeyValue>,
     start: Instant,
+    /// This attempt's (client) or the call's (server) counts.
     counts: Mutex<Counts>,
     /// The attempt (client) or server span; on the client also the call span.
     spans: Mutex<(Option<BoxedSpan>, Option<BoxedSpan>)>,
+    /// Client: the method (for span names), the call span's context (the
+    /// parent of the attempt spans), and when the current attempt started.
+    method: String,
+    call_cx: Option<Context>,
+    attempt: Mutex<Option<Instant>>,
 }
 
 /// Messages and wire bytes one way.
@@ -260,35 +271,88 @@ impl CallObserver for CallState {
         self.message("Inbound message", false, m, wire_len);
     }
 
+    fn on_attempt_start(&self, previous: u32, transparent: bool, md: &mut crate::Metadata) {
+        if let Some(m) = &self.otel.inner.metrics {
+            m.client_attempt_started.add(1, &self.attrs);
+        }
+        *self.counts.lock().unwrap_or_else(|e| e.into_inner()) = Counts::default();
+        *self.attempt.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
+        if let (Some(t), Some(cx)) = (&self.otel.inner.tracer, &self.call_cx) {
+            let attempt = t
+                .span_builder(format!("Attempt.{}", self.method))
+                .with_kind(SpanKind::Internal)
+                .with_attributes([
+                    KeyValue::new("previous-rpc-attempts", previous as i64),
+                    KeyValue::new("transparent-retry", transparent),
+                ])
+                .start_with_context(t, cx);
+            let sc = attempt.span_context();
+            if sc.is_valid() {
+                md.remove("traceparent");
+                let _ = md.insert("traceparent", traceparent(sc));
+            }
+            self.spans.lock().unwrap_or_else(|e| e.into_inner()).0 = Some(attempt);
+        }
+    }
+
+    fn on_attempt_end(&self, st: &Status) {
+        let Some(start) = self.attempt.lock().unwrap_or_else(|e| e.into_inner()).take() else { return };
+        let (sent, rcvd) = self.bytes();
+        if let Some(m) = &self.otel.inner.metrics {
+            let with_status = self.with_status(st);
+            m.client_attempt_duration.record(start.elapsed().as_secs_f64(), &with_status);
+            m.client_sent.record(sent, &with_status);
+            m.client_rcvd.record(rcvd, &with_status);
+        }
+        let span = self.spans.lock().unwrap_or_else(|e| e.into_inner()).0.take();
+        end_span(span, st);
+    }
+
     fn on_finish(&self, st: &Status) {
         let elapsed = self.start.elapsed().as_secs_f64();
-        let (sent, rcvd) = {
-            let c = self.counts.lock().unwrap_or_else(|e| e.into_inner());
-            (c.sent.bytes, c.rcvd.bytes)
-        };
-        let mut with_status = self.attrs.clone();
-        with_status.push(KeyValue::new("grpc.status", st.code().name()));
+        if self.client {
+            // An attempt still open (a dropped call) ends with the call.
+            self.on_attempt_end(st);
+            if let Some(m) = &self.otel.inner.metrics {
+                m.client_call_duration.record(elapsed, &self.with_status(st));
+            }
+            let call = self.spans.lock().unwrap_or_else(|e| e.into_inner()).1.take();
+            end_span(call, st);
+            return;
+        }
+        let (sent, rcvd) = self.bytes();
         if let Some(m) = &self.otel.inner.metrics {
-            if self.client {
-                m.client_attempt_duration.record(elapsed, &with_status);
-                m.client_sent.record(sent, &with_status);
-                m.client_rcvd.record(rcvd, &with_status);
-                m.client_call_duration.record(elapsed, &with_status);
-            } else {
-                m.server_duration.record(elapsed, &with_status);
-                m.server_sent.record(sent, &with_status);
-                m.server_rcvd.record(rcvd, &with_status);
-            }
+            let with_status = self.with_status(st);
+            m.server_duration.record(elapsed, &with_status);
+            m.server_sent.record(sent, &with_status);
+            m.server_rcvd.record(rcvd, &with_status);
         }
-        let mut spans = self.spans.lock().unwrap_or_else(|e| e.into_inner());
-        let (first, second) = &mut *spans;
-        for s in [first.as_mut(), second.as_mut()].into_iter().flatten() {
-            s.set_attribute(KeyValue::new("rpc.grpc.status_code", st.code().as_i32() as i64));
-            if !st.is_ok() {
-                s.set_status(SpanStatus::error(format!("{}: {}", st.code().name(), st.message())));
-            }
-            s.end();
+        let span = self.spans.lock().unwrap_or_else(|e| e.into_inner()).0.take();
+        end_span(span, st);
+    }
+}
+
+impl CallState {
+    fn bytes(&self) -> (u64, u64) {
+        let c = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+        (c.sent.bytes, c.rcvd.bytes)
+    }
+
+    fn with_status(&self, st: &Status) -> Vec<KeyValue> {
+        let mut v = self.attrs.clone();
+        v.push(KeyValue::new("grpc.status", st.code().name()));
+        v
+    }
+}
+
+/// Ends a span with the call's (or attempt's) status.
+fn end_span(span: Option<BoxedSpan>, st: &Status) {
+    if let Some(mut s) = span {
+        s.set_attribute(KeyValue::new("rpc.grpc.status_code", st.code().as_i32() as i64));
+        if !st.is_ok() {
+            s.set_status(SpanStatus::error(format!("{}: {}", st.code().name(), st.message())));
         }
+        s.end();
     }
 }
 
@@ -305,24 +369,15 @@ impl ClientInterceptor for ClientOtel {
         let method = method_attr(&head.method);
         let attrs =
             vec![KeyValue::new("grpc.method", method.clone()), KeyValue::new("grpc.target", self.target.clone())];
-        if let Some(m) = &self.otel.inner.metrics {
-            m.client_attempt_started.add(1, &attrs);
-        }
+        // The call span now; attempts (and their metrics) in on_attempt_start.
         let mut spans = (None, None);
+        let mut call_cx = None;
         if let Some(t) = &self.otel.inner.tracer {
             let parent = Context::current();
             let call =
                 t.span_builder(format!("Sent.{method}")).with_kind(SpanKind::Client).start_with_context(t, &parent);
-            let call_cx = parent.with_remote_span_context(call.span_context().clone());
-            let attempt = t
-                .span_builder(format!("Attempt.{method}"))
-                .with_kind(SpanKind::Internal)
-                .start_with_context(t, &call_cx);
-            let sc = attempt.span_context();
-            if sc.is_valid() {
-                let _ = head.metadata.insert("traceparent", traceparent(sc));
-            }
-            spans = (Some(attempt), Some(call));
+            call_cx = Some(parent.with_remote_span_context(call.span_context().clone()));
+            spans = (None, Some(call));
         }
         let state = CallState {
             otel: self.otel.clone(),
@@ -331,6 +386,9 @@ impl ClientInterceptor for ClientOtel {
             start: Instant::now(),
             counts: Default::default(),
             spans: Mutex::new(spans),
+            method,
+            call_cx,
+            attempt: Mutex::new(None),
         };
         Box::pin(async move { Ok(Some(Arc::new(state) as Arc<dyn CallObserver>)) })
     }
@@ -370,6 +428,9 @@ impl ServerInterceptor for ServerOtel {
             start: Instant::now(),
             counts: Default::default(),
             spans: Mutex::new(spans),
+            method: String::new(),
+            call_cx: None,
+            attempt: Mutex::new(None),
         };
         Box::pin(async move { Ok(Some(Arc::new(state) as Arc<dyn CallObserver>)) })
     }

@@ -317,3 +317,98 @@ async fn server_interceptors_gate_calls_change_metadata_and_observe() {
     assert_eq!(logs[3].events(), ["recv 1 wire 1", "finish FailedPrecondition"]);
     server.shutdown(Duration::from_secs(1)).await;
 }
+
+/// Logs the call-level and attempt-level events of every call.
+#[derive(Default)]
+struct Attempts {
+    starts: AtomicUsize,
+    events: Arc<Mutex<Vec<String>>>,
+}
+
+struct AttemptLog(Arc<Mutex<Vec<String>>>);
+
+impl CallObserver for AttemptLog {
+    fn on_attempt_start(&self, previous: u32, transparent: bool, md: &mut Metadata) {
+        self.0.lock().unwrap().push(format!("attempt {previous} {transparent}"));
+        md.insert("x-attempt", previous.to_string()).unwrap();
+    }
+    fn on_attempt_end(&self, st: &Status) {
+        self.0.lock().unwrap().push(format!("attempt end {}", st.code().name()));
+    }
+    fn on_finish(&self, st: &Status) {
+        self.0.lock().unwrap().push(format!("finish {}", st.code().name()));
+    }
+}
+
+impl ClientInterceptor for Attempts {
+    fn start<'a>(
+        &'a self,
+        _head: &'a mut ClientCallHead,
+    ) -> BoxFuture<'a, Result<Option<Arc<dyn CallObserver>>, Status>> {
+        self.starts.fetch_add(1, Ordering::SeqCst);
+        let log = AttemptLog(self.events.clone());
+        Box::pin(async move { Ok(Some(Arc::new(log) as Arc<dyn CallObserver>)) })
+    }
+}
+
+#[tokio::test]
+async fn a_retried_call_is_one_call_with_several_attempts_to_interceptors() {
+    // The server fails the first two attempts; it sees the per-attempt metadata.
+    let seen: Arc<Mutex<Vec<String>>> = Default::default();
+    let s2 = seen.clone();
+    let b = Server::builder(ServerOptions::default())
+        .register("/i.S/Flaky", MethodKind::ClientStreaming, move |mut call: ServerCall| {
+            let x = call.metadata().get("x-attempt").unwrap_or("").to_string();
+            let n = {
+                let mut s = s2.lock().unwrap();
+                s.push(x);
+                s.len()
+            };
+            async move {
+                while call.recv().await.unwrap().is_some() {}
+                if n < 3 {
+                    return Status::unavailable("flaky");
+                }
+                call.send(Bytes::from_static(b"ok")).await.unwrap();
+                Status::ok()
+            }
+        })
+        .unwrap();
+    let (server, addr) = start(b).await;
+    let cfg = r#"{"methodConfig": [{"name": [{"service": "i.S"}], "retryPolicy": {"maxAttempts": 3,
+        "initialBackoff": "0.01s", "maxBackoff": "0.01s", "backoffMultiplier": 1, "retryableStatusCodes": ["UNAVAILABLE"]}}]}"#;
+    let icpt = Arc::new(Attempts::default());
+    let ch = Channel::new(
+        &addr,
+        ChannelOptions { service_config: Some(cfg.into()), interceptors: vec![icpt.clone()], ..Default::default() },
+    )
+    .unwrap();
+    let expect = |end: &str| {
+        vec![
+            "attempt 0 false".to_string(),
+            "attempt end UNAVAILABLE".into(),
+            "attempt 1 false".into(),
+            "attempt end UNAVAILABLE".into(),
+            "attempt 2 false".into(),
+            format!("attempt end {end}"),
+            format!("finish {end}"),
+        ]
+    };
+    // Unary.
+    let r = bounded("unary", ch.unary("/i.S/Flaky", Bytes::from_static(b"x"), CallOptions::default())).await;
+    assert_eq!(r.unwrap().message, "ok");
+    assert_eq!(icpt.starts.load(Ordering::SeqCst), 1, "the interceptor runs once per call");
+    assert_eq!(*icpt.events.lock().unwrap(), expect("OK"));
+    assert_eq!(*seen.lock().unwrap(), ["0", "1", "2"]);
+    // Client streaming.
+    icpt.events.lock().unwrap().clear();
+    seen.lock().unwrap().clear();
+    let mut call = ch.call("/i.S/Flaky", CallOptions::default()).await.unwrap();
+    call.send(Bytes::from_static(b"a")).await.unwrap();
+    call.close_send().await.unwrap();
+    assert_eq!(bounded("streaming", call.recv_unary()).await.unwrap().message, "ok");
+    assert_eq!(icpt.starts.load(Ordering::SeqCst), 2);
+    assert_eq!(*icpt.events.lock().unwrap(), expect("OK"));
+    assert_eq!(*seen.lock().unwrap(), ["0", "1", "2"]);
+    server.shutdown(Duration::from_secs(1)).await;
+}

@@ -211,3 +211,84 @@ async fn metrics_and_spans_across_two_hops() {
     assert!(matches!(fail.status, opentelemetry::trace::Status::Error { .. }), "{:?}", fail.status);
     assert!(fail.attributes.contains(&KeyValue::new("rpc.grpc.status_code", 9i64)));
 }
+
+#[tokio::test]
+async fn a_retried_call_records_each_attempt_and_the_call_once() {
+    let metrics = InMemoryMetricExporter::default();
+    let meter_provider =
+        SdkMeterProvider::builder().with_reader(PeriodicReader::builder(metrics.clone()).build()).build();
+    let meter = meter_provider.meter("grpc-core");
+    let spans = InMemorySpanExporter::default();
+    let tracer_provider = SdkTracerProvider::builder().with_simple_exporter(spans.clone()).build();
+    let otel = OpenTelemetry::new(Some(&meter), Some(BoxedTracer::new(Box::new(tracer_provider.tracer("grpc-core")))));
+
+    // Fails the first two attempts of each call (after reading the request).
+    let runs = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let r2 = runs.clone();
+    let b = Server::builder(ServerOptions::default())
+        .register("/r.S/M", MethodKind::Unary, move |mut call: ServerCall| {
+            let n = r2.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            async move {
+                let m = call.recv().await.unwrap().unwrap();
+                if n % 3 < 2 {
+                    return Status::unavailable("flaky");
+                }
+                call.send(m).await.unwrap();
+                Status::ok()
+            }
+        })
+        .unwrap();
+    let (server, addr) = start(b).await;
+    let cfg = r#"{"methodConfig": [{"name": [{"service": "r.S"}], "retryPolicy": {"maxAttempts": 3,
+        "initialBackoff": "0.01s", "maxBackoff": "0.01s", "backoffMultiplier": 1, "retryableStatusCodes": ["UNAVAILABLE"]}}]}"#;
+    let ch = Channel::new(
+        &addr,
+        ChannelOptions { service_config: Some(cfg.into()), telemetry: Some(otel), ..Default::default() },
+    )
+    .unwrap();
+    let r = bounded("retried", ch.unary("/r.S/M", Bytes::from_static(b"12345"), CallOptions::default())).await;
+    assert_eq!(r.unwrap().message, "12345");
+    server.shutdown(Duration::from_secs(1)).await;
+
+    meter_provider.force_flush().unwrap();
+    let m = collect(&metrics);
+    let points = |name: &str| m.get(name).unwrap_or_else(|| panic!("no metric {name}")).1.clone();
+    let base = [("grpc.method", "r.S/M"), ("grpc.target", addr.as_str())];
+    let with = |code: &str| {
+        let mut v = base.to_vec();
+        v.push(("grpc.status", code));
+        kv(&v)
+    };
+    let started = points("grpc.client.attempt.started");
+    assert_eq!(started.len(), 1);
+    assert_eq!((started[0].attrs.clone(), started[0].count), (kv(&base), 3), "three attempts");
+    let mut durations = points("grpc.client.attempt.duration");
+    durations.sort_by_key(|p| p.count);
+    assert_eq!(
+        durations.iter().map(|p| (p.attrs.clone(), p.count)).collect::<Vec<_>>(),
+        vec![(with("OK"), 1), (with("UNAVAILABLE"), 2)]
+    );
+    let sent = points("grpc.client.attempt.sent_total_compressed_message_size");
+    let ok_sent = sent.iter().find(|p| p.attrs == with("OK")).unwrap();
+    assert_eq!((ok_sent.count, ok_sent.sum), (1, 5.0), "per attempt, not summed over the call");
+    let calls = points("grpc.client.call.duration");
+    assert_eq!(calls.iter().map(|p| (p.attrs.clone(), p.count)).collect::<Vec<_>>(), vec![(with("OK"), 1)]);
+
+    let all = spans.get_finished_spans().unwrap();
+    let sent_spans: Vec<_> = all.iter().filter(|s| s.name == "Sent.r.S/M").collect();
+    assert_eq!(sent_spans.len(), 1, "one call span");
+    let call_id = sent_spans[0].span_context.span_id();
+    let mut attempts: Vec<_> = all.iter().filter(|s| s.name == "Attempt.r.S/M").collect();
+    assert_eq!(attempts.len(), 3, "one span per attempt");
+    let previous = |s: &SpanData| {
+        s.attributes.iter().find(|kv| kv.key.as_str() == "previous-rpc-attempts").map(|kv| kv.value.to_string())
+    };
+    attempts.sort_by_key(|s| previous(s));
+    for (i, a) in attempts.iter().enumerate() {
+        assert_eq!(a.parent_span_id, call_id, "attempt {i} is under the call span");
+        assert_eq!(previous(a), Some(i.to_string()));
+        assert!(a.attributes.contains(&KeyValue::new("transparent-retry", false)));
+        let failed = matches!(a.status, opentelemetry::trace::Status::Error { .. });
+        assert_eq!(failed, i < 2, "attempt {i}: {:?}", a.status);
+    }
+}

@@ -11,6 +11,8 @@ use http::{HeaderValue, Method, Request};
 use tokio::sync::Notify;
 
 use super::conn::Ready;
+use super::retry_stream::Ctl;
+use super::stream::{CallReceiver, CallSender};
 use super::{CallOptions, ChannelInner};
 use crate::auth::AuthMetadataContext;
 use crate::codec::{accept_encoding_header, frame_parts, Compression, Decoder, Received};
@@ -49,6 +51,8 @@ struct Shared {
     unprocessed: AtomicBool,
     /// What the interceptors watch (none without interceptors).
     observers: Option<Arc<Observers>>,
+    /// This attempt's end is the call's end (see [`AttemptInfo::last`]).
+    last: AtomicBool,
 }
 
 impl Shared {
@@ -111,19 +115,33 @@ impl Drop for Shared {
 
 /// A thread-safe handle that cancels its call.
 #[derive(Clone, Debug)]
-pub struct CallHandle(Arc<Shared>);
+pub struct CallHandle(HandleOf);
+
+/// One attempt, or a call that may be retried (its current attempt).
+#[derive(Clone, Debug)]
+enum HandleOf {
+    Attempt(Arc<Shared>),
+    Retrying(Arc<Ctl>),
+}
 
 impl CallHandle {
+    pub(crate) fn retrying(ctl: Arc<Ctl>) -> CallHandle {
+        CallHandle(HandleOf::Retrying(ctl))
+    }
+
     /// Cancels the call: RST_STREAM(CANCEL) goes out and every pending or
     /// later operation ends with CANCELLED. No effect once the call finished.
     pub fn cancel(&self) {
-        self.0.cancel_with(Status::cancelled("call cancelled by the client"));
+        match &self.0 {
+            HandleOf::Attempt(s) => s.cancel_with(Status::cancelled("call cancelled by the client")),
+            HandleOf::Retrying(c) => c.cancel(),
+        }
     }
 }
 
-/// The sending half of a call.
+/// The sending half of one attempt (the public [`CallSender`] wraps it).
 #[derive(Debug)]
-pub struct CallSender {
+pub(crate) struct AttemptSender {
     shared: Arc<Shared>,
     compression: Option<Compression>,
     max_send: usize,
@@ -146,9 +164,9 @@ impl std::fmt::Debug for RecvState {
     }
 }
 
-/// The receiving half of a call.
+/// The receiving half of one attempt (the public [`CallReceiver`] wraps it).
 #[derive(Debug)]
-pub struct CallReceiver {
+pub(crate) struct AttemptReceiver {
     shared: Arc<Shared>,
     state: RecvState,
     decoder: Decoder,
@@ -179,9 +197,35 @@ pub(super) async fn start(inner: &Arc<ChannelInner>, method: &str, opts: CallOpt
     }
     let has_creds = inner.opts.call_credentials.is_some() || opts.credentials.is_some();
     if inner.opts.interceptors.is_empty() && !has_creds {
-        return open(inner, method, opts, deadline, None).await;
+        return open(inner, method, opts, deadline, None, true).await;
     }
-    // Interceptors, then call credentials, all within the deadline.
+    let (opts, observers) = prepare(inner, method, opts).await?;
+    open_attempt(inner, method, opts, observers, AttemptInfo { previous: 0, transparent: false, last: true }).await
+}
+
+/// Validates a call and runs the interceptors and call credentials, within
+/// the deadline: once per call, however many attempts follow. Gives back the
+/// options (deadline made absolute) and the call's observers.
+pub(super) async fn prepare(
+    inner: &Arc<ChannelInner>,
+    method: &str,
+    mut opts: CallOptions,
+) -> Result<(CallOptions, Option<Arc<Observers>>), Status> {
+    let deadline = opts.deadline();
+    if let Some(d) = deadline {
+        if d <= tokio::time::Instant::now() {
+            return Err(Status::deadline_exceeded("context deadline exceeded"));
+        }
+    }
+    if !method.starts_with('/') {
+        return Err(Status::invalid_argument(format!("malformed method name {method:?}: must start with '/'")));
+    }
+    opts.deadline = deadline.map(tokio::time::Instant::into_std);
+    opts.timeout = None;
+    let has_creds = inner.opts.call_credentials.is_some() || opts.credentials.is_some();
+    if inner.opts.interceptors.is_empty() && !has_creds {
+        return Ok((opts, None));
+    }
     let prelude = prelude(inner, method, opts, deadline);
     let (opts, observers) = match deadline {
         Some(d) => tokio::time::timeout_at(d, prelude)
@@ -189,10 +233,39 @@ pub(super) async fn start(inner: &Arc<ChannelInner>, method: &str, opts: CallOpt
             .map_err(|_| Status::deadline_exceeded("context deadline exceeded"))??,
         None => prelude.await?,
     };
-    let observers = (!observers.is_empty()).then(|| Arc::new(observers));
-    let r = open(inner, method, opts, deadline, observers.clone()).await;
+    Ok((opts, (!observers.is_empty()).then(|| Arc::new(observers))))
+}
+
+/// An attempt of a call, for its observers.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct AttemptInfo {
+    /// Attempts before this one (`grpc-previous-rpc-attempts`).
+    pub(crate) previous: u32,
+    /// A transparent retry (the server refused the last one unprocessed).
+    pub(crate) transparent: bool,
+    /// The call's only attempt: its end is the call's end. Otherwise the
+    /// retry code ends the call ([`AttemptReceiver::make_last`], `Observers::finish`).
+    pub(crate) last: bool,
+}
+
+/// Opens one attempt of a call [`prepare`]d before.
+pub(super) async fn open_attempt(
+    inner: &Arc<ChannelInner>,
+    method: &str,
+    mut opts: CallOptions,
+    observers: Option<Arc<Observers>>,
+    info: AttemptInfo,
+) -> Result<ClientCall, Status> {
+    if let Some(o) = &observers {
+        o.attempt_start(info.previous, info.transparent, &mut opts.metadata);
+    }
+    let deadline = opts.deadline();
+    let r = open(inner, method, opts, deadline, observers.clone(), info.last).await;
     if let (Err(st), Some(o)) = (&r, &observers) {
-        o.finish(st);
+        o.attempt_end(st);
+        if info.last {
+            o.finish(st);
+        }
     }
     r
 }
@@ -258,6 +331,7 @@ async fn open(
     opts: CallOptions,
     deadline: Option<tokio::time::Instant>,
     observers: Option<Arc<Observers>>,
+    last: bool,
 ) -> Result<ClientCall, Status> {
     let uri = http::Uri::builder()
         .scheme(inner.scheme.clone())
@@ -330,6 +404,7 @@ async fn open(
         conn,
         unprocessed: AtomicBool::new(false),
         observers,
+        last: AtomicBool::new(last),
     });
     if let Some(d) = deadline {
         let weak = Arc::downgrade(&shared);
@@ -342,27 +417,27 @@ async fn open(
         *shared.timer.lock().unwrap_or_else(|e| e.into_inner()) = Some(t.abort_handle());
     }
     Ok(ClientCall {
-        sender: CallSender { shared: shared.clone(), compression, max_send, half_closed: false },
-        receiver: CallReceiver {
+        sender: CallSender::of_attempt(AttemptSender {
+            shared: shared.clone(),
+            compression,
+            max_send,
+            half_closed: false,
+        }),
+        receiver: CallReceiver::of_attempt(AttemptReceiver {
             shared,
             state: RecvState::Headers(resp),
             decoder: Decoder::new(max_recv, None),
             headers_received: false,
             initial_metadata: None,
             early: Default::default(),
-        },
+        }),
     })
 }
 
-impl CallSender {
-    /// Sends one message (compressed if the call has an encoding).
-    pub async fn send(&mut self, msg: Bytes) -> Result<(), Status> {
-        self.send_with(msg, true, false).await
-    }
-
+impl AttemptSender {
     /// Sends a message; `compress: false` sends this one uncompressed even if
     /// the call compresses; `last: true` half-closes in the same frame.
-    pub async fn send_with(&mut self, msg: Bytes, compress: bool, last: bool) -> Result<(), Status> {
+    pub(crate) async fn send_with(&mut self, msg: Bytes, compress: bool, last: bool) -> Result<(), Status> {
         if self.half_closed {
             return Err(Status::internal("send after the send side was closed"));
         }
@@ -387,7 +462,7 @@ impl CallSender {
     /// local error): when the server already ended the call (its trailers
     /// and RST_STREAM(NO_ERROR) may arrive before our END_STREAM goes out),
     /// recv/finish report how the call ended.
-    pub async fn close_send(&mut self) -> Result<(), Status> {
+    pub(crate) async fn close_send(&mut self) -> Result<(), Status> {
         if self.half_closed {
             return Ok(());
         }
@@ -407,25 +482,38 @@ impl CallSender {
     }
 
     /// A handle to cancel the call from anywhere.
-    pub fn handle(&self) -> CallHandle {
-        CallHandle(self.shared.clone())
+    pub(crate) fn handle(&self) -> CallHandle {
+        CallHandle(HandleOf::Attempt(self.shared.clone()))
     }
 }
 
-impl CallReceiver {
+impl AttemptReceiver {
     /// The server address this call went to (`ip:port` or `unix:path`).
-    pub fn peer(&self) -> &str {
+    pub(crate) fn peer(&self) -> &str {
         &self.shared.conn.peer
+    }
+
+    /// The call committed to this attempt: its end is the call's end.
+    pub(crate) fn make_last(&self) {
+        self.shared.last.store(true, Ordering::Release);
+        if let (Some(o), RecvState::Done(st)) = (&self.shared.observers, &self.state) {
+            o.finish(st);
+        }
+    }
+
+    /// See [`ClientCall::unprocessed`].
+    pub(crate) fn unprocessed(&self) -> bool {
+        self.shared.unprocessed.load(Ordering::Acquire)
     }
 
     /// True once response headers arrived; false for a trailers-only
     /// response (whose `initial_metadata` is empty) and before headers.
-    pub fn headers_received(&self) -> bool {
+    pub(crate) fn headers_received(&self) -> bool {
         self.headers_received
     }
 
     /// The response headers (waits for them). Empty for a trailers-only response.
-    pub async fn initial_metadata(&mut self) -> Result<Metadata, Status> {
+    pub(crate) async fn initial_metadata(&mut self) -> Result<Metadata, Status> {
         while self.initial_metadata.is_none() {
             match &self.state {
                 RecvState::Done(s) if s.is_ok() => return Ok(Metadata::new()),
@@ -436,14 +524,8 @@ impl CallReceiver {
         Ok(self.initial_metadata.clone().unwrap_or_default())
     }
 
-    /// The next message; `Ok(None)` at the end of an OK call; `Err(status)` when
-    /// the call ended with any other status.
-    pub async fn recv(&mut self) -> Result<Option<Bytes>, Status> {
-        Ok(self.recv_message().await?.map(|m| m.data))
-    }
-
     /// Like [`recv`](Self::recv), also telling whether the message was compressed.
-    pub async fn recv_message(&mut self) -> Result<Option<Received>, Status> {
+    pub(crate) async fn recv_message(&mut self) -> Result<Option<Received>, Status> {
         if let Some(m) = self.early.pop_front() {
             return Ok(Some(m));
         }
@@ -452,7 +534,7 @@ impl CallReceiver {
 
     /// Reads to the end of the call, keeping the messages for `recv`, and
     /// returns the final status.
-    async fn settle(&mut self) -> Status {
+    pub(crate) async fn settle(&mut self) -> Status {
         loop {
             match self.next_message().await {
                 Ok(Some(m)) => self.early.push_back(m),
@@ -488,7 +570,7 @@ impl CallReceiver {
 
     /// Reads (and drops) any remaining messages and returns the final status
     /// with the trailing metadata.
-    pub async fn finish(&mut self) -> Status {
+    pub(crate) async fn finish(&mut self) -> Status {
         loop {
             match self.recv_message().await {
                 Ok(Some(_)) => continue,
@@ -503,7 +585,7 @@ impl CallReceiver {
     }
 
     /// The status if the call has ended (after `recv` returned `None` or an error).
-    pub fn status(&self) -> Option<&Status> {
+    pub(crate) fn status(&self) -> Option<&Status> {
         match &self.state {
             RecvState::Done(s) => Some(s),
             _ => None,
@@ -511,11 +593,11 @@ impl CallReceiver {
     }
 
     /// A handle to cancel the call from anywhere.
-    pub fn handle(&self) -> CallHandle {
-        CallHandle(self.shared.clone())
+    pub(crate) fn handle(&self) -> CallHandle {
+        CallHandle(HandleOf::Attempt(self.shared.clone()))
     }
 
-    fn fail(&mut self, st: Status) {
+    pub(crate) fn fail(&mut self, st: Status) {
         // A local failure (bad frame, unknown encoding) ends the call and resets the stream.
         self.shared.cancel_with(st.clone());
         self.complete(st);
@@ -524,7 +606,10 @@ impl CallReceiver {
     fn complete(&mut self, st: Status) {
         self.shared.done.store(true, Ordering::Release);
         if let Some(o) = &self.shared.observers {
-            o.finish(&st);
+            o.attempt_end(&st);
+            if self.shared.last.load(Ordering::Acquire) {
+                o.finish(&st);
+            }
         }
         self.state = RecvState::Done(st);
     }
@@ -666,10 +751,11 @@ impl ClientCall {
         match r {
             Ok(()) => Ok(()),
             Err(e) => {
-                if let Some(st) = self.receiver.shared.cancel_status() {
+                let Ok(receiver) = self.receiver.attempt().await else { return Err(e) };
+                if let Some(st) = receiver.shared.cancel_status() {
                     return Err(st);
                 }
-                let st = tokio::time::timeout(std::time::Duration::from_secs(1), self.receiver.settle()).await;
+                let st = tokio::time::timeout(std::time::Duration::from_secs(1), receiver.settle()).await;
                 match st {
                     Ok(st) if !st.is_ok() => Err(st),
                     _ => Err(e),
@@ -712,13 +798,15 @@ impl ClientCall {
         if self.recv().await?.is_some() {
             let st =
                 Status::internal("cardinality violation: received more than one response message for a unary call");
-            self.receiver.fail(st.clone());
+            if let Some(r) = self.receiver.attempt_mut() {
+                r.fail(st.clone());
+            }
             return Err(st);
         }
         let trailing_metadata = self.receiver.status().map(|s| s.metadata().clone()).unwrap_or_default();
         Ok(UnaryResponse {
             message,
-            initial_metadata: self.receiver.initial_metadata.clone().unwrap_or_default(),
+            initial_metadata: self.receiver.attempt_ref().and_then(|r| r.initial_metadata.clone()).unwrap_or_default(),
             trailing_metadata,
             peer: self.peer().to_string(),
         })
@@ -726,18 +814,18 @@ impl ClientCall {
 
     /// The server address this call went to (`ip:port` or `unix:path`).
     pub fn peer(&self) -> &str {
-        &self.receiver.shared.conn.peer
+        self.receiver.peer()
     }
 
     /// True once response headers arrived (a trailers-only answer does not count).
     pub(crate) fn headers_received(&self) -> bool {
-        self.receiver.headers_received
+        self.receiver.headers_received()
     }
 
     /// True if the call failed because the server refused its stream
     /// unprocessed (graceful GOAWAY): safe to retry as a new call.
     pub(crate) fn unprocessed(&self) -> bool {
-        self.receiver.shared.unprocessed.load(Ordering::Acquire)
+        self.receiver.attempt_ref().is_some_and(AttemptReceiver::unprocessed)
     }
 
     /// Cancels the call (CANCELLED).
@@ -753,5 +841,14 @@ impl ClientCall {
     /// Splits into halves that can be used from different tasks.
     pub fn split(self) -> (CallSender, CallReceiver) {
         (self.sender, self.receiver)
+    }
+
+    pub(crate) fn from_halves(sender: CallSender, receiver: CallReceiver) -> ClientCall {
+        ClientCall { sender, receiver }
+    }
+
+    /// The halves of a call that is one attempt (not retrying).
+    pub(crate) fn into_attempt(self) -> Option<(AttemptSender, AttemptReceiver)> {
+        Some((self.sender.into_attempt()?, self.receiver.into_attempt()?))
     }
 }

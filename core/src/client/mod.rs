@@ -8,16 +8,19 @@ mod health_check;
 mod lb;
 mod resolver;
 mod retry;
+mod retry_stream;
 pub mod service_config;
+mod stream;
 mod subchannel;
 mod target;
 
-pub use call::{CallHandle, CallReceiver, CallSender, ClientCall, UnaryResponse};
+pub use call::{CallHandle, ClientCall, UnaryResponse};
 pub use lb::SubchannelInfo;
 pub use resolver::{parse_address, ManualResolver};
 pub use service_config::{
     CallConfig, HedgingPolicy, LbPolicy, MethodConfig, RetryPolicy, RetryThrottling, ServiceConfig,
 };
+pub use stream::{CallReceiver, CallSender};
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -123,6 +126,13 @@ pub struct ChannelOptions {
     /// `dns:` targets are re-resolved this often (30 s), and also when a
     /// connection fails or drops (at most every 5 s).
     pub dns_refresh_interval: Duration,
+    /// Request bytes one call keeps for replay while it may be retried
+    /// (256 KiB, grpc-go's per-RPC buffer limit); a call that sends more is
+    /// committed to its current attempt (gRFC A6).
+    pub per_rpc_retry_buffer_size: usize,
+    /// Request bytes all calls of the channel keep for replay together
+    /// (16 MiB, grpc-go's `retryBufferSize`); beyond it calls commit.
+    pub retry_buffer_size: usize,
 }
 
 impl Default for ChannelOptions {
@@ -151,6 +161,8 @@ impl Default for ChannelOptions {
             manual_resolver: None,
             idle_timeout: Some(Duration::from_secs(30 * 60)),
             dns_refresh_interval: Duration::from_secs(30),
+            per_rpc_retry_buffer_size: 256 * 1024,
+            retry_buffer_size: 16 * 1024 * 1024,
         }
     }
 }
@@ -193,6 +205,8 @@ pub(crate) struct ChannelInner {
     pub(crate) user_agent: http::HeaderValue,
     /// The service config's `retryThrottling` bucket.
     pub(crate) throttle: Option<retry::Throttle>,
+    /// Request bytes held for replay by this channel's streaming calls.
+    pub(crate) retry_buffered: std::sync::atomic::AtomicUsize,
 }
 
 impl Drop for ChannelInner {
@@ -245,7 +259,17 @@ impl Channel {
             user_agent.clone(),
         )?;
         let throttle = connector.service_config().retry_throttling().map(retry::Throttle::new);
-        Ok(Channel { inner: Arc::new(ChannelInner { connector, opts, scheme, authority, user_agent, throttle }) })
+        Ok(Channel {
+            inner: Arc::new(ChannelInner {
+                connector,
+                opts,
+                scheme,
+                authority,
+                user_agent,
+                throttle,
+                retry_buffered: Default::default(),
+            }),
+        })
     }
 
     /// The current connectivity state.
@@ -280,9 +304,45 @@ impl Channel {
 
     /// Starts a call of any kind on `method` (`/package.Service/Method`).
     /// The service config's `timeout` and `waitForReady` for the method apply.
+    ///
+    /// With a `retryPolicy` for the method (gRFC A6, see
+    /// `client/retry_stream.rs`), the call is retried until it commits:
+    /// the messages sent are kept (up to `per_rpc_retry_buffer_size`) and
+    /// replayed, with the half-close, on each new attempt. The call then
+    /// returns at once and the attempts run in the background; a failure to
+    /// start them shows in `recv`/`finish` (and `send`) instead of here.
+    /// A `hedgingPolicy` is not applied to streaming calls: they make one
+    /// attempt.
     pub async fn call(&self, method: &str, opts: CallOptions) -> Result<ClientCall, Status> {
         let opts = service_config::apply_to_options(&self.inner, method, opts);
+        if let Some(mc) = self.inner.connector.service_config().method_config_arc(method) {
+            if let Some(p) = &mc.retry_policy {
+                return Ok(retry_stream::start(self, method, opts, p));
+            }
+        }
         call::start(&self.inner, method, opts).await
+    }
+
+    /// The once-per-call part of a call that may have several attempts:
+    /// the service config, validation, interceptors and call credentials.
+    pub(crate) async fn prepare(
+        &self,
+        method: &str,
+        opts: CallOptions,
+    ) -> Result<(CallOptions, Option<Arc<crate::interceptor::Observers>>), Status> {
+        let opts = service_config::apply_to_options(&self.inner, method, opts);
+        call::prepare(&self.inner, method, opts).await
+    }
+
+    /// One attempt of a [`prepare`](Self::prepare)d call.
+    pub(crate) async fn open_attempt(
+        &self,
+        method: &str,
+        opts: CallOptions,
+        observers: Option<Arc<crate::interceptor::Observers>>,
+        info: call::AttemptInfo,
+    ) -> Result<ClientCall, Status> {
+        call::open_attempt(&self.inner, method, opts, observers, info).await
     }
 
     /// The channel's service config (empty when none was given).
@@ -317,7 +377,7 @@ impl Channel {
         let throttle = self.inner.throttle.as_ref();
         match cfg.method_config.as_deref() {
             Some(MethodConfig { retry_policy: Some(p), .. }) => {
-                retry::unary_with_retry(self, method, request, opts, p, throttle).await
+                retry::unary_with_retry(self, method, request, opts, p).await
             }
             Some(MethodConfig { hedging_policy: Some(p), .. }) => {
                 retry::unary_hedged(self, method, request, opts, p, throttle).await

@@ -1,6 +1,7 @@
 //! Retries and hedging of unary calls (gRFC A6), driven by the method's
 //! `retryPolicy` / `hedgingPolicy` in the service config, with the channel's
-//! `retryThrottling` token bucket.
+//! `retryThrottling` token bucket; and [`Retrier`], the retry decisions that
+//! streaming calls (`retry_stream.rs`) share.
 //!
 //! - Retry: an attempt that ends with a code in `retryableStatusCodes`
 //!   before the server sent response headers (a trailers-only answer: not
@@ -18,16 +19,20 @@
 //! - The call's deadline covers all attempts. A stream the server refused
 //!   unprocessed (GOAWAY) is retried transparently without counting.
 //!
-//! Streaming calls are not retried (except that transparent case).
+//! - A request larger than `per_rpc_retry_buffer_size` commits the call.
+//!
+//! Streaming calls: see `retry_stream.rs` (retries, no hedging).
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::time::Instant;
 
+use super::call::AttemptInfo;
 use super::service_config::{HedgingPolicy, RetryPolicy, RetryThrottling};
 use super::{CallOptions, Channel, UnaryResponse};
+use crate::interceptor::Observers;
 use crate::status::{Code, Status};
 
 /// The channel's retry token bucket.
@@ -46,7 +51,7 @@ impl Throttle {
         let mut t = self.tokens.lock().unwrap_or_else(|e| e.into_inner());
         *t = (*t - 1.0).max(0.0);
     }
-    fn success(&self) {
+    pub(super) fn success(&self) {
         let mut t = self.tokens.lock().unwrap_or_else(|e| e.into_inner());
         *t = (*t + self.ratio).min(self.max);
     }
@@ -66,28 +71,44 @@ struct Attempt {
     committed: bool,
 }
 
-/// One attempt, with the transparent retry of a stream refused unprocessed.
-async fn attempt(ch: &Channel, method: &str, request: &Bytes, opts: &CallOptions) -> Attempt {
-    let mut tries = 0;
+/// A prepared call: its options and its interceptors' observers.
+type Prepared = (CallOptions, Option<Arc<Observers>>);
+
+/// One attempt (`previous` came before), with the transparent retry of a
+/// stream refused unprocessed.
+async fn attempt(ch: &Channel, method: &str, request: &Bytes, call: &Prepared, previous: u32) -> Attempt {
+    let mut transparent = false;
     loop {
-        tries += 1;
-        let mut call = match ch.call(method, opts.clone()).await {
+        let opts = previous_attempts(&call.0, previous);
+        let info = AttemptInfo { previous, transparent, last: false };
+        let mut c = match ch.open_attempt(method, opts, call.1.clone(), info).await {
             Ok(c) => c,
             Err(st) => return Attempt { result: Err(st), committed: false },
         };
-        let r = match call.send_last(request.clone()).await {
-            Ok(()) => call.recv_unary().await,
+        let r = match c.send_last(request.clone()).await {
+            Ok(()) => c.recv_unary().await,
             Err(e) => Err(e),
         };
-        if r.is_err() && tries < 2 && call.unprocessed() {
+        if r.is_err() && !transparent && c.unprocessed() {
+            transparent = true;
             continue;
         }
-        return Attempt { committed: call.headers_received(), result: r };
+        return Attempt { committed: c.headers_received(), result: r };
+    }
+}
+
+/// Tells the observers how the call ended (after its last attempt).
+fn finish(call: &Prepared, result: &Result<UnaryResponse, Status>) {
+    if let Some(o) = &call.1 {
+        match result {
+            Ok(r) => o.finish(&Status::ok().with_metadata(r.trailing_metadata.clone())),
+            Err(st) => o.finish(st),
+        }
     }
 }
 
 /// The options of attempt `n + 1`: `grpc-previous-rpc-attempts: n` on retries (A6).
-fn previous_attempts(opts: &CallOptions, n: u32) -> CallOptions {
+pub(crate) fn previous_attempts(opts: &CallOptions, n: u32) -> CallOptions {
     let mut o = opts.clone();
     if n > 0 {
         o.metadata.remove("grpc-previous-rpc-attempts");
@@ -103,7 +124,10 @@ pub(crate) async fn unary_once(
     request: Bytes,
     opts: CallOptions,
 ) -> Result<UnaryResponse, Status> {
-    attempt(ch, method, &request, &opts).await.result
+    let call = ch.prepare(method, opts).await?;
+    let r = attempt(ch, method, &request, &call, 0).await.result;
+    finish(&call, &r);
+    r
 }
 
 /// What the server's `grpc-retry-pushback-ms` says: `None` (absent),
@@ -132,55 +156,111 @@ async fn backoff(d: Duration, deadline: Option<Instant>) -> Result<(), Status> {
     }
 }
 
+/// The retry decisions of one call (gRFC A6), shared by unary calls and
+/// streaming calls (`retry_stream.rs`): which failures are retried, the
+/// throttling tokens, the server's pushback, the backoff and the deadline.
+#[derive(Debug)]
+pub(crate) struct Retrier {
+    ch: Channel,
+    policy: RetryPolicy,
+    deadline: Option<Instant>,
+    next_backoff: Duration,
+    /// Attempts that ended (transparent retries do not count).
+    done: u32,
+}
+
+impl Retrier {
+    pub(crate) fn new(ch: &Channel, policy: &RetryPolicy, deadline: Option<Instant>) -> Retrier {
+        Retrier { ch: ch.clone(), policy: policy.clone(), deadline, next_backoff: policy.initial_backoff, done: 0 }
+    }
+
+    fn throttle(&self) -> Option<&Throttle> {
+        self.ch.inner.throttle.as_ref()
+    }
+
+    /// How many attempts came before the next one (`grpc-previous-rpc-attempts`).
+    pub(crate) fn previous(&self) -> u32 {
+        self.done
+    }
+
+    /// The call ended OK: a token back.
+    pub(crate) fn succeeded(&self) {
+        if let Some(t) = self.throttle() {
+            t.success();
+        }
+    }
+
+    /// An attempt failed with `st`. `Ok(())` once the backoff (or the
+    /// server's pushback) has passed and the next attempt may start;
+    /// `Err(status)`, the call's final status, when it may not: the code is
+    /// not retryable, the call is committed, `maxAttempts` is reached, the
+    /// throttle is below half, the pushback says stop, or the deadline comes
+    /// first (DEADLINE_EXCEEDED).
+    pub(crate) async fn after_failure(&mut self, st: Status, committed: bool) -> Result<(), Status> {
+        self.done += 1;
+        let retryable = self.policy.retryable_status_codes.contains(&st.code());
+        if retryable {
+            if let Some(t) = self.throttle() {
+                t.failure();
+            }
+        }
+        if !retryable || committed || self.done >= self.policy.max_attempts || st.code() == Code::DeadlineExceeded {
+            return Err(st);
+        }
+        if self.throttle().is_some_and(|t| !t.allows_retry()) {
+            return Err(st);
+        }
+        let delay = match pushback(&st) {
+            Some(None) => return Err(st),
+            Some(Some(d)) => {
+                self.next_backoff = self.policy.initial_backoff;
+                d
+            }
+            None => {
+                let d = jitter(self.next_backoff);
+                self.next_backoff =
+                    self.next_backoff.mul_f64(self.policy.backoff_multiplier).min(self.policy.max_backoff);
+                d
+            }
+        };
+        backoff(delay, self.deadline).await
+    }
+}
+
+/// The largest message (unary request, or the sum of a stream's requests)
+/// kept for replay: beyond it the call is committed (A6; grpc-go's
+/// `perRPCBufferLimit`).
+pub(crate) fn buffer_limit(ch: &Channel) -> usize {
+    ch.inner.opts.per_rpc_retry_buffer_size
+}
+
 pub(crate) async fn unary_with_retry(
     ch: &Channel,
     method: &str,
     request: Bytes,
     opts: CallOptions,
     policy: &RetryPolicy,
-    throttle: Option<&Throttle>,
 ) -> Result<UnaryResponse, Status> {
-    let deadline = opts.deadline.map(Instant::from_std);
-    let mut next_backoff = policy.initial_backoff;
-    let mut n = 0;
-    loop {
-        n += 1;
-        let a = attempt(ch, method, &request, &previous_attempts(&opts, n - 1)).await;
-        let st = match a.result {
-            Ok(r) => {
-                if let Some(t) = throttle {
-                    t.success();
+    let call = ch.prepare(method, opts).await?;
+    let mut r = Retrier::new(ch, policy, call.0.deadline.map(Instant::from_std));
+    // A request too large to keep commits the call: one attempt.
+    let too_big = request.len() > buffer_limit(ch);
+    let result = loop {
+        let a = attempt(ch, method, &request, &call, r.previous()).await;
+        match a.result {
+            Ok(resp) => {
+                r.succeeded();
+                break Ok(resp);
+            }
+            Err(st) => {
+                if let Err(st) = r.after_failure(st, a.committed || too_big).await {
+                    break Err(st);
                 }
-                return Ok(r);
-            }
-            Err(st) => st,
-        };
-        let retryable = policy.retryable_status_codes.contains(&st.code());
-        if retryable {
-            if let Some(t) = throttle {
-                t.failure();
             }
         }
-        if !retryable || a.committed || n >= policy.max_attempts || st.code() == Code::DeadlineExceeded {
-            return Err(st);
-        }
-        if throttle.is_some_and(|t| !t.allows_retry()) {
-            return Err(st);
-        }
-        let delay = match pushback(&st) {
-            Some(None) => return Err(st),
-            Some(Some(d)) => {
-                next_backoff = policy.initial_backoff;
-                d
-            }
-            None => {
-                let d = jitter(next_backoff);
-                next_backoff = next_backoff.mul_f64(policy.backoff_multiplier).min(policy.max_backoff);
-                d
-            }
-        };
-        backoff(delay, deadline).await?;
-    }
+    };
+    finish(&call, &result);
+    result
 }
 
 pub(crate) async fn unary_hedged(
@@ -193,10 +273,18 @@ pub(crate) async fn unary_hedged(
 ) -> Result<UnaryResponse, Status> {
     let deadline = opts.deadline.map(Instant::from_std);
     let mut running = tokio::task::JoinSet::new();
+    // Each hedge is a call of its own to the interceptors (they run in its task).
     let spawn = |running: &mut tokio::task::JoinSet<Attempt>, sent: u32| {
-        let (ch, method, request) = (ch.clone(), method.to_string(), request.clone());
-        let opts = previous_attempts(&opts, sent);
-        running.spawn(async move { attempt(&ch, &method, &request, &opts).await });
+        let (ch, method, request, opts) = (ch.clone(), method.to_string(), request.clone(), opts.clone());
+        running.spawn(async move {
+            let call = match ch.prepare(&method, opts).await {
+                Ok(c) => c,
+                Err(st) => return Attempt { result: Err(st), committed: false },
+            };
+            let a = attempt(&ch, &method, &request, &call, sent).await;
+            finish(&call, &a.result);
+            a
+        });
     };
     spawn(&mut running, 0);
     let mut sent = 1;
