@@ -61,14 +61,38 @@ pub(crate) async fn write_data(
     .await
 }
 
+/// Largest first message handed to h2 without waiting for window
+/// capacity (below the 65,535-byte initial window every peer grants).
+const EAGER_MAX: usize = 16 * 1024;
+
 /// Writes a framed message given as prefix (+ optional payload), then
 /// END_STREAM if `end`.
+///
+/// `eager`: the stream's first write. A new client stream has no send
+/// capacity until the connection task has sent its HEADERS, so waiting for
+/// capacity would make a small request go out in a second write (and a
+/// second syscall) after the headers. The first message, if small, is
+/// handed to h2 at once instead: h2 buffers it within the initial window
+/// and flushes it with the headers. Only one message is ever sent that way,
+/// so back-pressure is unchanged.
 pub(crate) async fn write_parts(
     slot: &Mutex<Option<SendStream<Bytes>>>,
     head: Bytes,
     body: Option<Bytes>,
     end: bool,
+    eager: bool,
 ) -> Result<(), WriteError> {
+    if eager && head.len() + body.as_ref().map_or(0, Bytes::len) <= EAGER_MAX {
+        let mut guard = slot.lock().unwrap_or_else(|e| e.into_inner());
+        let s = guard.as_mut().ok_or(WriteError::Closed)?;
+        return match body {
+            None => s.send_data(head, end).map_err(WriteError::H2),
+            Some(body) => {
+                s.send_data(head, false).map_err(WriteError::H2)?;
+                s.send_data(body, end).map_err(WriteError::H2)
+            }
+        };
+    }
     match body {
         None => write_data(slot, head, end).await,
         Some(body) => {

@@ -146,6 +146,8 @@ pub(crate) struct AttemptSender {
     compression: Option<Compression>,
     max_send: usize,
     half_closed: bool,
+    /// Something was written (the first write may skip the capacity wait, see `write_parts`).
+    wrote: bool,
 }
 
 enum RecvState {
@@ -422,6 +424,7 @@ async fn open(
             compression,
             max_send,
             half_closed: false,
+            wrote: false,
         }),
         receiver: CallReceiver::of_attempt(AttemptReceiver {
             shared,
@@ -474,7 +477,8 @@ impl AttemptSender {
     }
 
     async fn write(&mut self, head: Bytes, body: Option<Bytes>, end: bool) -> Result<(), Status> {
-        match self.shared.or_cancel(write_parts(&self.shared.stream, head, body, end)).await? {
+        let eager = !std::mem::replace(&mut self.wrote, true);
+        match self.shared.or_cancel(write_parts(&self.shared.stream, head, body, end, eager)).await? {
             Ok(()) => Ok(()),
             Err(WriteError::Closed) => Err(Status::internal("the stream is closed")),
             Err(WriteError::H2(e)) => Err(self.shared.h2_status(&e)),

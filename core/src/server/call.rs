@@ -294,7 +294,7 @@ impl ServerSender {
             o.send(&m, crate::codec::wire_len(&head, &body));
         }
         let _sending = SendingGuard::new(&self.shared);
-        match write_parts(&self.shared.stream, head, body, false).await {
+        match write_parts(&self.shared.stream, head, body, false, false).await {
             Ok(()) => Ok(()),
             Err(WriteError::Closed) => Err(Status::cancelled("the call is closed")),
             Err(WriteError::H2(e)) => Err(Status::from_h2(&e)),
