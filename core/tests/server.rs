@@ -227,3 +227,46 @@ fn registration_rejects_bad_paths_and_duplicates() {
         .build()
         .unwrap();
 }
+
+/// `max_connection_idle` counts from the moment the last call ends: a
+/// connection with a call in flight longer than the idle time is kept, and
+/// one left without calls is closed (the next call comes on a new connection).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_connection_idle_counts_only_time_without_calls() {
+    let opts = ServerOptions { max_connection_idle: Some(Duration::from_millis(300)), ..Default::default() };
+    let (server, addr) = start(
+        Server::builder(opts)
+            .register("/sv.S/Peer", MethodKind::Unary, |call: ServerCall| async move {
+                let peer = call.peer().to_string();
+                let mut call = call;
+                match call.send(Bytes::from(peer)).await {
+                    Ok(()) => Status::ok(),
+                    Err(s) => s,
+                }
+            })
+            .unwrap()
+            .register("/sv.S/Slow", MethodKind::Unary, |mut call: ServerCall| async move {
+                tokio::time::sleep(Duration::from_millis(900)).await;
+                let _ = call.send(Bytes::from_static(b"slow")).await;
+                Status::ok()
+            })
+            .unwrap(),
+    )
+    .await;
+    let ch = channel(&addr);
+    let peer = |ch: Channel| async move {
+        let r = bounded("peer call", ch.unary("/sv.S/Peer", Bytes::new(), CallOptions::default())).await.unwrap();
+        String::from_utf8(r.message.to_vec()).unwrap()
+    };
+    let first = peer(ch.clone()).await;
+    // Three idle periods long, but a call is in flight the whole time.
+    let slow = bounded("slow call", ch.unary("/sv.S/Slow", Bytes::new(), CallOptions::default())).await.unwrap();
+    assert_eq!(slow.message, "slow");
+    let second = peer(ch.clone()).await;
+    assert_eq!(second, first, "the connection was closed while a call was in flight");
+    // Now idle for well over the limit: the server closes the connection.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let third = peer(ch.clone()).await;
+    assert_ne!(third, first, "an idle connection was kept past max_connection_idle");
+    server.shutdown(Duration::from_secs(1)).await;
+}

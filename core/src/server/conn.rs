@@ -87,14 +87,25 @@ async fn handshake(
 /// the connection becomes idle, instead of on every call.
 struct Handlers {
     policy: Arc<PingPolicy>,
-    running: std::sync::Mutex<std::collections::HashMap<u64, AbortHandle>>,
+    registry: std::sync::Mutex<Registry>,
     /// Signalled when the count drops to zero.
     idle: Notify,
 }
 
+#[derive(Default)]
+struct Registry {
+    running: std::collections::HashMap<u64, AbortHandle>,
+    /// Handlers that ended before their spawner registered them.
+    ended_early: std::collections::HashSet<u64>,
+}
+
 impl Handlers {
-    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<u64, AbortHandle>> {
-        self.running.lock().unwrap_or_else(|e| e.into_inner())
+    fn new(policy: Arc<PingPolicy>) -> Arc<Handlers> {
+        Arc::new(Handlers { policy, registry: Default::default(), idle: Notify::new() })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Registry> {
+        self.registry.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn active(&self) -> usize {
@@ -106,7 +117,12 @@ impl Handlers {
         struct Done(Arc<Handlers>, u64);
         impl Drop for Done {
             fn drop(&mut self) {
-                self.0.lock().remove(&self.1);
+                {
+                    let mut r = self.0.lock();
+                    if r.running.remove(&self.1).is_none() {
+                        r.ended_early.insert(self.1);
+                    }
+                }
                 if self.0.policy.active_calls.fetch_sub(1, Ordering::AcqRel) == 1 {
                     self.0.idle.notify_one();
                 }
@@ -114,17 +130,20 @@ impl Handlers {
         }
         self.policy.active_calls.fetch_add(1, Ordering::AcqRel);
         let done = Done(self.clone(), id);
-        // Held across the spawn so the handler cannot deregister before it is registered.
-        let mut running = self.lock();
+        // Not under the lock: a runtime that is shutting down drops the
+        // future inside `spawn`, and `Done` takes the lock.
         let task = tokio::spawn(async move {
             let _done = done;
             fut.await
         });
-        running.insert(id, task.abort_handle());
+        let mut r = self.lock();
+        if !r.ended_early.remove(&id) {
+            r.running.insert(id, task.abort_handle());
+        }
     }
 
     fn abort_all(&self) {
-        let handles: Vec<AbortHandle> = self.lock().drain().map(|(_, h)| h).collect();
+        let handles: Vec<AbortHandle> = self.lock().running.drain().map(|(_, h)| h).collect();
         for h in handles {
             h.abort();
         }
@@ -151,7 +170,7 @@ async fn serve_connection(inner: &Arc<ServerInner>, io: Box<dyn Io>, peer: Strin
         }
     };
     let peer = Arc::new(super::call::Peer::new(peer, tls));
-    let handlers = Arc::new(Handlers { policy: policy.clone(), running: Default::default(), idle: Notify::new() });
+    let handlers = Handlers::new(policy.clone());
     let mut next_id: u64 = 0;
     let mut ping = conn.ping_pong();
     let o = &inner.opts;
