@@ -69,9 +69,21 @@ def test_grpcio_client_errors(grpcio_channel: Any) -> None:
 
 
 def test_grpcio_client_deadline(grpcio_channel: Any) -> None:
+    import time
+
+    t0 = time.monotonic()
     with pytest.raises(grpc.RpcError) as ei:
         grpcio_channel.unary_unary(U)(b"sleep:2", timeout=0.2)
-    assert ei.value.code() is grpc.StatusCode.DEADLINE_EXCEEDED
+    assert time.monotonic() - t0 < 1.5, "the call outlived its deadline"
+    # Our server enforces the same deadline (grpc-timeout) and resets the
+    # stream with CANCEL when it passes, as grpc-go's server does. grpcio's
+    # own timer normally fires first (DEADLINE_EXCEEDED); on a loaded machine
+    # it can fire late and grpcio then reports the server's RST_STREAM(CANCEL)
+    # (error code 8) as CANCELLED. Either way the deadline ended the call.
+    code, details = ei.value.code(), ei.value.details() or ""
+    assert code is grpc.StatusCode.DEADLINE_EXCEEDED or (
+        code is grpc.StatusCode.CANCELLED and "error code 8" in details
+    ), (code, details)
 
 
 def test_grpcio_client_streams(grpcio_channel: Any) -> None:
