@@ -188,19 +188,6 @@ pub struct ClientCall {
 }
 
 pub(super) async fn start(inner: &Arc<ChannelInner>, method: &str, opts: CallOptions) -> Result<ClientCall, Status> {
-    let deadline = opts.deadline();
-    if let Some(d) = deadline {
-        if d <= tokio::time::Instant::now() {
-            return Err(Status::deadline_exceeded("context deadline exceeded"));
-        }
-    }
-    if !method.starts_with('/') {
-        return Err(Status::invalid_argument(format!("malformed method name {method:?}: must start with '/'")));
-    }
-    let has_creds = inner.opts.call_credentials.is_some() || opts.credentials.is_some();
-    if inner.opts.interceptors.is_empty() && !has_creds {
-        return open(inner, method, opts, deadline, None, true).await;
-    }
     let (opts, observers) = prepare(inner, method, opts).await?;
     open_attempt(inner, method, opts, observers, AttemptInfo { previous: 0, transparent: false, last: true }).await
 }

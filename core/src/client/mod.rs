@@ -324,13 +324,13 @@ impl Channel {
     }
 
     /// The once-per-call part of a call that may have several attempts:
-    /// the service config, validation, interceptors and call credentials.
+    /// validation, interceptors and call credentials. `opts` already carry
+    /// the service config (`call` and `unary` apply it once).
     pub(crate) async fn prepare(
         &self,
         method: &str,
         opts: CallOptions,
     ) -> Result<(CallOptions, Option<Arc<crate::interceptor::Observers>>), Status> {
-        let opts = service_config::apply_to_options(&self.inner, method, opts);
         call::prepare(&self.inner, method, opts).await
     }
 
@@ -369,11 +369,9 @@ impl Channel {
     /// server refused unprocessed while going away (GOAWAY raced with the
     /// request) is retried once on a new connection, within the same
     /// deadline, without counting as an attempt.
-    pub async fn unary(&self, method: &str, request: Bytes, mut opts: CallOptions) -> Result<UnaryResponse, Status> {
+    pub async fn unary(&self, method: &str, request: Bytes, opts: CallOptions) -> Result<UnaryResponse, Status> {
         let cfg = self.call_config(method, &opts);
-        opts.deadline = cfg.deadline.map(Instant::into_std);
-        opts.timeout = None;
-        opts.wait_for_ready = cfg.wait_for_ready;
+        let opts = cfg.apply(opts);
         let throttle = self.inner.throttle.as_ref();
         match cfg.method_config.as_deref() {
             Some(MethodConfig { retry_policy: Some(p), .. }) => {

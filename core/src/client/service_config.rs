@@ -159,6 +159,17 @@ pub struct CallConfig {
     pub method_config: Option<Arc<MethodConfig>>,
 }
 
+impl CallConfig {
+    /// `opts` with this config's deadline (as an absolute deadline) and
+    /// `wait_for_ready`.
+    pub(crate) fn apply(&self, mut opts: CallOptions) -> CallOptions {
+        opts.deadline = self.deadline.map(tokio::time::Instant::into_std);
+        opts.timeout = None;
+        opts.wait_for_ready = self.wait_for_ready;
+        opts
+    }
+}
+
 /// The call path's one entry point to the service config: what applies to
 /// a call on `method` started with `opts`. Idempotent (applying its result
 /// again changes nothing). Mirrors grpc-go: the config's `waitForReady` is
@@ -208,15 +219,11 @@ pub(crate) fn resolve_call_config(
 
 /// Applies the method config's timeout and waitForReady to call options
 /// (what `Channel::call` does before starting a call).
-pub(crate) fn apply_to_options(inner: &ChannelInner, method: &str, mut opts: CallOptions) -> CallOptions {
+pub(crate) fn apply_to_options(inner: &ChannelInner, method: &str, opts: CallOptions) -> CallOptions {
     if inner.connector.service_config().method_config_arc(method).is_none() {
         return opts;
     }
-    let c = call_config(inner, method, &opts);
-    opts.deadline = c.deadline.map(tokio::time::Instant::into_std);
-    opts.timeout = None;
-    opts.wait_for_ready = c.wait_for_ready;
-    opts
+    call_config(inner, method, &opts).apply(opts)
 }
 
 type R<T> = Result<T, String>;
