@@ -88,6 +88,8 @@ async fn handshake(
 struct Handlers {
     policy: Arc<PingPolicy>,
     registry: std::sync::Mutex<Registry>,
+    /// The id of the last handler spawned.
+    last_id: std::sync::atomic::AtomicU64,
     /// Signalled when the count drops to zero.
     idle: Notify,
 }
@@ -101,7 +103,7 @@ struct Registry {
 
 impl Handlers {
     fn new(policy: Arc<PingPolicy>) -> Arc<Handlers> {
-        Arc::new(Handlers { policy, registry: Default::default(), idle: Notify::new() })
+        Arc::new(Handlers { policy, registry: Default::default(), last_id: Default::default(), idle: Notify::new() })
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Registry> {
@@ -112,8 +114,9 @@ impl Handlers {
         self.policy.active_calls.load(Ordering::Acquire)
     }
 
-    /// Spawns `fut` as handler `id`; it deregisters itself when it ends or is aborted.
-    fn spawn(self: &Arc<Self>, id: u64, fut: impl std::future::Future<Output = ()> + Send + 'static) {
+    /// Spawns `fut` as a handler; it deregisters itself when it ends or is aborted.
+    fn spawn(self: &Arc<Self>, fut: impl std::future::Future<Output = ()> + Send + 'static) {
+        let id = self.last_id.fetch_add(1, Ordering::Relaxed) + 1;
         struct Done(Arc<Handlers>, u64);
         impl Drop for Done {
             fn drop(&mut self) {
@@ -171,7 +174,6 @@ async fn serve_connection(inner: &Arc<ServerInner>, io: Box<dyn Io>, peer: Strin
     };
     let peer = Arc::new(super::call::Peer::new(peer, tls));
     let handlers = Handlers::new(policy.clone());
-    let mut next_id: u64 = 0;
     let mut ping = conn.ping_pong();
     let o = &inner.opts;
     let born = Instant::now();
@@ -229,8 +231,7 @@ async fn serve_connection(inner: &Arc<ServerInner>, io: Box<dyn Io>, peer: Strin
                     idle_since = None;
                     let inner = inner.clone();
                     let peer = peer.clone();
-                    next_id += 1;
-                    handlers.spawn(next_id, super::call::handle_stream(inner, peer, req, respond));
+                    handlers.spawn(super::call::handle_stream(inner, peer, req, respond));
                 }
                 Some(Err(e)) => {
                     tracing::debug!(error = %e, "connection error");
