@@ -61,6 +61,25 @@ fn collect(exporter: &InMemoryMetricExporter) -> HashMap<String, (String, Vec<Po
     out
 }
 
+/// The OpenTelemetry SDK with in-memory exporters for metrics and spans.
+struct Sdk {
+    metrics: InMemoryMetricExporter,
+    meter_provider: SdkMeterProvider,
+    spans: InMemorySpanExporter,
+    tracer_provider: SdkTracerProvider,
+}
+
+impl Sdk {
+    fn new() -> Sdk {
+        let metrics = InMemoryMetricExporter::default();
+        let meter_provider =
+            SdkMeterProvider::builder().with_reader(PeriodicReader::builder(metrics.clone()).build()).build();
+        let spans = InMemorySpanExporter::default();
+        let tracer_provider = SdkTracerProvider::builder().with_simple_exporter(spans.clone()).build();
+        Sdk { metrics, meter_provider, spans, tracer_provider }
+    }
+}
+
 fn kv(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
     let mut v: Vec<_> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
     v.sort();
@@ -69,14 +88,9 @@ fn kv(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
 
 #[tokio::test]
 async fn metrics_and_spans_across_two_hops() {
-    let metrics = InMemoryMetricExporter::default();
-    let meter_provider =
-        SdkMeterProvider::builder().with_reader(PeriodicReader::builder(metrics.clone()).build()).build();
-    let meter = meter_provider.meter("grpc-core");
-    let spans = InMemorySpanExporter::default();
-    let tracer_provider = SdkTracerProvider::builder().with_simple_exporter(spans.clone()).build();
+    let Sdk { metrics, meter_provider, spans, tracer_provider } = Sdk::new();
     let tracer = || BoxedTracer::new(Box::new(tracer_provider.tracer("grpc-core")));
-    let otel = OpenTelemetry::new(Some(&meter), Some(tracer()));
+    let otel = OpenTelemetry::new(Some(&meter_provider.meter("grpc-core")), Some(tracer()));
 
     // The second server: Leaf answers, Fail fails, anything else goes to the fallback.
     let leaf = Server::builder(ServerOptions { telemetry: Some(otel.clone()), ..Default::default() })
@@ -214,13 +228,9 @@ async fn metrics_and_spans_across_two_hops() {
 
 #[tokio::test]
 async fn a_retried_call_records_each_attempt_and_the_call_once() {
-    let metrics = InMemoryMetricExporter::default();
-    let meter_provider =
-        SdkMeterProvider::builder().with_reader(PeriodicReader::builder(metrics.clone()).build()).build();
-    let meter = meter_provider.meter("grpc-core");
-    let spans = InMemorySpanExporter::default();
-    let tracer_provider = SdkTracerProvider::builder().with_simple_exporter(spans.clone()).build();
-    let otel = OpenTelemetry::new(Some(&meter), Some(BoxedTracer::new(Box::new(tracer_provider.tracer("grpc-core")))));
+    let Sdk { metrics, meter_provider, spans, tracer_provider } = Sdk::new();
+    let tracer = BoxedTracer::new(Box::new(tracer_provider.tracer("grpc-core")));
+    let otel = OpenTelemetry::new(Some(&meter_provider.meter("grpc-core")), Some(tracer));
 
     // Fails the first two attempts of each call (after reading the request).
     let runs = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));

@@ -434,14 +434,8 @@ async fn max_connection_age_goaway_and_transparent_reconnect() {
     server.shutdown(Duration::from_secs(1)).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "a streaming call whose HEADERS h2 flushes after its PONG to the server's shutdown PING is refused by \
-            the final GOAWAY (UNAVAILABLE); streaming calls retry such unprocessed calls only with a retryPolicy \
-            (their messages are buffered then): see the test below"]
-async fn max_connection_age_streaming_calls_reconnect_transparently() {
-    let opts = ServerOptions { max_connection_age: Some(Duration::from_millis(300)), ..Default::default() };
-    let (server, addr) = start(builder(opts)).await;
-    let ch = channel(&addr);
+/// Unary calls through the streaming API for 3 s, each of which must succeed.
+async fn streaming_calls_for_3s(ch: &Channel, what: &str) {
     let t0 = Instant::now();
     let mut n = 0;
     while t0.elapsed() < Duration::from_secs(3) {
@@ -451,10 +445,21 @@ async fn max_connection_age_streaming_calls_reconnect_transparently() {
             c.recv_unary().await
         }
         .await;
-        r.unwrap_or_else(|e| panic!("streaming-API call {n} failed across a GOAWAY: {e}"));
+        r.unwrap_or_else(|e| panic!("{what} {n} failed across a GOAWAY: {e}"));
         n += 1;
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a streaming call whose HEADERS h2 flushes after its PONG to the server's shutdown PING is refused by \
+            the final GOAWAY (UNAVAILABLE); streaming calls retry such unprocessed calls only with a retryPolicy \
+            (their messages are buffered then): see the test below"]
+async fn max_connection_age_streaming_calls_reconnect_transparently() {
+    let opts = ServerOptions { max_connection_age: Some(Duration::from_millis(300)), ..Default::default() };
+    let (server, addr) = start(builder(opts)).await;
+    let ch = channel(&addr);
+    streaming_calls_for_3s(&ch, "streaming-API call").await;
     server.shutdown(Duration::from_secs(1)).await;
 }
 
@@ -469,19 +474,7 @@ async fn max_connection_age_retried_streaming_calls_reconnect_transparently() {
         "initialBackoff": "0.01s", "maxBackoff": "0.01s", "backoffMultiplier": 1,
         "retryableStatusCodes": ["RESOURCE_EXHAUSTED"]}}]}"#;
     let ch = Channel::new(&addr, ChannelOptions { service_config: Some(cfg.into()), ..Default::default() }).unwrap();
-    let t0 = Instant::now();
-    let mut n = 0;
-    while t0.elapsed() < Duration::from_secs(3) {
-        let mut c = ch.call("/x.S/Who", CallOptions::default()).await.unwrap();
-        let r = async {
-            c.send_last(Bytes::new()).await?;
-            c.recv_unary().await
-        }
-        .await;
-        r.unwrap_or_else(|e| panic!("retried streaming-API call {n} failed across a GOAWAY: {e}"));
-        n += 1;
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    streaming_calls_for_3s(&ch, "retried streaming-API call").await;
     server.shutdown(Duration::from_secs(1)).await;
 }
 
