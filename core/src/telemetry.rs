@@ -28,6 +28,20 @@
 //! events carry `sequence-number`, `message-size` and
 //! `message-size-compressed`. Hedged unary attempts are each a call of their
 //! own (see [`crate::interceptor`]).
+//!
+//! Without a Rust OpenTelemetry SDK (the bindings), [`OpenTelemetry::with_sink`]
+//! records the same metrics and spans into a [`TelemetrySink`]. A client
+//! call whose metadata already carries a valid `traceparent` (and no current
+//! span in the [`opentelemetry::Context`]) takes it as the parent of its
+//! `Sent.` span: that is how a binding passes its language's current span.
+//! [`server_traceparent`] gives a handler its `Recv.` span as `traceparent`.
+
+mod sink;
+
+pub use sink::{
+    AttributeValue, Instrument, InstrumentKind, MetricRecord, MetricValue, SpanEvent, SpanKind as RecordSpanKind,
+    SpanRecord, SpanStatus as RecordSpanStatus, TelemetrySink,
+};
 
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -160,6 +174,13 @@ impl OpenTelemetry {
         OpenTelemetry { inner: Arc::new(Inner { metrics: meter.map(Instruments::new), tracer }) }
     }
 
+    /// Records into `sink` instead of an OpenTelemetry SDK: metrics when
+    /// `metrics`, spans when `tracing`.
+    pub fn with_sink(sink: Arc<dyn TelemetrySink>, metrics: bool, tracing: bool) -> OpenTelemetry {
+        let meter = metrics.then(|| sink::meter(sink.clone()));
+        OpenTelemetry::new(meter.as_ref(), tracing.then(|| sink::tracer(sink)))
+    }
+
     /// The client interceptor for a channel to `target` (added for you when
     /// `ChannelOptions::telemetry` is set).
     pub fn client_interceptor(&self, target: &str) -> Arc<dyn ClientInterceptor> {
@@ -176,6 +197,15 @@ impl OpenTelemetry {
 /// handler makes (`future.with_context(cx)` or `cx.attach()`).
 pub fn server_context(info: &CallInfo) -> Option<Context> {
     info.extensions().get::<Context>().cloned()
+}
+
+/// The server span of a call as a `traceparent` value, to parent the
+/// handler's own spans and calls (bindings use this; Rust code can use
+/// [`server_context`]).
+pub fn server_traceparent(info: &CallInfo) -> Option<String> {
+    let cx = server_context(info)?;
+    let sc = cx.span().span_context().clone();
+    sc.is_valid().then(|| traceparent(&sc))
 }
 
 /// `traceparent` for a span context (W3C Trace Context, version 00).
@@ -373,7 +403,12 @@ impl ClientInterceptor for ClientOtel {
         let mut spans = (None, None);
         let mut call_cx = None;
         if let Some(t) = &self.otel.inner.tracer {
-            let parent = Context::current();
+            let mut parent = Context::current();
+            if !parent.has_active_span() {
+                if let Some(sc) = head.metadata.get("traceparent").and_then(parse_traceparent) {
+                    parent = parent.with_remote_span_context(sc);
+                }
+            }
             let call =
                 t.span_builder(format!("Sent.{method}")).with_kind(SpanKind::Client).start_with_context(t, &parent);
             call_cx = Some(parent.with_remote_span_context(call.span_context().clone()));

@@ -8,7 +8,10 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use common::*;
-use grpc_core::telemetry::{server_context, OpenTelemetry};
+use grpc_core::telemetry::{
+    server_context, server_traceparent, AttributeValue, InstrumentKind, MetricRecord, MetricValue, OpenTelemetry,
+    RecordSpanKind, SpanRecord, TelemetrySink,
+};
 use grpc_core::{CallOptions, Channel, ChannelOptions, Code, MethodKind, Server, ServerCall, ServerOptions, Status};
 use opentelemetry::context::FutureExt;
 use opentelemetry::global::BoxedTracer;
@@ -301,4 +304,138 @@ async fn a_retried_call_records_each_attempt_and_the_call_once() {
         let failed = matches!(a.status, opentelemetry::trace::Status::Error { .. });
         assert_eq!(failed, i < 2, "attempt {i}: {:?}", a.status);
     }
+}
+
+/// A sink that keeps every record (what a binding forwards to its SDK).
+#[derive(Default)]
+struct Collected {
+    metrics: std::sync::Mutex<Vec<MetricRecord>>,
+    spans: std::sync::Mutex<Vec<SpanRecord>>,
+}
+
+impl TelemetrySink for Collected {
+    fn metric(&self, m: MetricRecord) {
+        self.metrics.lock().unwrap().push(m);
+    }
+    fn span(&self, s: SpanRecord) {
+        self.spans.lock().unwrap().push(s);
+    }
+}
+
+/// The binding path: no SDK, records into a sink; the caller's span arrives
+/// as a `traceparent` in the call's metadata and the handler passes its
+/// server span on the same way.
+#[tokio::test]
+async fn a_sink_gets_the_same_metrics_and_a_linked_span_tree() {
+    let sink = std::sync::Arc::new(Collected::default());
+    let otel = OpenTelemetry::with_sink(sink.clone(), true, true);
+    let leaf = Server::builder(ServerOptions { telemetry: Some(otel.clone()), ..Default::default() })
+        .register("/hop.S/Leaf", MethodKind::Unary, |mut call: ServerCall| async move {
+            let m = call.recv().await.unwrap().unwrap();
+            let seen = call.info().metadata().get("traceparent").unwrap_or_default().to_string();
+            call.send(Bytes::from(seen)).await.unwrap();
+            drop(m);
+            Status::ok()
+        })
+        .unwrap();
+    let (leaf, leaf_addr) = start(leaf).await;
+    let otel2 = otel.clone();
+    let mid = Server::builder(ServerOptions { telemetry: Some(otel.clone()), ..Default::default() })
+        .register("/hop.S/Mid", MethodKind::Unary, move |mut call: ServerCall| {
+            let next =
+                Channel::new(&leaf_addr, ChannelOptions { telemetry: Some(otel2.clone()), ..Default::default() })
+                    .unwrap();
+            async move {
+                let m = call.recv().await.unwrap().unwrap();
+                let mut opts = CallOptions::default();
+                let tp = server_traceparent(call.info()).expect("the server span as traceparent");
+                opts.metadata.insert("traceparent", tp).unwrap();
+                match next.unary("/hop.S/Leaf", m, opts).await {
+                    Ok(r) => {
+                        call.send(r.message).await.unwrap();
+                        Status::ok()
+                    }
+                    Err(s) => s,
+                }
+            }
+        })
+        .unwrap();
+    let (mid, mid_addr) = start(mid).await;
+    let ch = Channel::new(&mid_addr, ChannelOptions { telemetry: Some(otel.clone()), ..Default::default() }).unwrap();
+    let (trace, root) = ("4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7");
+    let mut opts = CallOptions::default();
+    opts.metadata.insert("traceparent", format!("00-{trace}-{root}-01")).unwrap();
+    let r = bounded("Mid", ch.unary("/hop.S/Mid", Bytes::from(vec![b'q'; 10]), opts)).await.unwrap();
+    let at_leaf = String::from_utf8(r.message.to_vec()).unwrap();
+    assert!(at_leaf.starts_with(&format!("00-{trace}-")) && at_leaf.ends_with("-01"), "{at_leaf}");
+
+    // Not sampled upstream: the context still propagates, nothing is recorded.
+    let mut opts = CallOptions::default();
+    opts.metadata.insert("traceparent", format!("00-{trace}-{root}-00")).unwrap();
+    let before = sink.spans.lock().unwrap().len();
+    let r = bounded("unsampled", ch.unary("/hop.S/Mid", Bytes::new(), opts)).await.unwrap();
+    let at_leaf = String::from_utf8(r.message.to_vec()).unwrap();
+    assert!(at_leaf.starts_with(&format!("00-{trace}-")) && at_leaf.ends_with("-00"), "{at_leaf}");
+    mid.shutdown(Duration::from_secs(1)).await;
+    leaf.shutdown(Duration::from_secs(1)).await;
+
+    // ---- spans: root → Sent → Attempt → Recv → Sent → Attempt → Recv ----
+    let spans = sink.spans.lock().unwrap().clone();
+    assert_eq!(spans.len(), before, "unsampled calls record no span: {:?}", &spans[before..]);
+    let span = |name: &str| -> SpanRecord {
+        let found: Vec<_> = spans.iter().filter(|s| s.name == name).collect();
+        assert_eq!(found.len(), 1, "one {name}; all: {:?}", spans.iter().map(|s| &s.name).collect::<Vec<_>>());
+        found[0].clone()
+    };
+    let mut parent = root.to_string();
+    for name in [
+        "Sent.hop.S/Mid",
+        "Attempt.hop.S/Mid",
+        "Recv.hop.S/Mid",
+        "Sent.hop.S/Leaf",
+        "Attempt.hop.S/Leaf",
+        "Recv.hop.S/Leaf",
+    ] {
+        let s = span(name);
+        assert_eq!(s.trace_id_hex(), trace, "{name}");
+        assert_eq!(s.parent_span_id_hex().as_deref(), Some(parent.as_str()), "{name}'s parent");
+        let remote = name.starts_with("Recv.") || name.starts_with("Sent.");
+        assert_eq!(s.parent_is_remote, remote, "{name}: parent from a traceparent");
+        assert!(s.end >= s.start, "{name}");
+        parent = s.span_id_hex();
+    }
+    assert_eq!(span("Sent.hop.S/Mid").kind, RecordSpanKind::Client);
+    assert_eq!(span("Recv.hop.S/Leaf").kind, RecordSpanKind::Server);
+    assert!(span("Recv.hop.S/Leaf").attributes.contains(&("rpc.grpc.status_code".into(), AttributeValue::I64(0))));
+    let attempt = span("Attempt.hop.S/Mid");
+    let out: Vec<_> = attempt.events.iter().filter(|e| e.name == "Outbound message").collect();
+    assert_eq!(out.len(), 1);
+    assert!(out[0].attributes.contains(&("message-size".into(), AttributeValue::I64(10))), "{:?}", out[0].attributes);
+
+    // ---- metrics: the A66 instruments, one record per measurement ----
+    let metrics = sink.metrics.lock().unwrap().clone();
+    let find = |name: &str, method: &str| -> Vec<MetricRecord> {
+        metrics
+            .iter()
+            .filter(|m| {
+                m.instrument.name == name && m.attributes.iter().any(|(k, v)| k == "grpc.method" && v == method)
+            })
+            .cloned()
+            .collect()
+    };
+    let started = find("grpc.client.attempt.started", "hop.S/Mid");
+    assert_eq!(started.len(), 2, "two calls");
+    assert_eq!(started[0].instrument.kind, InstrumentKind::Counter);
+    assert_eq!(started[0].value, MetricValue::U64(1));
+    assert!(started[0].attributes.contains(&("grpc.target".into(), mid_addr.clone())));
+    let dur = find("grpc.client.call.duration", "hop.S/Mid");
+    assert_eq!(dur.len(), 2);
+    assert_eq!((dur[0].instrument.kind, dur[0].instrument.unit.as_ref()), (InstrumentKind::Histogram, "s"));
+    assert_eq!(dur[0].instrument.boundaries.len(), 41, "A66 latency buckets");
+    assert!(dur[0].attributes.contains(&("grpc.status".into(), "OK".into())));
+    assert!(dur.iter().all(|d| d.value.as_f64() > 0.0 && d.value.as_f64() < 20.0));
+    let sent = find("grpc.client.attempt.sent_total_compressed_message_size", "hop.S/Mid");
+    assert_eq!(sent.iter().map(|m| m.value).collect::<Vec<_>>(), vec![MetricValue::U64(10), MetricValue::U64(0)]);
+    assert_eq!(find("grpc.server.call.started", "hop.S/Leaf").len(), 2);
+    assert_eq!(find("grpc.server.call.duration", "hop.S/Leaf").len(), 2);
 }
