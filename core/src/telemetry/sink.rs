@@ -205,39 +205,39 @@ struct SinkInstruments {
 }
 
 fn describe(
-    name: &Cow<'static, str>,
+    name: Cow<'static, str>,
     kind: InstrumentKind,
-    unit: &Option<Cow<'static, str>>,
-    description: &Option<Cow<'static, str>>,
-    boundaries: Option<&Vec<f64>>,
+    unit: Option<Cow<'static, str>>,
+    description: Option<Cow<'static, str>>,
+    boundaries: Option<Vec<f64>>,
 ) -> Arc<Instrument> {
     Arc::new(Instrument {
-        name: name.clone(),
+        name,
         kind,
-        unit: unit.clone().unwrap_or_default(),
-        description: description.clone().unwrap_or_default(),
-        boundaries: boundaries.cloned().unwrap_or_default(),
+        unit: unit.unwrap_or_default(),
+        description: description.unwrap_or_default(),
+        boundaries: boundaries.unwrap_or_default(),
     })
 }
 
 impl InstrumentProvider for SinkInstruments {
     fn u64_counter(&self, b: InstrumentBuilder<'_, Counter<u64>>) -> Counter<u64> {
-        let instrument = describe(&b.name, InstrumentKind::Counter, &b.unit, &b.description, None);
+        let instrument = describe(b.name, InstrumentKind::Counter, b.unit, b.description, None);
         Counter::new(Arc::new(SinkInstrument { sink: self.sink.clone(), instrument }))
     }
 
     fn f64_counter(&self, b: InstrumentBuilder<'_, Counter<f64>>) -> Counter<f64> {
-        let instrument = describe(&b.name, InstrumentKind::Counter, &b.unit, &b.description, None);
+        let instrument = describe(b.name, InstrumentKind::Counter, b.unit, b.description, None);
         Counter::new(Arc::new(SinkInstrument { sink: self.sink.clone(), instrument }))
     }
 
     fn f64_histogram(&self, b: HistogramBuilder<'_, Histogram<f64>>) -> Histogram<f64> {
-        let instrument = describe(&b.name, InstrumentKind::Histogram, &b.unit, &b.description, b.boundaries.as_ref());
+        let instrument = describe(b.name, InstrumentKind::Histogram, b.unit, b.description, b.boundaries);
         Histogram::new(Arc::new(SinkInstrument { sink: self.sink.clone(), instrument }))
     }
 
     fn u64_histogram(&self, b: HistogramBuilder<'_, Histogram<u64>>) -> Histogram<u64> {
-        let instrument = describe(&b.name, InstrumentKind::Histogram, &b.unit, &b.description, b.boundaries.as_ref());
+        let instrument = describe(b.name, InstrumentKind::Histogram, b.unit, b.description, b.boundaries);
         Histogram::new(Arc::new(SinkInstrument { sink: self.sink.clone(), instrument }))
     }
 }
