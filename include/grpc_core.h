@@ -131,6 +131,46 @@
 #define GRPC_CORE_LOG_TRACE 5
 
 /**
+ * A counter increment (`grpc.client.attempt.started`, `grpc.server.call.started`).
+ */
+#define GRPC_CORE_METRIC_COUNTER 1
+
+/**
+ * A histogram sample (durations in seconds, sizes in bytes).
+ */
+#define GRPC_CORE_METRIC_HISTOGRAM 2
+
+/**
+ * A span for one client call (`Sent.<method>`).
+ */
+#define GRPC_CORE_SPAN_CLIENT 1
+
+/**
+ * A span for one server call (`Recv.<method>`).
+ */
+#define GRPC_CORE_SPAN_SERVER 2
+
+/**
+ * A span inside the process (`Attempt.<method>`).
+ */
+#define GRPC_CORE_SPAN_INTERNAL 3
+
+/**
+ * The span's status was not set (the call ended OK).
+ */
+#define GRPC_CORE_SPAN_STATUS_UNSET 0
+
+/**
+ * The span's status is OK.
+ */
+#define GRPC_CORE_SPAN_STATUS_OK 1
+
+/**
+ * The span failed; `status_message` says how (`CODE: message`).
+ */
+#define GRPC_CORE_SPAN_STATUS_ERROR 2
+
+/**
  * The result of every fallible function. The numbers are fixed forever:
  * new codes get new numbers, old ones are never reused.
  */
@@ -523,6 +563,13 @@ typedef struct grpc_core_server_options grpc_core_server_options;
 typedef struct grpc_core_status grpc_core_status;
 
 /**
+ * A telemetry configuration: callbacks for metrics and/or spans. Set it on
+ * channel and server options; free it with `grpc_core_telemetry_free`
+ * (options, channels and servers keep their own reference).
+ */
+typedef struct grpc_core_telemetry grpc_core_telemetry;
+
+/**
  * One metadata entry. As an input (arrays given to the library), every
  * pointer is borrowed for the duration of the call. As an output
  * (`grpc_core_metadata_get`), every pointer is borrowed from the
@@ -677,6 +724,193 @@ typedef void (*grpc_core_log_fn)(void *user_data,
                                  size_t target_len,
                                  const char *message,
                                  size_t message_len);
+
+/**
+ * A borrowed key/value pair (UTF-8, not NUL-terminated). Span attribute
+ * values are rendered as text (integers in decimal, `true`/`false`).
+ */
+typedef struct grpc_core_attribute {
+  /**
+   * The key.
+   */
+  const char *key;
+  /**
+   * Length of `key`.
+   */
+  size_t key_len;
+  /**
+   * The value.
+   */
+  const char *value;
+  /**
+   * Length of `value`.
+   */
+  size_t value_len;
+} grpc_core_attribute;
+
+/**
+ * One measurement, borrowed for the duration of the callback.
+ */
+typedef struct grpc_core_metric {
+  /**
+   * The instrument (`grpc.client.attempt.duration`, ...).
+   */
+  const char *name;
+  /**
+   * Length of `name`.
+   */
+  size_t name_len;
+  /**
+   * `GRPC_CORE_METRIC_COUNTER` or `GRPC_CORE_METRIC_HISTOGRAM`.
+   */
+  int32_t kind;
+  /**
+   * Non-zero when the instrument records integers (`value_u64` is exact).
+   */
+  int32_t is_integer;
+  /**
+   * The value as a double.
+   */
+  double value;
+  /**
+   * The value of an integer instrument.
+   */
+  uint64_t value_u64;
+  /**
+   * The instrument's UCUM unit (`s`, `By`, `{call}`).
+   */
+  const char *unit;
+  /**
+   * Length of `unit`.
+   */
+  size_t unit_len;
+  /**
+   * The histogram's advised bucket boundaries (A66's), `boundaries_count` of them.
+   */
+  const double *boundaries;
+  /**
+   * Number of `boundaries`.
+   */
+  size_t boundaries_count;
+  /**
+   * `grpc.method`, `grpc.target`, `grpc.status` as applicable.
+   */
+  const struct grpc_core_attribute *attributes;
+  /**
+   * Number of `attributes`.
+   */
+  size_t attributes_count;
+} grpc_core_metric;
+
+/**
+ * Called once per measurement.
+ */
+typedef void (*grpc_core_metric_fn)(void *user_data, const struct grpc_core_metric *metric);
+
+/**
+ * An event on a span (`Outbound message`, `Inbound message`).
+ */
+typedef struct grpc_core_span_event {
+  /**
+   * The event's name.
+   */
+  const char *name;
+  /**
+   * Length of `name`.
+   */
+  size_t name_len;
+  /**
+   * When, in nanoseconds since the Unix epoch.
+   */
+  int64_t time_unix_nanos;
+  /**
+   * `sequence-number`, `message-size`, `message-size-compressed`.
+   */
+  const struct grpc_core_attribute *attributes;
+  /**
+   * Number of `attributes`.
+   */
+  size_t attributes_count;
+} grpc_core_span_event;
+
+/**
+ * A finished span, borrowed for the duration of the callback.
+ */
+typedef struct grpc_core_span {
+  /**
+   * `Sent.<method>`, `Attempt.<method>` or `Recv.<method>`.
+   */
+  const char *name;
+  /**
+   * Length of `name`.
+   */
+  size_t name_len;
+  /**
+   * `GRPC_CORE_SPAN_*`.
+   */
+  int32_t kind;
+  /**
+   * The trace id.
+   */
+  uint8_t trace_id[16];
+  /**
+   * This span's id.
+   */
+  uint8_t span_id[8];
+  /**
+   * The parent's span id (all zero when `has_parent` is 0).
+   */
+  uint8_t parent_span_id[8];
+  /**
+   * Non-zero when the span has a parent.
+   */
+  int32_t has_parent;
+  /**
+   * Non-zero when the parent came from another process (a `traceparent`).
+   */
+  int32_t parent_is_remote;
+  /**
+   * Start, in nanoseconds since the Unix epoch.
+   */
+  int64_t start_unix_nanos;
+  /**
+   * End, in nanoseconds since the Unix epoch.
+   */
+  int64_t end_unix_nanos;
+  /**
+   * `GRPC_CORE_SPAN_STATUS_*`.
+   */
+  int32_t status;
+  /**
+   * The error description (empty unless the status is an error).
+   */
+  const char *status_message;
+  /**
+   * Length of `status_message`.
+   */
+  size_t status_message_len;
+  /**
+   * Attributes (`rpc.grpc.status_code`, ...).
+   */
+  const struct grpc_core_attribute *attributes;
+  /**
+   * Number of `attributes`.
+   */
+  size_t attributes_count;
+  /**
+   * Message events.
+   */
+  const struct grpc_core_span_event *events;
+  /**
+   * Number of `events`.
+   */
+  size_t events_count;
+} grpc_core_span;
+
+/**
+ * Called once per finished, sampled span.
+ */
+typedef void (*grpc_core_span_fn)(void *user_data, const struct grpc_core_span *span);
 
 #ifdef __cplusplus
 extern "C" {
@@ -961,6 +1195,14 @@ grpc_core_result grpc_core_channel_options_set_call_credentials(struct grpc_core
                                                                 const struct grpc_core_call_credentials *creds);
 
 /**
+ * Records the engine's telemetry (A66 metrics, spans) for every call of
+ * channels made from these options (`telemetry` borrowed: the options keep
+ * their own reference; NULL turns it off). See `grpc_core_telemetry_new`.
+ */
+grpc_core_result grpc_core_channel_options_set_telemetry(struct grpc_core_channel_options *opts,
+                                                         const struct grpc_core_telemetry *telemetry);
+
+/**
  * With `allow` non-zero, call credentials are sent over plaintext too (for
  * tests and trusted local links; the default 0 refuses them there with
  * UNAUTHENTICATED, as grpc-go does).
@@ -1230,6 +1472,14 @@ grpc_core_result grpc_core_server_options_set_default_compression(struct grpc_co
                                                                   int32_t compression);
 
 /**
+ * Records the engine's telemetry (A66 metrics, `Recv.` spans) for every
+ * call of servers made from these options (`telemetry` borrowed; NULL
+ * turns it off). See `grpc_core_telemetry_new`.
+ */
+grpc_core_result grpc_core_server_options_set_telemetry(struct grpc_core_server_options *opts,
+                                                        const struct grpc_core_telemetry *telemetry);
+
+/**
  * Serves TLS with this PEM certificate chain and private key (borrowed,
  * copied; parsed when the server is built: errors show at bind/start as
  * `GRPC_CORE_ERROR_TLS`).
@@ -1366,6 +1616,16 @@ grpc_core_result grpc_core_server_call_method(const struct grpc_core_server_call
 grpc_core_result grpc_core_server_call_peer(const struct grpc_core_server_call *call,
                                             const char **peer,
                                             size_t *len);
+
+/**
+ * Borrows the call's server span as a W3C `traceparent` value (valid until
+ * the call is freed; not NUL-terminated), to put in the metadata of calls
+ * the handler makes so they join the trace. `GRPC_CORE_NOT_FOUND`
+ * (out-parameters untouched) when the server records no spans.
+ */
+grpc_core_result grpc_core_server_call_traceparent(const struct grpc_core_server_call *call,
+                                                   const char **value,
+                                                   size_t *len);
 
 /**
  * Looks up the `index`-th (0-based) auth-context property named `name`
@@ -1508,6 +1768,30 @@ grpc_core_result grpc_core_server_call_recv_close(struct grpc_core_server_call *
  * flight still complete. Freeing twice is detected.
  */
 grpc_core_result grpc_core_server_call_free(struct grpc_core_server_call *call);
+
+/**
+ * Creates a telemetry configuration: `metric` (may be NULL: no metrics)
+ * receives every A66 measurement, `span` (may be NULL: no tracing) every
+ * finished sampled span; at least one is required. Both run on library
+ * threads, possibly several at once, synchronously as calls end: they must
+ * be thread-safe, return quickly (queue, aggregate) and not call into the
+ * library. Everything they are given is borrowed for the duration of the
+ * callback. `user_data` is passed through; `destroy` (may be NULL) is
+ * called once with it when nothing uses the configuration any more. On
+ * success `*telemetry` is the caller's: free with `grpc_core_telemetry_free`.
+ * On failure `destroy` is not called.
+ */
+grpc_core_result grpc_core_telemetry_new(grpc_core_metric_fn metric,
+                                         grpc_core_span_fn span,
+                                         void *user_data,
+                                         grpc_core_destroy_fn destroy,
+                                         struct grpc_core_telemetry **telemetry);
+
+/**
+ * Frees the handle; options, channels and servers it was set on keep
+ * using it. Freeing twice is detected.
+ */
+grpc_core_result grpc_core_telemetry_free(struct grpc_core_telemetry *telemetry);
 
 /**
  * Starts a whole unary call on `channel` and completes `tag` on `cq` with

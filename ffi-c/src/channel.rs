@@ -403,6 +403,20 @@ pub unsafe extern "C" fn grpc_core_channel_options_set_call_credentials(
     }
 }
 
+/// Records the engine's telemetry (A66 metrics, spans) for every call of
+/// channels made from these options (`telemetry` borrowed: the options keep
+/// their own reference; NULL turns it off). See `grpc_core_telemetry_new`.
+#[no_mangle]
+pub unsafe extern "C" fn grpc_core_channel_options_set_telemetry(
+    opts: *mut grpc_core_channel_options,
+    telemetry: *const crate::telemetry::grpc_core_telemetry,
+) -> grpc_core_result {
+    ffi_guard! {
+        let t = if telemetry.is_null() { None } else { Some((*crate::telemetry::TELEMETRY.get(telemetry)?).clone()) };
+        with_opts(opts, |o| o.base.telemetry = t)
+    }
+}
+
 /// With `allow` non-zero, call credentials are sent over plaintext too (for
 /// tests and trusted local links; the default 0 refuses them there with
 /// UNAUTHENTICATED, as grpc-go does).

@@ -28,6 +28,7 @@ pub(crate) mod tag {
     pub(crate) const SERVER_CALL: usize = 10;
     pub(crate) const CALL_CREDENTIALS: usize = 11;
     pub(crate) const CREDENTIALS_REQUEST: usize = 12;
+    pub(crate) const TELEMETRY: usize = 13;
 }
 
 /// One table of live objects of type `T`, handed to C as `*mut H`.

@@ -27,6 +27,7 @@ pub mod credentials;
 pub mod handle;
 pub mod logging;
 pub mod server;
+pub mod telemetry;
 pub mod unary;
 pub mod values;
 

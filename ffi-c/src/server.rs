@@ -344,6 +344,20 @@ pub unsafe extern "C" fn grpc_core_server_options_set_default_compression(
     }
 }
 
+/// Records the engine's telemetry (A66 metrics, `Recv.` spans) for every
+/// call of servers made from these options (`telemetry` borrowed; NULL
+/// turns it off). See `grpc_core_telemetry_new`.
+#[no_mangle]
+pub unsafe extern "C" fn grpc_core_server_options_set_telemetry(
+    opts: *mut grpc_core_server_options,
+    telemetry: *const crate::telemetry::grpc_core_telemetry,
+) -> grpc_core_result {
+    ffi_guard! {
+        let t = if telemetry.is_null() { None } else { Some((*crate::telemetry::TELEMETRY.get(telemetry)?).clone()) };
+        with_opts(opts, |o| o.base.telemetry = t)
+    }
+}
+
 /// Serves TLS with this PEM certificate chain and private key (borrowed,
 /// copied; parsed when the server is built: errors show at bind/start as
 /// `GRPC_CORE_ERROR_TLS`).
@@ -703,6 +717,8 @@ pub(crate) struct ServerCallObj {
     sender: Arc<tokio::sync::Mutex<ServerSender>>,
     /// The auth context's properties, computed on first use.
     props: std::sync::OnceLock<Vec<(&'static str, Vec<u8>)>>,
+    /// The server span as `traceparent`, computed on first use.
+    traceparent: std::sync::OnceLock<Option<String>>,
 }
 
 fn lockc(s: &Mutex<CallState>) -> MutexGuard<'_, CallState> {
@@ -721,6 +737,7 @@ impl ServerCallObj {
             receiver: Arc::new(tokio::sync::Mutex::new(receiver)),
             sender: Arc::new(tokio::sync::Mutex::new(sender)),
             props: std::sync::OnceLock::new(),
+            traceparent: std::sync::OnceLock::new(),
         }
     }
 
@@ -796,6 +813,27 @@ pub unsafe extern "C" fn grpc_core_server_call_peer(
         peer.write(c.info.peer().as_ptr().cast());
         len.write(c.info.peer().len());
         Ok(())
+    }
+}
+
+/// Borrows the call's server span as a W3C `traceparent` value (valid until
+/// the call is freed; not NUL-terminated), to put in the metadata of calls
+/// the handler makes so they join the trace. `GRPC_CORE_NOT_FOUND`
+/// (out-parameters untouched) when the server records no spans.
+#[no_mangle]
+pub unsafe extern "C" fn grpc_core_server_call_traceparent(
+    call: *const grpc_core_server_call,
+    value: *mut *const c_char,
+    len: *mut usize,
+) -> grpc_core_result {
+    ffi_guard! {
+        let c = SERVER_CALLS.get(call)?;
+        let (value, len) = (Out::new(value, "value")?, Out::new(len, "len")?);
+        let tp = c.traceparent.get_or_init(|| engine::telemetry::server_traceparent(&c.info));
+        let Some(tp) = tp.as_deref() else { return Ok(GRPC_CORE_NOT_FOUND) };
+        value.write(tp.as_ptr().cast());
+        len.write(tp.len());
+        Ok(GRPC_CORE_OK)
     }
 }
 

@@ -14,7 +14,8 @@
  * waits 500 ms first. Every response carries initial metadata x-init: i
  * and trailing metadata x-trail: t.
  *
- * Also: per-call credentials (grpc_core_call_set_credentials on a deferred
+ *   tp=     grpc_core_server_call_traceparent (servers with telemetry)
+ * Also: telemetry (metrics and linked spans through C callbacks), per-call credentials (grpc_core_call_set_credentials on a deferred
  * call, grpc_core_channel_unary_ex / _blocking_ex), and the engine's logs
  * through grpc_core_set_log_callback.
  *
@@ -124,6 +125,7 @@ static void handle(srv_t *s, grpc_core_server_call *call, const grpc_core_metada
          grpc_core_server_call_auth_property_at(call, props, &pname, &pname_len, &v, &n) == GRPC_CORE_OK)
     props++;
   add_kv(resp, sizeof resp, "n", num, (size_t)sprintf(num, "%zu", props));
+  if (grpc_core_server_call_traceparent(call, &c, &n) == GRPC_CORE_OK) add_kv(resp, sizeof resp, "tp", c, n);
 
   grpc_core_metadata_entry init = md_entry("x-init", "i", 1), trail = md_entry("x-trail", "t", 1);
   if (grpc_core_server_call_send_initial_metadata(call, &init, 1, TAG(3)) != GRPC_CORE_OK || !wait_on(s->cq, TAG(3)))
@@ -159,6 +161,9 @@ static void *serve(void *arg) {
 }
 
 /* tls: 0 plaintext, 1 TLS, 2 TLS asking for (not requiring) client certs. */
+/* Set while starting servers that record telemetry. */
+static grpc_core_telemetry *g_srv_telemetry;
+
 static int srv_up(srv_t *s, int tls, int health) {
   memset(s, 0, sizeof *s);
   atomic_init(&s->calls, 0);
@@ -166,6 +171,7 @@ static int srv_up(srv_t *s, int tls, int health) {
   if (grpc_core_server_options_new(&opts) != GRPC_CORE_OK) return 0;
   if (tls) grpc_core_server_options_set_tls(opts, (uint8_t *)g_cert, g_certlen, (uint8_t *)g_key, g_keylen);
   if (tls == 2) grpc_core_server_options_set_tls_client_ca(opts, (uint8_t *)g_ca, g_calen, 0);
+  if (g_srv_telemetry && grpc_core_server_options_set_telemetry(opts, g_srv_telemetry) != GRPC_CORE_OK) return 0;
   int ok = grpc_core_cq_new(&s->cq) == GRPC_CORE_OK && grpc_core_server_new(opts, &s->server) == GRPC_CORE_OK;
   grpc_core_server_options_free(opts);
   ok = ok && grpc_core_server_register_method(s->server, "/test.Svc/Unary", 15, GRPC_CORE_METHOD_UNARY) == GRPC_CORE_OK;
@@ -918,6 +924,165 @@ static int dead_port(void) {
   return ntohs(a.sin_port);
 }
 
+/* ---------------------------------------------------------- telemetry ---- */
+
+typedef struct {
+  pthread_mutex_t mu;
+  char metrics[64][256]; /* "name|kind|unit|value|nbounds|k=v,k=v," */
+  int nmetrics;
+  char spans[16][160]; /* "name|trace|span|parent|remote|kind|status" */
+  int nspans;
+  atomic_int destroyed;
+} tel_t;
+
+static void hex(const uint8_t *b, size_t n, char *out) {
+  for (size_t i = 0; i < n; i++) sprintf(out + 2 * i, "%02x", b[i]);
+  out[2 * n] = 0;
+}
+
+static void on_metric(void *ud, const grpc_core_metric *m) {
+  tel_t *t = (tel_t *)ud;
+  char line[256];
+  int len = snprintf(line, sizeof line, "%.*s|%d|%.*s|%g|%zu|", (int)m->name_len, m->name, m->kind, (int)m->unit_len,
+                     m->unit, m->value, m->boundaries_count);
+  for (size_t i = 0; i < m->attributes_count && len > 0 && len < (int)sizeof line; i++) {
+    const grpc_core_attribute *a = &m->attributes[i];
+    len += snprintf(line + len, sizeof line - (size_t)len, "%.*s=%.*s,", (int)a->key_len, a->key, (int)a->value_len,
+                    a->value);
+  }
+  pthread_mutex_lock(&t->mu);
+  if (t->nmetrics < 64) strcpy(t->metrics[t->nmetrics++], line);
+  pthread_mutex_unlock(&t->mu);
+}
+
+static void on_span(void *ud, const grpc_core_span *s) {
+  tel_t *t = (tel_t *)ud;
+  char trace[33], span[17], parent[17] = "-";
+  hex(s->trace_id, 16, trace);
+  hex(s->span_id, 8, span);
+  if (s->has_parent) hex(s->parent_span_id, 8, parent);
+  char line[160];
+  snprintf(line, sizeof line, "%.*s|%s|%s|%s|%d|%d|%d", (int)s->name_len, s->name, trace, span, parent,
+           s->parent_is_remote, s->kind, s->status);
+  pthread_mutex_lock(&t->mu);
+  if (t->nspans < 16 && s->end_unix_nanos >= s->start_unix_nanos) strcpy(t->spans[t->nspans++], line);
+  pthread_mutex_unlock(&t->mu);
+}
+
+static void on_destroy(void *ud) { atomic_fetch_add(&((tel_t *)ud)->destroyed, 1); }
+
+/* The span line named `name` (copied into out), or 0. */
+static int find_span(tel_t *t, const char *name, char *out) {
+  int found = 0;
+  pthread_mutex_lock(&t->mu);
+  for (int i = 0; i < t->nspans; i++)
+    if (strncmp(t->spans[i], name, strlen(name)) == 0 && t->spans[i][strlen(name)] == '|') {
+      strcpy(out, t->spans[i]);
+      found++;
+    }
+  pthread_mutex_unlock(&t->mu);
+  return found == 1;
+}
+
+/* How many metric lines start with `prefix` and contain `needle`. */
+static int count_metrics(tel_t *t, const char *prefix, const char *needle) {
+  int n = 0;
+  pthread_mutex_lock(&t->mu);
+  for (int i = 0; i < t->nmetrics; i++)
+    if (strncmp(t->metrics[i], prefix, strlen(prefix)) == 0 && strstr(t->metrics[i], needle)) n++;
+  pthread_mutex_unlock(&t->mu);
+  return n;
+}
+
+/* Field `i` (0-based, '|'-separated) of a span line. */
+static const char *field(const char *line, int i, char *out) {
+  while (i-- > 0 && line) line = strchr(line, '|') ? strchr(line, '|') + 1 : NULL;
+  size_t n = line ? strcspn(line, "|") : 0;
+  memcpy(out, line ? line : "", n);
+  out[n] = 0;
+  return out;
+}
+
+static void test_telemetry(void) {
+  static tel_t t;
+  memset(&t, 0, sizeof t);
+  pthread_mutex_init(&t.mu, NULL);
+  atomic_init(&t.destroyed, 0);
+  grpc_core_telemetry *tel = NULL, *bad = NULL;
+  /* Misuse: no callback at all, no out-parameter. */
+  CHECK_RESULT(grpc_core_telemetry_new(NULL, NULL, &t, on_destroy, &bad), GRPC_CORE_ERROR_NULL_ARGUMENT);
+  CHECK_RESULT(grpc_core_telemetry_new(on_metric, on_span, &t, on_destroy, NULL), GRPC_CORE_ERROR_NULL_ARGUMENT);
+  CHECK(bad == NULL && atomic_load(&t.destroyed) == 0);
+  CHECK_OK(grpc_core_telemetry_new(on_metric, on_span, &t, on_destroy, &tel));
+
+  g_srv_telemetry = tel;
+  srv_t s;
+  CHECK(srv_up(&s, 0, 0));
+  g_srv_telemetry = NULL;
+  grpc_core_channel_options *o = NULL;
+  grpc_core_channel *ch = NULL;
+  CHECK_OK(grpc_core_channel_options_new(&o));
+  CHECK_OK(grpc_core_channel_options_set_telemetry(o, tel));
+  CHECK_OK(grpc_core_channel_new(s.target, strlen(s.target), o, &ch));
+  CHECK_OK(grpc_core_channel_options_free(o));
+  /* The options, channel and server hold their own references. */
+  CHECK_OK(grpc_core_telemetry_free(tel));
+  CHECK_RESULT(grpc_core_telemetry_free(tel), GRPC_CORE_ERROR_INVALID_HANDLE);
+
+  const char *trace = "4bf92f3577b34da6a3ce929d0e0e4736", *root = "00f067aa0ba902b7";
+  char tp[64];
+  snprintf(tp, sizeof tp, "00-%s-%s-01", trace, root);
+  grpc_core_metadata_entry md = md_entry("traceparent", tp, strlen(tp));
+  grpc_core_event ev;
+  CHECK_OK(grpc_core_channel_unary_blocking(ch, "/test.Svc/Unary", 15, &md, 1, (const uint8_t *)"hi", 2, 20000, 0,
+                                            GRPC_CORE_COMPRESSION_DEFAULT, &ev));
+  int code = -1;
+  CHECK(grpc_core_status_code(ev.status, &code) == GRPC_CORE_OK && code == 0 && ev.message);
+  char resp[4096] = "";
+  if (ev.message && ev.message_len < sizeof resp) memcpy(resp, ev.message_data, ev.message_len);
+  grpc_core_event_release(&ev);
+
+  /* The server's records arrive as its call ends: wait (bounded) for them. */
+  char sent[160], attempt[160], recv[160], f[64], f2[64];
+  for (int i = 0; i < 500 && !(find_span(&t, "Recv.test.Svc/Unary", recv) &&
+                               count_metrics(&t, "grpc.server.call.duration|", "grpc.status=OK") == 1);
+       i++)
+    sleep_ms(10);
+  CHECK(find_span(&t, "Sent.test.Svc/Unary", sent));
+  CHECK(find_span(&t, "Attempt.test.Svc/Unary", attempt));
+  CHECK(find_span(&t, "Recv.test.Svc/Unary", recv));
+  /* One trace, chained: root (the caller's traceparent) → Sent → Attempt → Recv. */
+  CHECK(strcmp(field(sent, 1, f), trace) == 0 && strcmp(field(attempt, 1, f), trace) == 0 &&
+        strcmp(field(recv, 1, f), trace) == 0);
+  CHECK(strcmp(field(sent, 3, f), root) == 0 && strcmp(field(sent, 4, f2), "1") == 0);
+  CHECK(strcmp(field(attempt, 3, f), field(sent, 2, f2)) == 0 && strcmp(field(attempt, 4, f2), "0") == 0);
+  CHECK(strcmp(field(recv, 3, f), field(attempt, 2, f2)) == 0 && strcmp(field(recv, 4, f2), "1") == 0);
+  CHECK(atoi(field(sent, 5, f)) == GRPC_CORE_SPAN_CLIENT && atoi(field(recv, 5, f)) == GRPC_CORE_SPAN_SERVER &&
+        atoi(field(attempt, 5, f)) == GRPC_CORE_SPAN_INTERNAL);
+  CHECK(atoi(field(recv, 6, f)) == GRPC_CORE_SPAN_STATUS_UNSET);
+  /* The handler saw its own server span as traceparent. */
+  char want[96];
+  snprintf(want, sizeof want, "tp=00-%s-%s-01;", trace, field(recv, 2, f));
+  CHECK(strstr(resp, want) != NULL);
+  /* The A66 metrics, one record per measurement. */
+  char target_attr[96];
+  snprintf(target_attr, sizeof target_attr, "grpc.target=%s,", s.target);
+  CHECK(count_metrics(&t, "grpc.client.attempt.started|1|{attempt}|1|0|", "grpc.method=test.Svc/Unary,") == 1);
+  CHECK(count_metrics(&t, "grpc.client.attempt.started|", target_attr) == 1);
+  CHECK(count_metrics(&t, "grpc.client.call.duration|2|s|", "|41|grpc.method=test.Svc/Unary,") == 1);
+  CHECK(count_metrics(&t, "grpc.client.call.duration|", "grpc.status=OK,") == 1);
+  CHECK(count_metrics(&t, "grpc.client.attempt.sent_total_compressed_message_size|2|By|2|", "grpc.status=OK") == 1);
+  CHECK(count_metrics(&t, "grpc.server.call.started|1|{call}|1|", "grpc.method=test.Svc/Unary,") == 1);
+  CHECK(count_metrics(&t, "grpc.server.call.rcvd_total_compressed_message_size|2|By|2|", "grpc.status=OK") == 1);
+
+  CHECK_OK(grpc_core_channel_free(ch));
+  CHECK(srv_down(&s));
+  /* destroy runs once nothing uses the configuration (channel teardown may
+   * finish on a library thread: wait, bounded). */
+  for (int i = 0; i < 500 && atomic_load(&t.destroyed) == 0; i++) sleep_ms(10);
+  CHECK(atomic_load(&t.destroyed) == 1);
+}
+
 static void test_logging(void) {
   char target[64];
   grpc_core_connectivity st;
@@ -967,6 +1132,7 @@ int main(int argc, char **argv) {
   RUN(test_call_set_credentials);
   RUN(test_health);
   RUN(test_logging);
+  RUN(test_telemetry);
   RUN(test_service_config);
   free(g_ca);
   free(g_cert);
