@@ -350,9 +350,10 @@ async fn open(
         // A connection that turns out dead before the stream opens is
         // replaced once, transparently: the request never reached a server.
         let mut tries = 0;
+        let hash = inner.connector.request_hash(&opts.metadata);
         loop {
             tries += 1;
-            let conn = inner.connector.pick(opts.wait_for_ready, deadline).await?;
+            let conn = inner.connector.pick(opts.wait_for_ready, deadline, hash).await?;
             let send = conn.send.clone();
             let opened = match send.ready().await {
                 Ok(mut s) => s.send_request(req.clone(), false),

@@ -294,7 +294,7 @@ impl Channel {
 
     /// Connects and waits until READY (wait-for-ready semantics).
     pub async fn ready(&self, deadline: Option<std::time::Instant>) -> Result<(), Status> {
-        self.inner.connector.pick(true, deadline.map(Instant::from_std)).await.map(|_| ())
+        self.inner.connector.pick(true, deadline.map(Instant::from_std), None).await.map(|_| ())
     }
 
     /// Closes the channel: the connection is dropped and new calls fail.
