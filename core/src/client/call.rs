@@ -595,8 +595,15 @@ impl AttemptReceiver {
         self.complete(st);
     }
 
-    fn complete(&mut self, st: Status) {
+    fn complete(&mut self, mut st: Status) {
         self.shared.done.store(true, Ordering::Release);
+        // A failure after the response headers keeps them (grpc-go's
+        // `grpc.Header`, grpcio's `RpcError.initial_metadata()`).
+        if !st.is_ok() && self.headers_received {
+            if let Some(md) = self.initial_metadata.as_ref().filter(|m| !m.is_empty()) {
+                st = st.with_initial_metadata(md.clone());
+            }
+        }
         if let Some(o) = &self.shared.observers {
             o.attempt_end(&st);
             if self.shared.last.load(Ordering::Acquire) {
