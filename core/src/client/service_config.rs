@@ -229,15 +229,6 @@ pub(crate) fn resolve_call_config(
     }
 }
 
-/// Applies the method config's timeout and waitForReady to call options
-/// (what `Channel::call` does before starting a call).
-pub(crate) fn apply_to_options(inner: &ChannelInner, method: &str, opts: CallOptions) -> CallOptions {
-    if inner.connector.service_config().method_config_arc(method).is_none() {
-        return opts;
-    }
-    call_config(inner, method, &opts).apply(opts)
-}
-
 type R<T> = Result<T, String>;
 
 fn parse(json: &str) -> R<ServiceConfig> {
