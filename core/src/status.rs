@@ -1,7 +1,8 @@
 //! gRPC status codes and the [`Status`] an RPC ends with.
 //!
-//! A `Status` is how an RPC ended (code, message, details, trailers); local API
-//! misuse is an [`crate::Error`] instead.
+//! A `Status` is how an RPC ended (code, message, details, trailers, and on a
+//! client the response headers if the server sent any before failing); local
+//! API misuse is an [`crate::Error`] instead.
 
 use std::fmt;
 
@@ -112,19 +113,29 @@ impl fmt::Display for Code {
 }
 
 /// How an RPC ended: a code, a message, optional `grpc-status-details-bin`
-/// bytes and the trailing metadata.
+/// bytes and the trailing metadata. A client call that failed after the
+/// server sent response headers also carries those headers
+/// ([`initial_metadata`](Status::initial_metadata)), as grpc-go's
+/// `grpc.Header` and grpcio's `RpcError.initial_metadata()` keep them.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Status {
     code: Code,
     message: String,
     details: Bytes,
     metadata: Metadata,
+    initial_metadata: Metadata,
 }
 
 impl Status {
     /// A status with a code and message.
     pub fn new(code: Code, message: impl Into<String>) -> Status {
-        Status { code, message: message.into(), details: Bytes::new(), metadata: Metadata::new() }
+        Status {
+            code,
+            message: message.into(),
+            details: Bytes::new(),
+            metadata: Metadata::new(),
+            initial_metadata: Metadata::new(),
+        }
     }
 
     /// The OK status.
@@ -173,6 +184,12 @@ impl Status {
         self
     }
 
+    /// Attaches the response headers (initial metadata) of the call.
+    pub fn with_initial_metadata(mut self, metadata: Metadata) -> Status {
+        self.initial_metadata = metadata;
+        self
+    }
+
     /// The code.
     pub fn code(&self) -> Code {
         self.code
@@ -192,6 +209,14 @@ impl Status {
     /// Mutable trailing metadata.
     pub fn metadata_mut(&mut self) -> &mut Metadata {
         &mut self.metadata
+    }
+    /// The response headers (initial metadata) a client call received before
+    /// it failed; empty when the server sent none (a trailers-only answer,
+    /// or the call ended before headers) and on statuses a client did not
+    /// receive. A successful call's headers are in its response instead
+    /// (e.g. [`UnaryResponse::initial_metadata`](crate::client::UnaryResponse)).
+    pub fn initial_metadata(&self) -> &Metadata {
+        &self.initial_metadata
     }
     /// True when the code is OK.
     pub fn is_ok(&self) -> bool {

@@ -3,7 +3,8 @@
 //! coming back; pick_first sticks to one backend and fails over; the manual
 //! resolver changes the address list at run time; client-side health
 //! checking (gRFC A17) takes NOT_SERVING backends out of rotation; idle
-//! timeout; dns: targets.
+//! timeout; dns: targets; ring_hash (gRFC A42/A76) keeps a request-hash
+//! header's value on one backend and fails over when it goes away.
 
 mod common;
 
@@ -422,4 +423,113 @@ async fn a_removed_address_lets_its_calls_in_flight_finish() {
     for b in &bs {
         b.server.shutdown(Duration::from_secs(1)).await;
     }
+}
+
+const RING: &str = r#"{"loadBalancingConfig":[{"ring_hash":{"requestHashHeader":"x-user"}}]}"#;
+
+/// `/lb.S/Who` with `x-user: user` (none: no header).
+async fn who_as(ch: &Channel, user: Option<&str>) -> Result<String, Status> {
+    let mut opts = CallOptions::default();
+    if let Some(u) = user {
+        opts.metadata.insert("x-user", u).unwrap();
+    }
+    let r = bounded("call", ch.unary("/lb.S/Who", Bytes::new(), opts)).await?;
+    Ok(String::from_utf8(r.message.to_vec()).unwrap())
+}
+
+#[tokio::test]
+async fn ring_hash_keeps_a_key_on_one_backend_and_fails_over() {
+    let bs = three().await;
+    let addrs: Vec<String> = bs.iter().map(|b| b.addr.clone()).collect();
+    let opts = fast(ChannelOptions { service_config: Some(RING.into()), ..Default::default() });
+    let ch = Channel::new(&ipv4_target(&bs), opts).unwrap();
+
+    // Subchannels connect on demand: none before a call.
+    ch.connect();
+    wait_until("three IDLE subchannels", || {
+        let scs = ch.subchannels();
+        scs.len() == 3 && scs.iter().all(|s| s.state == ConnectivityState::Idle)
+    })
+    .await;
+    assert_eq!(ch.state(), ConnectivityState::Idle);
+    // One keyed call connects only the backend it goes to.
+    let first = who_as(&ch, Some("user-0")).await.unwrap();
+    wait_until("its subchannel READY", || state_of(&ch, &first) == Some(ConnectivityState::Ready)).await;
+    let others: Vec<_> = ch.subchannels().into_iter().filter(|s| s.address.to_string() != first).collect();
+    assert!(others.iter().all(|s| s.state == ConnectivityState::Idle), "{others:?}");
+
+    // The same key always lands on the same backend; keys spread.
+    let mut home: HashMap<String, String> = HashMap::new();
+    for k in 0..30 {
+        let key = format!("user-{k}");
+        let b = who_as(&ch, Some(&key)).await.unwrap();
+        for _ in 0..5 {
+            assert_eq!(who_as(&ch, Some(&key)).await.unwrap(), b, "{key} moved");
+        }
+        home.insert(key, b);
+    }
+    assert_eq!(home["user-0"], first);
+    let used: std::collections::HashSet<&String> = home.values().collect();
+    assert!(used.len() > 1, "30 keys all on one backend: {home:?}");
+    assert!(used.iter().all(|b| addrs.contains(b)));
+
+    // Without the header (a random hash per call, A76), calls succeed.
+    for i in 0..20 {
+        let b = who_as(&ch, None).await.unwrap_or_else(|e| panic!("header-less call {i}: {e}"));
+        assert!(addrs.contains(&b), "{b}");
+    }
+
+    // Kill user-0's backend: its calls move to one other backend and stay
+    // there; keys of the other backends do not move.
+    let victim = bs.iter().position(|b| b.addr == first).unwrap();
+    bs[victim].server.shutdown(Duration::from_secs(1)).await;
+    wait_until("the victim leaves READY", || state_of(&ch, &first) != Some(ConnectivityState::Ready)).await;
+    let moved = who_as(&ch, Some("user-0")).await.unwrap();
+    assert_ne!(moved, first);
+    for _ in 0..10 {
+        assert_eq!(who_as(&ch, Some("user-0")).await.unwrap(), moved);
+    }
+    for (key, b) in &home {
+        let now = who_as(&ch, Some(key)).await.unwrap_or_else(|e| panic!("{key}: {e}"));
+        if *b == first {
+            assert_ne!(now, first, "{key}");
+        } else {
+            assert_eq!(now, *b, "{key} moved although its backend is up");
+        }
+    }
+    for i in 0..20 {
+        let b = who_as(&ch, None).await.unwrap_or_else(|e| panic!("header-less call {i}: {e}"));
+        assert_ne!(b, first);
+    }
+    for (i, b) in bs.iter().enumerate() {
+        if i != victim {
+            b.server.shutdown(Duration::from_secs(1)).await;
+        }
+    }
+}
+
+#[tokio::test]
+async fn ring_hash_without_a_header_config_and_with_every_backend_gone() {
+    let bs = three().await;
+    let sc = r#"{"loadBalancingConfig":[{"ring_hash":{"minRingSize":64,"maxRingSize":128}}]}"#;
+    let opts = fast(ChannelOptions { service_config: Some(sc.into()), ..Default::default() });
+    let ch = Channel::new(&ipv4_target(&bs), opts).unwrap();
+    // No requestHashHeader: every call takes a random hash (A76) and the
+    // picks connect backends as they need them.
+    who_as(&ch, None).await.unwrap();
+    wait_until("a READY subchannel", || ch.subchannels().iter().any(|s| s.state == ConnectivityState::Ready)).await;
+    // A header is ignored; calls succeed.
+    for i in 0..20 {
+        let user = (i % 2 == 0).then_some("same");
+        who_as(&ch, user).await.unwrap_or_else(|e| panic!("call {i}: {e}"));
+    }
+    for b in &bs {
+        b.server.shutdown(Duration::from_secs(1)).await;
+    }
+    // Every backend gone: TRANSIENT_FAILURE, and calls fail fast with UNAVAILABLE.
+    // (The servers are gone: no call can succeed.)
+    let e = who_as(&ch, None).await.unwrap_err();
+    assert_eq!(e.code(), Code::Unavailable, "{e}");
+    wait_until("channel TRANSIENT_FAILURE", || ch.state() == ConnectivityState::TransientFailure).await;
+    assert_eq!(who_as(&ch, None).await.unwrap_err().code(), Code::Unavailable);
 }

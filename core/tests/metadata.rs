@@ -1,6 +1,7 @@
 //! Metadata end to end: ASCII and `-bin` request metadata reach the handler,
 //! initial metadata and trailers reach the client (also on trailers-only
-//! responses), reserved keys are refused, and binary values sent padded or
+//! responses), a call that fails after the response headers keeps them on
+//! its status, reserved keys are refused, and binary values sent padded or
 //! unpadded by a raw HTTP/2 client are decoded.
 
 mod common;
@@ -51,6 +52,20 @@ async fn fail_early(_call: ServerCall) -> Status {
     Status::new(Code::NotFound, "no such thing").with_metadata(trailers)
 }
 
+/// Sends response headers, then fails with trailers (not trailers-only).
+async fn headers_then_fail(mut call: ServerCall) -> Status {
+    let _ = call.recv().await;
+    let mut init = Metadata::new();
+    init.insert("x-init", "sent before failing").unwrap();
+    init.insert_bin("x-init-bin", vec![4u8, 2]).unwrap();
+    if let Err(s) = call.send_initial_metadata(init).await {
+        return s;
+    }
+    let mut trailers = Metadata::new();
+    trailers.insert("x-reason", "out of stock").unwrap();
+    Status::new(Code::FailedPrecondition, "cannot do it").with_metadata(trailers)
+}
+
 async fn serve() -> (Server, String) {
     start(
         Server::builder(ServerOptions::default())
@@ -59,6 +74,10 @@ async fn serve() -> (Server, String) {
             .register("/m.S/ShowStream", MethodKind::BidiStreaming, show)
             .unwrap()
             .register("/m.S/Fail", MethodKind::BidiStreaming, fail_early)
+            .unwrap()
+            .register("/m.S/HeadersThenFail", MethodKind::Unary, headers_then_fail)
+            .unwrap()
+            .register("/m.S/HeadersThenFailStream", MethodKind::BidiStreaming, headers_then_fail)
             .unwrap(),
     )
     .await
@@ -120,6 +139,51 @@ async fn initial_metadata_and_trailers_reach_client() {
 }
 
 #[tokio::test]
+async fn a_call_failing_after_headers_keeps_headers_and_trailers() {
+    let (server, addr) = serve().await;
+    let ch = channel(&addr);
+    let err = bounded("unary", ch.unary("/m.S/HeadersThenFail", Bytes::from_static(b"x"), CallOptions::default()))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition);
+    assert_eq!(err.message(), "cannot do it");
+    assert_eq!(err.initial_metadata().get("x-init"), Some("sent before failing"));
+    assert_eq!(err.initial_metadata().get_bin("x-init-bin").unwrap().as_ref(), &[4u8, 2]);
+    assert_eq!(err.metadata().get("x-reason"), Some("out of stock"));
+    // Headers and trailers stay apart.
+    assert!(err.initial_metadata().get("x-reason").is_none() && err.metadata().get("x-init").is_none());
+
+    // The same through a streaming call: recv's error and finish's status.
+    let mut c = ch.call("/m.S/HeadersThenFailStream", CallOptions::default()).await.unwrap();
+    c.send_last(Bytes::from_static(b"x")).await.unwrap();
+    assert_eq!(
+        bounded("initial metadata", c.initial_metadata()).await.unwrap().get("x-init"),
+        Some("sent before failing")
+    );
+    let st = bounded("recv", c.recv()).await.unwrap_err();
+    assert_eq!(st.code(), Code::FailedPrecondition);
+    assert_eq!(st.initial_metadata().get("x-init"), Some("sent before failing"));
+    assert_eq!(st.metadata().get("x-reason"), Some("out of stock"));
+    let st = bounded("finish", c.finish()).await;
+    assert_eq!(st.initial_metadata().get("x-init"), Some("sent before failing"));
+
+    // With a retry policy for the code, the failure after headers is
+    // committed (gRFC A6) and still carries them.
+    let sc = r#"{"methodConfig":[{"name":[{"service":"m.S"}],"retryPolicy":{"maxAttempts":3,
+        "initialBackoff":"0.01s","maxBackoff":"0.01s","backoffMultiplier":1,
+        "retryableStatusCodes":["FAILED_PRECONDITION"]}}]}"#;
+    let opts = grpc_core::ChannelOptions { service_config: Some(sc.into()), ..Default::default() };
+    let ch = grpc_core::Channel::new(&addr, opts).unwrap();
+    let err = bounded("unary", ch.unary("/m.S/HeadersThenFail", Bytes::from_static(b"x"), CallOptions::default()))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition);
+    assert_eq!(err.initial_metadata().get("x-init"), Some("sent before failing"));
+    assert_eq!(err.metadata().get("x-reason"), Some("out of stock"));
+    server.shutdown(Duration::from_secs(1)).await;
+}
+
+#[tokio::test]
 async fn trailers_only_response_carries_trailers() {
     let (server, addr) = serve().await;
     let ch = channel(&addr);
@@ -129,6 +193,7 @@ async fn trailers_only_response_carries_trailers() {
     assert_eq!(err.message(), "no such thing");
     assert_eq!(err.metadata().get("x-reason"), Some("quota"));
     assert_eq!(err.metadata().get_bin("x-detail-bin").unwrap().as_ref(), &[9u8, 8, 7]);
+    assert!(err.initial_metadata().is_empty(), "trailers-only: no headers, got {:?}", err.initial_metadata());
 
     // Streaming: no headers (initial metadata is empty), then the status
     // with its trailers.

@@ -13,7 +13,7 @@ use tokio::sync::Notify;
 use super::conn::Ready;
 use super::retry_stream::Ctl;
 use super::stream::{CallReceiver, CallSender};
-use super::{CallOptions, ChannelInner};
+use super::{CallConfig, CallOptions, ChannelInner};
 use crate::auth::AuthMetadataContext;
 use crate::codec::{accept_encoding_header, frame_parts, Compression, Decoder, Received};
 use crate::h2io::{write_parts, WriteError};
@@ -187,19 +187,39 @@ pub struct ClientCall {
     receiver: CallReceiver,
 }
 
-pub(super) async fn start(inner: &Arc<ChannelInner>, method: &str, opts: CallOptions) -> Result<ClientCall, Status> {
-    let (opts, observers) = prepare(inner, method, opts).await?;
-    open_attempt(inner, method, opts, observers, AttemptInfo { previous: 0, transparent: false, last: true }).await
+pub(super) async fn start(
+    inner: &Arc<ChannelInner>,
+    method: &str,
+    opts: CallOptions,
+    config: Arc<CallConfig>,
+) -> Result<ClientCall, Status> {
+    let p = prepare(inner, method, opts, config).await?;
+    let info = AttemptInfo { previous: 0, transparent: false, last: true };
+    open_attempt(inner, method, p.opts, p.observers, info, &p.config).await
+}
+
+/// A call after [`prepare`]: what every attempt of it starts from.
+#[derive(Debug)]
+pub(crate) struct Prepared {
+    /// The options, deadline made absolute, metadata as the interceptors
+    /// and call credentials left it.
+    pub(crate) opts: CallOptions,
+    /// What the interceptors watch (none without interceptors).
+    pub(crate) observers: Option<Arc<Observers>>,
+    /// The service config's settings for the call, looked up once by
+    /// `Channel::call`/`Channel::unary` (size limits, retry policy).
+    pub(crate) config: Arc<CallConfig>,
 }
 
 /// Validates a call and runs the interceptors and call credentials, within
-/// the deadline: once per call, however many attempts follow. Gives back the
-/// options (deadline made absolute) and the call's observers.
+/// the deadline: once per call, however many attempts follow. `opts`
+/// already carry `config` (its deadline and wait-for-ready).
 pub(super) async fn prepare(
     inner: &Arc<ChannelInner>,
     method: &str,
     mut opts: CallOptions,
-) -> Result<(CallOptions, Option<Arc<Observers>>), Status> {
+    config: Arc<CallConfig>,
+) -> Result<Prepared, Status> {
     let deadline = opts.deadline();
     if let Some(d) = deadline {
         if d <= tokio::time::Instant::now() {
@@ -213,7 +233,7 @@ pub(super) async fn prepare(
     opts.timeout = None;
     let has_creds = inner.opts.call_credentials.is_some() || opts.credentials.is_some();
     if inner.opts.interceptors.is_empty() && !has_creds {
-        return Ok((opts, None));
+        return Ok(Prepared { opts, observers: None, config });
     }
     let prelude = prelude(inner, method, opts, deadline);
     let (opts, observers) = match deadline {
@@ -222,7 +242,7 @@ pub(super) async fn prepare(
             .map_err(|_| Status::deadline_exceeded("context deadline exceeded"))??,
         None => prelude.await?,
     };
-    Ok((opts, (!observers.is_empty()).then(|| Arc::new(observers))))
+    Ok(Prepared { opts, observers: (!observers.is_empty()).then(|| Arc::new(observers)), config })
 }
 
 /// An attempt of a call, for its observers.
@@ -244,12 +264,14 @@ pub(super) async fn open_attempt(
     mut opts: CallOptions,
     observers: Option<Arc<Observers>>,
     info: AttemptInfo,
+    config: &CallConfig,
 ) -> Result<ClientCall, Status> {
     if let Some(o) = &observers {
         o.attempt_start(info.previous, info.transparent, &mut opts.metadata);
     }
     let deadline = opts.deadline();
-    let r = open(inner, method, opts, deadline, observers.clone(), info.last).await;
+    let limits = (config.max_send_message_size, config.max_recv_message_size);
+    let r = open(inner, method, opts, deadline, observers.clone(), info.last, limits).await;
     if let (Err(st), Some(o)) = (&r, &observers) {
         o.attempt_end(st);
         if info.last {
@@ -321,6 +343,7 @@ async fn open(
     deadline: Option<tokio::time::Instant>,
     observers: Option<Arc<Observers>>,
     last: bool,
+    (max_send, max_recv): (usize, usize),
 ) -> Result<ClientCall, Status> {
     let uri = http::Uri::builder()
         .scheme(inner.scheme.clone())
@@ -350,9 +373,10 @@ async fn open(
         // A connection that turns out dead before the stream opens is
         // replaced once, transparently: the request never reached a server.
         let mut tries = 0;
+        let hash = inner.connector.request_hash(&opts.metadata);
         loop {
             tries += 1;
-            let conn = inner.connector.pick(opts.wait_for_ready, deadline).await?;
+            let conn = inner.connector.pick(opts.wait_for_ready, deadline, hash).await?;
             let send = conn.send.clone();
             let opened = match send.ready().await {
                 Ok(mut s) => s.send_request(req.clone(), false),
@@ -376,12 +400,6 @@ async fn open(
         None => open.await?,
     };
     conn.active_calls.fetch_add(1, Ordering::Relaxed);
-    // The service config's per-method limits: the stricter of it and the channel's.
-    let (mut max_send, mut max_recv) = (inner.opts.max_send_message_size, inner.opts.max_recv_message_size);
-    if let Some(m) = inner.connector.service_config().method_config(method) {
-        max_send = m.max_request_message_bytes.map_or(max_send, |n| n.min(max_send));
-        max_recv = m.max_response_message_bytes.map_or(max_recv, |n| n.min(max_recv));
-    }
     let shared = Arc::new(Shared {
         stream: Mutex::new(Some(stream)),
         cancelled: Mutex::new(None),
@@ -594,8 +612,15 @@ impl AttemptReceiver {
         self.complete(st);
     }
 
-    fn complete(&mut self, st: Status) {
+    fn complete(&mut self, mut st: Status) {
         self.shared.done.store(true, Ordering::Release);
+        // A failure after the response headers keeps them (grpc-go's
+        // `grpc.Header`, grpcio's `RpcError.initial_metadata()`).
+        if !st.is_ok() && self.headers_received {
+            if let Some(md) = self.initial_metadata.as_ref().filter(|m| !m.is_empty()) {
+                st = st.with_initial_metadata(md.clone());
+            }
+        }
         if let Some(o) = &self.shared.observers {
             o.attempt_end(&st);
             if self.shared.last.load(Ordering::Acquire) {

@@ -16,7 +16,7 @@ use tokio::time::Instant;
 
 use super::lb::{Helper, Picker, Policy, SubchannelInfo};
 use super::resolver::Source;
-use super::service_config::ServiceConfig;
+use super::service_config::{LbPolicy, ServiceConfig};
 use super::subchannel::ConnCtx;
 use super::target::Target;
 use super::{BackoffConfig, ChannelOptions, ConnectivityState};
@@ -55,6 +55,8 @@ pub(crate) enum Event {
     Invalidate(u64),
     /// A policy timer fired.
     Timer(u64),
+    /// A pick wants this subchannel connected (ring_hash).
+    Connect(u64),
 }
 
 #[derive(Debug)]
@@ -151,24 +153,47 @@ impl Connector {
         }
         self.state.send_if_modified(|s| {
             let Some(p) = &s.picker else { return false };
-            if !p.ready.iter().any(|r| r.generation == generation) {
+            if !p.has(generation) {
                 return false;
             }
-            let rest: Vec<Ready> = p.ready.iter().filter(|r| r.generation != generation).cloned().collect();
-            if rest.is_empty() {
+            match p.without(&[generation]) {
+                Some(rest) if rest.has_ready() => s.picker = Some(Arc::new(rest)),
                 // IDLE, so the next pick asks for a new connection.
-                *s = Snapshot { state: ConnectivityState::Idle, picker: None, error: None };
-            } else {
-                s.picker = Some(Arc::new(Picker::new(rest)));
+                rest => *s = Snapshot { state: ConnectivityState::Idle, picker: rest.map(Arc::new), error: None },
             }
             true
         });
         let _ = self.events.send(Event::Invalidate(generation));
     }
 
+    /// The request hash of a call with `metadata` for ring_hash (gRFC A76):
+    /// xxHash64 of the `requestHashHeader` values joined with ","; None
+    /// (a random hash per pick) without the header or another policy.
+    pub(crate) fn request_hash(&self, metadata: &crate::metadata::Metadata) -> Option<u64> {
+        let LbPolicy::RingHash { request_hash_header: Some(header), .. } = self.service_config.lb_policy() else {
+            return None;
+        };
+        let mut values = metadata.get_all(header).peekable();
+        values.peek()?;
+        let mut key = Vec::new();
+        for (i, v) in values.enumerate() {
+            if i > 0 {
+                key.push(b',');
+            }
+            key.extend_from_slice(v.as_bytes());
+        }
+        Some(super::lb::xxh64(&key))
+    }
+
     /// Waits for a ready connection (the pick). Fails fast in TRANSIENT_FAILURE
-    /// unless `wait_for_ready`; `deadline` bounds the wait.
-    pub(crate) async fn pick(&self, wait_for_ready: bool, deadline: Option<Instant>) -> Result<Ready, Status> {
+    /// unless `wait_for_ready`; `deadline` bounds the wait. `hash`: the
+    /// call's request hash (ring_hash; see [`request_hash`](Self::request_hash)).
+    pub(crate) async fn pick(
+        &self,
+        wait_for_ready: bool,
+        deadline: Option<Instant>,
+        hash: Option<u64>,
+    ) -> Result<Ready, Status> {
         let now = self.epoch.elapsed().as_millis() as u64;
         if self.last_pick.load(Ordering::Relaxed) != now {
             self.last_pick.store(now, Ordering::Relaxed);
@@ -181,7 +206,7 @@ impl Connector {
             }
             {
                 let snap = rx.borrow_and_update();
-                if let Some(r) = snap.picker.as_ref().and_then(|p| p.pick()) {
+                if let Some(r) = snap.picker.as_ref().and_then(|p| p.pick(hash)) {
                     return Ok(r);
                 }
                 match snap.state {
@@ -212,16 +237,22 @@ impl Connector {
     /// Publishes the channel's state and picker (from the policy). SHUTDOWN
     /// is final: the control task, still winding down after `close`, never
     /// moves the channel out of it.
-    pub(crate) fn publish(&self, state: ConnectivityState, mut ready: Vec<Ready>, error: Option<Status>) {
-        {
+    pub(crate) fn publish(&self, state: ConnectivityState, ready: Vec<Ready>, error: Option<Status>) {
+        self.publish_picker(state, Some(Picker::new(ready)), error);
+    }
+
+    /// [`publish`](Self::publish) with the policy's own picker. A READY
+    /// channel whose connections were all invalidated meanwhile is IDLE.
+    pub(crate) fn publish_picker(&self, state: ConnectivityState, picker: Option<Picker>, error: Option<Status>) {
+        let picker = {
             let inv = self.invalidated.lock().unwrap_or_else(|e| e.into_inner());
-            ready.retain(|r| !inv.contains(&r.generation));
-        }
-        let (state, picker) = match (state, ready.is_empty()) {
-            (ConnectivityState::Ready, true) => (ConnectivityState::Idle, None),
-            (s, true) => (s, None),
-            (s, false) => (s, Some(Arc::new(Picker::new(ready)))),
+            picker.and_then(|p| p.without(&inv))
         };
+        let state = match (state, picker.as_ref().is_some_and(Picker::has_ready)) {
+            (ConnectivityState::Ready, false) => ConnectivityState::Idle,
+            (s, _) => s,
+        };
+        let picker = picker.map(Arc::new);
         self.state.send_if_modified(|s| {
             if s.state == ConnectivityState::Shutdown {
                 return false;
@@ -298,6 +329,7 @@ impl Connector {
                     Event::ExitIdle => policy.exit_idle(&mut h),
                     Event::Invalidate(g) => policy.invalidate(g, &mut h),
                     Event::Timer(t) => policy.timer(t, &mut h),
+                    Event::Connect(id) => policy.connect(id, &mut h),
                 }
                 *self.subchannels.lock().unwrap_or_else(|e| e.into_inner()) = policy.describe();
             }
@@ -338,12 +370,17 @@ impl Backoff {
 
 /// A cheap uniform number in [0, 1) (jitter needs no cryptographic quality).
 pub(crate) fn rand_unit() -> f64 {
+    (rand_u64() >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// A cheap random u64 (jitter, shuffles, ring_hash's random request hash).
+pub(crate) fn rand_u64() -> u64 {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
     h.write_u64(
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0),
     );
-    (h.finish() >> 11) as f64 / (1u64 << 53) as f64
+    h.finish()
 }
 
 #[cfg(test)]

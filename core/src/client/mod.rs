@@ -294,7 +294,7 @@ impl Channel {
 
     /// Connects and waits until READY (wait-for-ready semantics).
     pub async fn ready(&self, deadline: Option<std::time::Instant>) -> Result<(), Status> {
-        self.inner.connector.pick(true, deadline.map(Instant::from_std)).await.map(|_| ())
+        self.inner.connector.pick(true, deadline.map(Instant::from_std), None).await.map(|_| ())
     }
 
     /// Closes the channel: the connection is dropped and new calls fail.
@@ -314,24 +314,26 @@ impl Channel {
     /// A `hedgingPolicy` is not applied to streaming calls: they make one
     /// attempt.
     pub async fn call(&self, method: &str, opts: CallOptions) -> Result<ClientCall, Status> {
-        let opts = service_config::apply_to_options(&self.inner, method, opts);
-        if let Some(mc) = self.inner.connector.service_config().method_config_arc(method) {
-            if let Some(p) = &mc.retry_policy {
-                return Ok(retry_stream::start(self, method, opts, p));
-            }
+        // The service config is looked up once per call; the attempts get the result.
+        let config = Arc::new(self.call_config(method, &opts));
+        let opts = config.apply(opts);
+        if let Some(p) = config.method_config.as_ref().and_then(|m| m.retry_policy.as_ref()) {
+            return Ok(retry_stream::start(self, method, opts, p, config.clone()));
         }
-        call::start(&self.inner, method, opts).await
+        call::start(&self.inner, method, opts, config).await
     }
 
     /// The once-per-call part of a call that may have several attempts:
     /// validation, interceptors and call credentials. `opts` already carry
-    /// the service config (`call` and `unary` apply it once).
+    /// `config`, the service config's settings (`call` and `unary` look
+    /// them up and apply them once).
     pub(crate) async fn prepare(
         &self,
         method: &str,
         opts: CallOptions,
-    ) -> Result<(CallOptions, Option<Arc<crate::interceptor::Observers>>), Status> {
-        call::prepare(&self.inner, method, opts).await
+        config: Arc<CallConfig>,
+    ) -> Result<call::Prepared, Status> {
+        call::prepare(&self.inner, method, opts, config).await
     }
 
     /// One attempt of a [`prepare`](Self::prepare)d call.
@@ -341,8 +343,9 @@ impl Channel {
         opts: CallOptions,
         observers: Option<Arc<crate::interceptor::Observers>>,
         info: call::AttemptInfo,
+        config: &CallConfig,
     ) -> Result<ClientCall, Status> {
-        call::open_attempt(&self.inner, method, opts, observers, info).await
+        call::open_attempt(&self.inner, method, opts, observers, info, config).await
     }
 
     /// The channel's service config (empty when none was given).
@@ -370,17 +373,18 @@ impl Channel {
     /// request) is retried once on a new connection, within the same
     /// deadline, without counting as an attempt.
     pub async fn unary(&self, method: &str, request: Bytes, opts: CallOptions) -> Result<UnaryResponse, Status> {
-        let cfg = self.call_config(method, &opts);
+        // The service config is looked up once per call; the attempts get the result.
+        let cfg = Arc::new(self.call_config(method, &opts));
         let opts = cfg.apply(opts);
         let throttle = self.inner.throttle.as_ref();
         match cfg.method_config.as_deref() {
             Some(MethodConfig { retry_policy: Some(p), .. }) => {
-                retry::unary_with_retry(self, method, request, opts, p).await
+                retry::unary_with_retry(self, method, request, opts, p, cfg.clone()).await
             }
             Some(MethodConfig { hedging_policy: Some(p), .. }) => {
-                retry::unary_hedged(self, method, request, opts, p, throttle).await
+                retry::unary_hedged(self, method, request, opts, p, throttle, cfg.clone()).await
             }
-            _ => retry::unary_once(self, method, request, opts).await,
+            _ => retry::unary_once(self, method, request, opts, cfg.clone()).await,
         }
     }
 

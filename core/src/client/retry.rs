@@ -29,10 +29,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::time::Instant;
 
-use super::call::AttemptInfo;
-use super::service_config::{HedgingPolicy, RetryPolicy, RetryThrottling};
+use super::call::{AttemptInfo, Prepared};
+use super::service_config::{CallConfig, HedgingPolicy, RetryPolicy, RetryThrottling};
 use super::{CallOptions, Channel, UnaryResponse};
-use crate::interceptor::Observers;
 use crate::status::{Code, Status};
 
 /// The channel's retry token bucket.
@@ -71,17 +70,14 @@ struct Attempt {
     committed: bool,
 }
 
-/// A prepared call: its options and its interceptors' observers.
-type Prepared = (CallOptions, Option<Arc<Observers>>);
-
 /// One attempt (`previous` came before), with the transparent retry of a
 /// stream refused unprocessed.
 async fn attempt(ch: &Channel, method: &str, request: &Bytes, call: &Prepared, previous: u32) -> Attempt {
     let mut transparent = false;
     loop {
-        let opts = previous_attempts(&call.0, previous);
+        let opts = previous_attempts(&call.opts, previous);
         let info = AttemptInfo { previous, transparent, last: false };
-        let mut c = match ch.open_attempt(method, opts, call.1.clone(), info).await {
+        let mut c = match ch.open_attempt(method, opts, call.observers.clone(), info, &call.config).await {
             Ok(c) => c,
             Err(st) => return Attempt { result: Err(st), committed: false },
         };
@@ -99,7 +95,7 @@ async fn attempt(ch: &Channel, method: &str, request: &Bytes, call: &Prepared, p
 
 /// Tells the observers how the call ended (after its last attempt).
 fn finish(call: &Prepared, result: &Result<UnaryResponse, Status>) {
-    if let Some(o) = &call.1 {
+    if let Some(o) = &call.observers {
         match result {
             Ok(r) => o.finish(&Status::ok().with_metadata(r.trailing_metadata.clone())),
             Err(st) => o.finish(st),
@@ -123,8 +119,9 @@ pub(crate) async fn unary_once(
     method: &str,
     request: Bytes,
     opts: CallOptions,
+    config: Arc<CallConfig>,
 ) -> Result<UnaryResponse, Status> {
-    let call = ch.prepare(method, opts).await?;
+    let call = ch.prepare(method, opts, config).await?;
     let r = attempt(ch, method, &request, &call, 0).await.result;
     finish(&call, &r);
     r
@@ -240,9 +237,10 @@ pub(crate) async fn unary_with_retry(
     request: Bytes,
     opts: CallOptions,
     policy: &RetryPolicy,
+    config: Arc<CallConfig>,
 ) -> Result<UnaryResponse, Status> {
-    let call = ch.prepare(method, opts).await?;
-    let mut r = Retrier::new(ch, policy, call.0.deadline.map(Instant::from_std));
+    let call = ch.prepare(method, opts, config).await?;
+    let mut r = Retrier::new(ch, policy, call.opts.deadline.map(Instant::from_std));
     // A request too large to keep commits the call: one attempt.
     let too_big = request.len() > buffer_limit(ch);
     let result = loop {
@@ -270,14 +268,16 @@ pub(crate) async fn unary_hedged(
     opts: CallOptions,
     policy: &HedgingPolicy,
     throttle: Option<&Throttle>,
+    config: Arc<CallConfig>,
 ) -> Result<UnaryResponse, Status> {
     let deadline = opts.deadline.map(Instant::from_std);
     let mut running = tokio::task::JoinSet::new();
     // Each hedge is a call of its own to the interceptors (they run in its task).
     let spawn = |running: &mut tokio::task::JoinSet<Attempt>, sent: u32| {
         let (ch, method, request, opts) = (ch.clone(), method.to_string(), request.clone(), opts.clone());
+        let config = config.clone();
         running.spawn(async move {
-            let call = match ch.prepare(&method, opts).await {
+            let call = match ch.prepare(&method, opts, config).await {
                 Ok(c) => c,
                 Err(st) => return Attempt { result: Err(st), committed: false },
             };

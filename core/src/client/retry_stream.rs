@@ -32,9 +32,9 @@ use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot, Notify};
 use tokio::time::Instant;
 
-use super::call::{AttemptInfo, AttemptReceiver, AttemptSender, CallHandle, ClientCall};
+use super::call::{AttemptInfo, AttemptReceiver, AttemptSender, CallHandle, ClientCall, Prepared};
 use super::retry::{buffer_limit, previous_attempts, Retrier};
-use super::service_config::RetryPolicy;
+use super::service_config::{CallConfig, RetryPolicy};
 use super::stream::{CallReceiver, CallSender, RecvHandoff};
 use super::{CallOptions, Channel};
 use crate::status::Status;
@@ -203,7 +203,13 @@ impl Drop for Half {
 }
 
 /// Starts a retried streaming call: the driver runs on the runtime.
-pub(crate) fn start(ch: &Channel, method: &str, opts: CallOptions, policy: &RetryPolicy) -> ClientCall {
+pub(crate) fn start(
+    ch: &Channel,
+    method: &str,
+    opts: CallOptions,
+    policy: &RetryPolicy,
+    config: Arc<CallConfig>,
+) -> ClientCall {
     let ctl = Arc::new(Ctl {
         ch: ch.clone(),
         state: Default::default(),
@@ -219,6 +225,7 @@ pub(crate) fn start(ch: &Channel, method: &str, opts: CallOptions, policy: &Retr
         method: method.to_string(),
         retrier: Retrier::new(ch, policy, opts.deadline.map(Instant::from_std)),
         opts,
+        config,
         ctl: ctl.clone(),
         buffer: Vec::new(),
         buffered: 0,
@@ -294,6 +301,8 @@ struct Driver {
     ch: Channel,
     method: String,
     opts: CallOptions,
+    /// The service config's settings for the call (looked up once).
+    config: Arc<CallConfig>,
     retrier: Retrier,
     ctl: Arc<Ctl>,
     /// The messages sent so far, with their compress flags.
@@ -320,10 +329,10 @@ impl Driver {
     async fn run(mut self, send_tx: oneshot::Sender<SendHandoff>, recv_tx: oneshot::Sender<RecvHandoff>) {
         // The interceptors and call credentials: once for the call.
         let prepared = tokio::select! {
-            p = self.ch.prepare(&self.method, self.opts.clone()) => p,
+            p = self.ch.prepare(&self.method, self.opts.clone(), self.config.clone()) => p,
             st = self.ctl.cancelled() => Err(st),
         };
-        let (opts, observers) = match prepared {
+        let Prepared { opts, observers, config } = match prepared {
             Ok(p) => p,
             Err(st) => {
                 let _ = recv_tx.send(RecvHandoff::Ended(st.clone()));
@@ -334,8 +343,13 @@ impl Driver {
         loop {
             let previous = self.retrier.previous();
             let info = AttemptInfo { previous, transparent, last: false };
-            let attempt =
-                self.ch.open_attempt(&self.method, previous_attempts(&opts, previous), observers.clone(), info);
+            let attempt = self.ch.open_attempt(
+                &self.method,
+                previous_attempts(&opts, previous),
+                observers.clone(),
+                info,
+                &config,
+            );
             let opened = tokio::select! {
                 c = attempt => c,
                 st = self.ctl.cancelled() => Err(st),

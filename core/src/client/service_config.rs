@@ -28,6 +28,18 @@ pub enum LbPolicy {
     },
     /// `round_robin`: a connection to every address; calls rotate over the READY ones.
     RoundRobin,
+    /// `ring_hash` (gRFC A42, A76): consistent hashing over a ring of the
+    /// addresses; a call with the same `requestHashHeader` value goes to the
+    /// same backend while it is reachable. Connects on demand.
+    RingHash {
+        /// `minRingSize` (1024; at most 8M, capped at 4096 as in grpc-go).
+        min_ring_size: u64,
+        /// `maxRingSize` (4096; at most 8M, capped at 4096 as in grpc-go).
+        max_ring_size: u64,
+        /// `requestHashHeader` (lowercased): the header whose values are
+        /// hashed for a call. Unset, or absent from a call: a random hash.
+        request_hash_header: Option<String>,
+    },
 }
 
 impl Default for LbPolicy {
@@ -217,15 +229,6 @@ pub(crate) fn resolve_call_config(
     }
 }
 
-/// Applies the method config's timeout and waitForReady to call options
-/// (what `Channel::call` does before starting a call).
-pub(crate) fn apply_to_options(inner: &ChannelInner, method: &str, opts: CallOptions) -> CallOptions {
-    if inner.connector.service_config().method_config_arc(method).is_none() {
-        return opts;
-    }
-    call_config(inner, method, &opts).apply(opts)
-}
-
 type R<T> = Result<T, String>;
 
 fn parse(json: &str) -> R<ServiceConfig> {
@@ -254,12 +257,16 @@ fn parse(json: &str) -> R<ServiceConfig> {
                     chosen = Some(LbPolicy::RoundRobin);
                     break;
                 }
+                "ring_hash" => {
+                    chosen = Some(parse_ring_hash(cfg)?);
+                    break;
+                }
                 // Unknown policies are skipped: the first supported one wins.
                 _ => continue,
             }
         }
         if chosen.is_none() {
-            return Err("loadBalancingConfig names no supported policy (pick_first, round_robin)".into());
+            return Err("loadBalancingConfig names no supported policy (pick_first, round_robin, ring_hash)".into());
         }
     }
     if chosen.is_none() {
@@ -324,6 +331,38 @@ fn parse(json: &str) -> R<ServiceConfig> {
         sc.health_check_service = Some(opt_str(h, "serviceName", "healthCheckConfig")?.unwrap_or_default().to_string());
     }
     Ok(sc)
+}
+
+/// `ring_hash`'s config (gRFC A42, A76; validated as grpc-go does).
+fn parse_ring_hash(cfg: &Map<String, Value>) -> R<LbPolicy> {
+    use super::lb::{DEFAULT_MAX_RING_SIZE, DEFAULT_MIN_RING_SIZE, RING_SIZE_CAP, RING_SIZE_LIMIT};
+    let at = "ring_hash";
+    let min = opt_size(cfg, "minRingSize", at)?.map_or(DEFAULT_MIN_RING_SIZE, |n| n as u64);
+    let max = opt_size(cfg, "maxRingSize", at)?.map_or(DEFAULT_MAX_RING_SIZE, |n| n as u64);
+    if min == 0 || min > RING_SIZE_LIMIT || max == 0 || max > RING_SIZE_LIMIT {
+        return Err(format!("{at}: minRingSize and maxRingSize must be in 1..={RING_SIZE_LIMIT}"));
+    }
+    if min > max {
+        return Err(format!("{at}: minRingSize ({min}) must not exceed maxRingSize ({max})"));
+    }
+    let header = match opt_str(cfg, "requestHashHeader", at)? {
+        None | Some("") => None,
+        Some(h) => {
+            let h = h.to_ascii_lowercase();
+            if !h.bytes().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'z' | b'_' | b'.' | b'-')) {
+                return Err(format!("{at}.requestHashHeader {h:?} is not a valid header name"));
+            }
+            if h.ends_with("-bin") {
+                return Err(format!("{at}.requestHashHeader {h:?} must not be a binary (-bin) header"));
+            }
+            Some(h)
+        }
+    };
+    Ok(LbPolicy::RingHash {
+        min_ring_size: min.min(RING_SIZE_CAP),
+        max_ring_size: max.min(RING_SIZE_CAP),
+        request_hash_header: header,
+    })
 }
 
 fn parse_method_config(mc: &Map<String, Value>, at: &str) -> R<MethodConfig> {
@@ -485,6 +524,36 @@ mod tests {
         assert_eq!(parse_duration("0.000000001s").unwrap(), Duration::from_nanos(1));
         for bad in ["1", "s", "-1s", "1.s", ".5s", "1.0000000001s", "1ms", "1 s"] {
             assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn ring_hash_config() {
+        let lb = |json: &str| ServiceConfig::parse(json).map(|sc| sc.lb_policy().clone());
+        assert_eq!(
+            lb(r#"{"loadBalancingConfig":[{"ring_hash":{"minRingSize":10,"maxRingSize":"20","requestHashHeader":"X-User"}}]}"#)
+                .unwrap(),
+            LbPolicy::RingHash { min_ring_size: 10, max_ring_size: 20, request_hash_header: Some("x-user".into()) }
+        );
+        assert_eq!(
+            lb(r#"{"loadBalancingConfig":[{"ring_hash":{}}]}"#).unwrap(),
+            LbPolicy::RingHash { min_ring_size: 1024, max_ring_size: 4096, request_hash_header: None }
+        );
+        // Above grpc-go's cap: capped; above 8M or min > max: invalid.
+        assert_eq!(
+            lb(r#"{"loadBalancingConfig":[{"ring_hash":{"minRingSize":5000,"maxRingSize":8388608}}]}"#).unwrap(),
+            LbPolicy::RingHash { min_ring_size: 4096, max_ring_size: 4096, request_hash_header: None }
+        );
+        for bad in [
+            r#"{"minRingSize":8388609,"maxRingSize":8388609}"#,
+            r#"{"minRingSize":0}"#,
+            r#"{"minRingSize":20,"maxRingSize":10}"#,
+            r#"{"requestHashHeader":"x-key-bin"}"#,
+            r#"{"requestHashHeader":":path"}"#,
+            r#"{"requestHashHeader":3}"#,
+        ] {
+            let json = format!(r#"{{"loadBalancingConfig":[{{"ring_hash":{bad}}}]}}"#);
+            assert!(lb(&json).is_err(), "{bad}");
         }
     }
 

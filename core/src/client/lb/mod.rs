@@ -4,7 +4,12 @@
 //! runs on the channel's control task, so it needs no locks.
 
 mod pick_first;
+mod ring_hash;
 mod round_robin;
+mod xxh64;
+
+pub(crate) use ring_hash::{DEFAULT_MAX_RING_SIZE, DEFAULT_MIN_RING_SIZE, RING_SIZE_CAP, RING_SIZE_LIMIT};
+pub(crate) use xxh64::xxh64;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -20,26 +25,63 @@ use super::ConnectivityState;
 use crate::status::Status;
 use crate::transport::Address;
 
-/// Picks a connection per call: rotates over the READY connections.
+/// Picks a connection per call: rotates over the READY connections
+/// (pick_first, round_robin), or walks ring_hash's ring.
 #[derive(Debug)]
-pub(crate) struct Picker {
-    pub(crate) ready: Vec<Ready>,
-    next: AtomicUsize,
+pub(crate) enum Picker {
+    Rotate { ready: Vec<Ready>, next: AtomicUsize },
+    Ring(ring_hash::RingPicker),
 }
 
 impl Picker {
     pub(crate) fn new(ready: Vec<Ready>) -> Picker {
         // Start at a random index so channels do not all hit the first backend.
         let start = if ready.len() > 1 { (super::conn::rand_unit() * ready.len() as f64) as usize } else { 0 };
-        Picker { ready, next: AtomicUsize::new(start) }
+        Picker::Rotate { ready, next: AtomicUsize::new(start) }
     }
 
-    pub(crate) fn pick(&self) -> Option<Ready> {
-        if self.ready.is_empty() {
-            return None;
+    /// A connection for a call; `hash` is its request hash (ring_hash only;
+    /// None: random). None: wait for the next picker (or fail fast).
+    pub(crate) fn pick(&self, hash: Option<u64>) -> Option<Ready> {
+        match self {
+            Picker::Rotate { ready, next } => {
+                if ready.is_empty() {
+                    return None;
+                }
+                let i = next.fetch_add(1, Ordering::Relaxed) % ready.len();
+                Some(ready[i].clone())
+            }
+            Picker::Ring(r) => r.pick(hash),
         }
-        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.ready.len();
-        Some(self.ready[i].clone())
+    }
+
+    /// Whether a connection of this generation may be picked.
+    pub(crate) fn has(&self, generation: u64) -> bool {
+        match self {
+            Picker::Rotate { ready, .. } => ready.iter().any(|r| r.generation == generation),
+            Picker::Ring(r) => r.ready().any(|r| r.generation == generation),
+        }
+    }
+
+    /// This picker without the connections of `generations`; None when a
+    /// rotating picker has nothing left (a ring picker is kept: its picks
+    /// reconnect what they need).
+    pub(crate) fn without(&self, generations: &[u64]) -> Option<Picker> {
+        match self {
+            Picker::Rotate { ready, .. } => {
+                let rest: Vec<Ready> = ready.iter().filter(|r| !generations.contains(&r.generation)).cloned().collect();
+                (!rest.is_empty()).then(|| Picker::new(rest))
+            }
+            Picker::Ring(r) => Some(Picker::Ring(r.without(generations))),
+        }
+    }
+
+    /// Whether any connection is READY.
+    pub(crate) fn has_ready(&self) -> bool {
+        match self {
+            Picker::Rotate { ready, .. } => !ready.is_empty(),
+            Picker::Ring(r) => r.ready().next().is_some(),
+        }
     }
 }
 
@@ -60,6 +102,10 @@ impl Helper<'_> {
 
     pub(crate) fn publish(&self, state: ConnectivityState, ready: Vec<Ready>, error: Option<Status>) {
         self.connector.publish(state, ready, error);
+    }
+
+    pub(crate) fn publish_ring(&self, state: ConnectivityState, picker: ring_hash::RingPicker, error: Option<Status>) {
+        self.connector.publish_picker(state, Some(Picker::Ring(picker)), error);
     }
 
     pub(crate) fn resolve_now(&self) {
@@ -93,6 +139,7 @@ pub struct SubchannelInfo {
 pub(crate) enum Policy {
     PickFirst(pick_first::PickFirst),
     RoundRobin(round_robin::RoundRobin),
+    RingHash(ring_hash::RingHash),
 }
 
 impl Policy {
@@ -103,6 +150,9 @@ impl Policy {
                 Policy::PickFirst(pick_first::PickFirst::new(*shuffle_address_list))
             }
             LbPolicy::RoundRobin => Policy::RoundRobin(round_robin::RoundRobin::new(health)),
+            LbPolicy::RingHash { min_ring_size, max_ring_size, .. } => {
+                Policy::RingHash(ring_hash::RingHash::new(*min_ring_size, *max_ring_size))
+            }
         }
     }
 
@@ -111,6 +161,7 @@ impl Policy {
         match self {
             Policy::PickFirst(p) => p.resolved(r, h),
             Policy::RoundRobin(p) => p.resolved(r, h),
+            Policy::RingHash(p) => p.resolved(r, h),
         }
     }
 
@@ -118,6 +169,7 @@ impl Policy {
         match self {
             Policy::PickFirst(p) => p.exit_idle(h),
             Policy::RoundRobin(p) => p.exit_idle(h),
+            Policy::RingHash(p) => p.exit_idle(h),
         }
     }
 
@@ -132,6 +184,14 @@ impl Policy {
         match self {
             Policy::PickFirst(p) => p.subchannel_state(id, state, ready, error, h),
             Policy::RoundRobin(p) => p.subchannel_state(id, state, ready, error, h),
+            Policy::RingHash(p) => p.subchannel_state(id, state, ready, error, h),
+        }
+    }
+
+    /// A ring_hash pick asks subchannel `id` to connect.
+    pub(crate) fn connect(&mut self, id: u64, h: &mut Helper<'_>) {
+        if let Policy::RingHash(p) = self {
+            p.connect(id, h)
         }
     }
 
@@ -145,6 +205,7 @@ impl Policy {
         match self {
             Policy::PickFirst(p) => p.invalidate(generation, h),
             Policy::RoundRobin(p) => p.invalidate(generation, h),
+            Policy::RingHash(p) => p.invalidate(generation, h),
         }
     }
 
@@ -152,6 +213,7 @@ impl Policy {
         match self {
             Policy::PickFirst(p) => p.describe(),
             Policy::RoundRobin(p) => p.describe(),
+            Policy::RingHash(p) => p.describe(),
         }
     }
 }
