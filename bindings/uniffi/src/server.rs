@@ -9,7 +9,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use grpc_core::surface as core;
 
-use crate::{api, metadata_out, run, telemetry::Telemetry, GrpcError};
+use crate::{api, metadata_out, run, telemetry::Telemetry, GrpcError, MetadataEntry};
 
 /// TLS for a server: PEM chain and key; with `client_ca_pem` client
 /// certificates are verified (and required with `require_client_cert`).
@@ -55,8 +55,6 @@ pub struct ServerCallContext {
     /// it as the remote parent of your own spans.
     pub traceparent: Option<String>,
 }
-
-use crate::MetadataEntry;
 
 /// A unary method implemented in Kotlin or Swift. Returning normally sends
 /// the response with OK; throwing `GrpcException.Status` ends the call with
