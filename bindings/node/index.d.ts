@@ -509,3 +509,6 @@ export interface PromiseClient {
   [methodName: string]: any;
 }
 export declare function promisify(client: Client): PromiseClient;
+
+export { OpenTelemetryPlugin } from './telemetry';
+export type { OpenTelemetryPluginOptions } from './telemetry';

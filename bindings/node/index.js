@@ -14,6 +14,7 @@ const { X509Certificate } = require('node:crypto');
 const native = require(path.join(__dirname, 'lib', 'grpc_core_node.node'));
 const logging = require('./logging');
 const health = require('./health');
+const telemetry = require('./telemetry');
 
 // ---------------------------------------------------------------- events
 
@@ -453,11 +454,15 @@ class Channel {
       if (creds._privateKey) cfg.privateKey = creds._privateKey;
       if (creds._certChain) cfg.certChain = creds._certChain;
     }
+    // An OpenTelemetryPlugin registered now records this channel's calls.
+    const otel = telemetry._internal.current();
+    this._tracing = otel !== null && otel._tracing;
     this._native = new native.ChannelNative(
       target,
       cfg,
       creds._callCreds ? creds._callCreds._native || undefined : undefined,
       resolver ? resolver._native : undefined,
+      otel !== null ? otel._native : undefined,
     );
   }
   getTarget() {
@@ -493,6 +498,12 @@ class Channel {
       timeoutOf(deadline),
     );
   }
+}
+
+/** A call's metadata for the engine: with the active span as `traceparent` when the channel traces. */
+function mdOut(channel, md) {
+  const list = md._toList();
+  return channel._tracing ? telemetry._internal.inject(list) : list;
 }
 
 function timeoutOf(deadline) {
@@ -1049,7 +1060,7 @@ class NativeInterceptingCall {
     } catch (e) {
       return process.nextTick(() => this.finish({ code: status.INTERNAL, details: e.message, metadata: new Metadata() }));
     }
-    this.native = this.channel._native.start(this.method, metadata._toList(), timeoutOf(o.deadline), !!o.waitForReady, creds);
+    this.native = this.channel._native.start(this.method, mdOut(this.channel, metadata), timeoutOf(o.deadline), !!o.waitForReady, creds);
     this.readAhead();
     this.pump();
   }
@@ -1465,7 +1476,7 @@ class Client {
         if (ev.md) call.emit('metadata', Metadata._fromList(ev.md));
         onStatus(statusFromEvent(ev), ev.msg);
       });
-      call._native = channel._native.unary(id, method, buf, md._toList(), timeoutOf(options.deadline), !!options.waitForReady, creds);
+      call._native = channel._native.unary(id, method, buf, mdOut(channel, md), timeoutOf(options.deadline), !!options.waitForReady, creds);
     };
     start(metadata);
     return call;
@@ -1505,7 +1516,7 @@ class Client {
     };
     hold();
     const start = (md) => {
-      const n = channel._native.start(method, md._toList(), timeoutOf(options.deadline), !!options.waitForReady, creds);
+      const n = channel._native.start(method, mdOut(channel, md), timeoutOf(options.deadline), !!options.waitForReady, creds);
       if (stream._cancelled) n.cancel();
       n.readUnary(
         once((ev) => {
@@ -1545,7 +1556,7 @@ class Client {
       return stream;
     }
     const start = (md) => {
-      const n = channel._native.start(method, md._toList(), timeoutOf(options.deadline), !!options.waitForReady, creds);
+      const n = channel._native.start(method, mdOut(channel, md), timeoutOf(options.deadline), !!options.waitForReady, creds);
       if (stream._cancelled) n.cancel();
       n.write(0, buf, true);
       stream._call.attach(n);
@@ -1571,7 +1582,7 @@ class Client {
     stream._credentials = options.credentials; // alive while the call is
     hold();
     const start = (md) => {
-      const n = channel._native.start(method, md._toList(), timeoutOf(options.deadline), !!options.waitForReady, creds);
+      const n = channel._native.start(method, mdOut(channel, md), timeoutOf(options.deadline), !!options.waitForReady, creds);
       if (stream._cancelled) n.cancel();
       stream._call.attach(n);
       stream._call.pull();
@@ -1953,6 +1964,8 @@ class Server {
     this._shutdown = false;
     this._reflection = [];
     this._health = null; // a HealthImplementation served by the engine
+    // An OpenTelemetryPlugin registered now records this server's calls.
+    this._otel = telemetry._internal.current();
   }
 
   /**
@@ -2047,6 +2060,7 @@ class Server {
         health: this._health !== null,
       });
       if (this._health !== null) this._health._attach(this._native);
+      if (this._otel !== null) this._native.setTelemetry(this._otel._native);
       for (const [p, h] of this._handlers) this._native.addMethod(p, KIND[h.type]);
     }
     let addr = String(port);
@@ -2106,6 +2120,11 @@ class Server {
   }
 
   _onCall(ev) {
+    if (ev.traceparent) return telemetry._internal.runIn(ev.traceparent, () => this._serveCall(ev));
+    return this._serveCall(ev);
+  }
+
+  _serveCall(ev) {
     const h = this._handlers.get(ev.method);
     const call = ev.call;
     if (h === undefined) {
@@ -2222,6 +2241,7 @@ function promisify(client) {
 }
 
 module.exports = {
+  OpenTelemetryPlugin: telemetry.OpenTelemetryPlugin,
   /** Diagnostics for tests: how many completion handlers are registered. */
   _handlerCount: () => handlers.size,
   Metadata,

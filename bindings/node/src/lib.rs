@@ -27,6 +27,7 @@ use napi::Status as NapiStatus;
 use napi_derive::napi;
 
 pub mod logs;
+pub mod telemetry;
 
 type Tsfn = ThreadsafeFunction<(), (), Vec<JsEvent>, NapiStatus, false, true>;
 
@@ -63,6 +64,7 @@ struct Incoming {
     method: String,
     deadline: Option<f64>,
     peer: String,
+    traceparent: Option<String>,
 }
 
 /// One completion as JavaScript sees it.
@@ -95,6 +97,8 @@ pub struct JsEvent {
     pub deadline: Option<f64>,
     /// Its peer.
     pub peer: Option<String>,
+    /// Its server span as `traceparent`, when the server traces it.
+    pub traceparent: Option<String>,
     /// A call-credentials request (for a credentials object's id).
     pub auth: Option<JsAuthRequest>,
 }
@@ -147,9 +151,9 @@ impl Event {
             Some(s) => (Some(s.code().as_i32()), Some(s.message().to_string()), Some(md_to_js(s.metadata()))),
             None => (None, None, None),
         };
-        let (call, method, deadline, peer) = match self.incoming {
-            Some(i) => (Some(i.call), Some(i.method), i.deadline, Some(i.peer)),
-            None => (None, None, None, None),
+        let (call, method, deadline, peer, traceparent) = match self.incoming {
+            Some(i) => (Some(i.call), Some(i.method), i.deadline, Some(i.peer), i.traceparent),
+            None => (None, None, None, None, None),
         };
         let (msg, msgs) = match (self.msg, self.rest.is_empty()) {
             (Some(m), true) => (Some(Buffer::from(m.to_vec())), None),
@@ -175,6 +179,7 @@ impl Event {
             method,
             deadline,
             peer,
+            traceparent,
             auth: self.auth.map(|a| JsAuthRequest {
                 req: a.req,
                 service_url: a.ctx.service_url,
@@ -437,9 +442,11 @@ impl ChannelNative {
         config: Option<ChannelConfig>,
         creds: Option<&CallCredsNative>,
         resolver: Option<&ManualResolverNative>,
+        telemetry: Option<&telemetry::TelemetryNative>,
     ) -> napi::Result<Self> {
         let c = config.unwrap_or_default();
         let mut o = ChannelOptions {
+            telemetry: telemetry.map(|t| t.otel.clone()),
             call_credentials: creds.map(|c| c.creds.clone()),
             allow_insecure_call_credentials: c.allow_insecure_creds.unwrap_or(false),
             ..Default::default()
@@ -874,6 +881,8 @@ pub struct ServerNative {
     health: Option<HealthReporter>,
     /// Statuses set before the build, applied in order by it.
     health_init: Vec<(String, ServingStatus)>,
+    /// An OpenTelemetryPlugin's sink, for the build.
+    telemetry: Option<grpc_core::telemetry::OpenTelemetry>,
 }
 
 #[napi]
@@ -889,7 +898,14 @@ impl ServerNative {
             server: None,
             health: None,
             health_init: Vec::new(),
+            telemetry: None,
         }
+    }
+
+    /// Records this server's calls into an OpenTelemetryPlugin (before the first bind).
+    #[napi]
+    pub fn set_telemetry(&mut self, telemetry: &telemetry::TelemetryNative) {
+        self.telemetry = Some(telemetry.otel.clone());
     }
 
     /// Sets a service's health (0 UNKNOWN, 1 SERVING, 2 NOT_SERVING,
@@ -971,6 +987,7 @@ impl ServerNative {
         let mut o = ServerOptions {
             tls: self.tls.clone(),
             default_compression: compression_from(self.config.compression),
+            telemetry: self.telemetry.clone(),
             ..Default::default()
         };
         o.max_recv_message_size = size_limit(self.config.max_recv, o.max_recv_message_size);
@@ -1073,6 +1090,7 @@ fn deliver(server_id: u32, kind: MethodKind, mut call: IncomingCall) {
             method: info.method().to_string(),
             deadline: info.deadline().map(epoch_ms),
             peer: info.peer().to_string(),
+            traceparent: grpc_core::telemetry::server_traceparent(&info),
         }),
         ..Default::default()
     };

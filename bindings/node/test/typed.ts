@@ -3,6 +3,7 @@
 import * as grpc from '..';
 import * as protoLoader from '@grpc/proto-loader';
 import * as healthPkg from '../health';
+import * as telemetryPkg from '../telemetry';
 
 interface Req {
   name?: string;
@@ -189,3 +190,9 @@ const HealthClient = grpc.makeGenericClientConstructor(healthPkg.service, 'Healt
 void HealthClient;
 const protoFile: string = healthPkg.protoPath;
 void protoFile;
+
+// OpenTelemetryPlugin (grpc-core and grpc-core/telemetry).
+const otelOptions: grpc.OpenTelemetryPluginOptions = { meterProvider: { getMeter: () => ({}) }, spanProcessors: [{ onEnd: () => {} }] };
+const otelPlugin: telemetryPkg.OpenTelemetryPlugin = new grpc.OpenTelemetryPlugin(otelOptions);
+const otelFlushed: Promise<boolean> = otelPlugin.flush(100);
+void otelFlushed;

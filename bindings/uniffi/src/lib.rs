@@ -1,5 +1,6 @@
-//! Swift and Kotlin bindings of the client side of `grpc_core::surface`,
-//! through UniFFI proc-macros.
+//! Swift and Kotlin bindings of `grpc_core::surface` (the client, and a
+//! server of unary methods) and of the engine's telemetry, through UniFFI
+//! proc-macros.
 //!
 //! Every async export spawns its work on the engine's runtime and awaits the
 //! task from whatever executor the foreign side polls with (Kotlin coroutines,
@@ -20,6 +21,15 @@ use grpc_core::surface as core;
 use tokio::sync::Mutex;
 
 uniffi::setup_scaffolding!();
+
+mod server;
+mod telemetry;
+
+pub use server::{Server, ServerCallContext, ServerOptions, ServerTlsOptions, UnaryHandler};
+pub use telemetry::{
+    AttributeValue, InstrumentKind, MetricAttribute, MetricRecord, MetricValue, SpanAttribute, SpanEvent, SpanKind,
+    SpanRecord, SpanStatus, Telemetry, TelemetrySink,
+};
 
 /// The gRPC status codes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, uniffi::Enum)]
@@ -301,6 +311,9 @@ pub struct ChannelOptions {
     /// IDLE (30 min by default); 0 means never.
     #[uniffi(default = None)]
     pub idle_timeout_ms: Option<u64>,
+    /// A66 metrics and `Sent.`/`Attempt.` spans of every call (see `Telemetry`).
+    #[uniffi(default = None)]
+    pub telemetry: Option<Arc<Telemetry>>,
 }
 
 /// Per-call settings.
@@ -536,6 +549,7 @@ impl Channel {
         if let Some(t) = options.idle_timeout_ms {
             o.idle_timeout = (t > 0).then(|| Duration::from_millis(t));
         }
+        o.telemetry = options.telemetry.map(|t| t.otel.clone());
         let inner = core::Channel::new(&target, o).map_err(api)?;
         Ok(Arc::new(Channel { inner, default_timeout: ms(options.default_timeout_ms) }))
     }

@@ -270,4 +270,4 @@ def install_as_grpc() -> None:
     sys.modules["grpc.experimental.aio"] = aio
 
 
-from . import aio, experimental  # noqa: E402  (they need the names above)
+from . import aio, experimental, observability  # noqa: E402  (they need the names above)

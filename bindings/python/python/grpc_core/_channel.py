@@ -11,6 +11,7 @@ import traceback as _tb
 from typing import Any, Callable, Iterator, List, Optional, Sequence, Tuple
 
 from . import _native
+from . import observability as _observability
 from ._common import (
     Call,
     CallCredentials,
@@ -344,6 +345,8 @@ class _MultiCallable:
         compression: Optional[Compression],
     ) -> bool:
         """Starts the native call into ``call``; false (and ``call`` terminated) if it failed."""
+        if self._channel._tracing:
+            metadata = _observability._inject(metadata)
         try:
             native = self._channel._checked().start(
                 self._method, timeout, metadata, compression_to_native(compression), bool(wait_for_ready),
@@ -403,6 +406,8 @@ class UnaryUnaryMultiCallable(_MultiCallable):
         except Exception:  # noqa: BLE001
             _LOGGER.exception("Exception serializing request!")
             raise _InactiveRpcError(_Status(StatusCode.INTERNAL, "Exception serializing request!", ())) from None
+        if self._channel._tracing:
+            metadata = _observability._inject(metadata)
         try:
             data, initial, trailing = channel.unary(
                 self._method, payload, timeout, metadata, compression_to_native(compression), bool(wait_for_ready),
@@ -439,6 +444,8 @@ class UnaryUnaryMultiCallable(_MultiCallable):
         except Exception:  # noqa: BLE001
             _LOGGER.exception("Exception serializing request!")
             raise _InactiveRpcError(_Status(StatusCode.INTERNAL, "Exception serializing request!", ())) from None
+        if self._channel._tracing:
+            metadata = _observability._inject(metadata)
         try:
             data = self._channel._native.unary(
                 self._method,
@@ -684,7 +691,8 @@ def _native_channel(
     options: Optional[Sequence[Tuple[str, Any]]],
     credentials: Optional[ChannelCredentials],
     compression: Optional[Compression],
-) -> Any:
+) -> Tuple[Any, bool]:
+    """The native channel, and whether it traces calls (an OpenTelemetryPlugin is registered)."""
     kw: dict = {}
     config: Optional[str] = None
     lb_policy: Optional[str] = None
@@ -723,7 +731,8 @@ def _native_channel(
         kw["private_key"] = credentials._private_key
         kw["cert_chain"] = credentials._certificate_chain
     # dns:, ipv4:, ipv6:, unix: and manual: targets go to the engine's resolvers as they are.
-    return _native.NativeChannel(target, **kw)
+    tracing = _observability._channel_kw(kw)
+    return _native.NativeChannel(target, **kw), tracing
 
 
 class Channel:
@@ -737,7 +746,7 @@ class Channel:
         compression: Optional[Compression] = None,
     ) -> None:
         self._target = target
-        self._native = _native_channel(target, options, credentials, compression)
+        self._native, self._tracing = _native_channel(target, options, credentials, compression)
         self._closed = False
         self._subscriptions: List[Tuple[Callable[[ChannelConnectivity], None], threading.Event]] = []
 

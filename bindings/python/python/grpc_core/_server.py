@@ -12,6 +12,7 @@ from concurrent.futures import thread as _futures_thread
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 from . import _native
+from . import observability as _observability
 from ._common import (
     Compression,
     GenericRpcHandler,
@@ -335,6 +336,8 @@ class Server:
                 pass
         if compression is not None:
             self._kw["compression"] = compression_to_native(compression)
+        # An OpenTelemetryPlugin registered now records this server's calls.
+        self._tracing = _observability._channel_kw(self._kw)
         self._max_rpcs = maximum_concurrent_rpcs
         self._active = 0
         self._active_lock = threading.Lock()
@@ -357,6 +360,8 @@ class Server:
     def add_registered_method_handlers(self, service_name: str, method_handlers: Dict[str, RpcMethodHandler]) -> None:
         for method, handler in method_handlers.items():
             self._registered[f"/{service_name}/{method}"] = handler
+        if "telemetry" in self._kw and self._natives and self._state == "new":
+            self._rebind()  # the engine names registered methods in its metrics (see _bind)
 
     def _enable_reflection(self, file_descriptor_set: bytes, methods: Sequence[str]) -> None:
         """Reflection over these descriptors for every port added from now on (see ``grpc_core.reflection``)."""
@@ -415,6 +420,10 @@ class Server:
             if self._state not in ("new", "started"):
                 raise RuntimeError("server is stopped")
         kw = dict(self._kw)
+        if "telemetry" in kw:
+            # Registered methods are the engine's too, so that its metrics name
+            # them (A66; a generic handler's calls are "other", as in grpcio).
+            kw["methods"] = list(self._registered)
         if credentials is not None and not credentials._insecure:
             if not credentials._pairs:
                 raise ValueError("ssl_server_credentials needs at least one (private_key, certificate_chain) pair")
@@ -564,12 +573,14 @@ class Server:
                 self._active -= 1
 
     def _serve(self, call: Any) -> None:
+        token = _observability._attach(call) if self._tracing else None
         try:
             self._serve_call(call)
         except Exception:  # noqa: BLE001 - never let a call kill a pool thread silently
             _LOGGER.exception("Exception serving %s", call.method)
             call.finish(StatusCode.INTERNAL.value[0], "internal error in grpc_core")
         finally:
+            _observability._detach(token)
             self._release()
 
     def _serve_call(self, call: Any) -> None:

@@ -23,6 +23,7 @@ from concurrent import futures
 from typing import Any, AsyncIterator, Callable, Generator, Optional, Sequence, Tuple
 
 from .. import _channel, _native, _server
+from .. import observability as _observability
 from .._channel import _Status, _status_from_native
 from .._common import (
     ChannelConnectivity,
@@ -164,6 +165,8 @@ class _Call:
         self._cancelled = False
         self._op: Any = None
         native_ch = channel._checked()
+        if channel._tracing:
+            metadata = _observability._inject(metadata)
         self._creds = None if credentials is None else credentials._native
         self._args = (native_ch, method, timeout, metadata, compression_to_native(compression), bool(wait_for_ready))
 
@@ -984,6 +987,13 @@ class Server(_server.Server):
         self._loop.create_task(self._serve_async(call))
 
     async def _serve_async(self, call: Any) -> None:
+        token = _observability._attach(call) if self._tracing else None
+        try:
+            await self._serve_async_in_context(call)
+        finally:
+            _observability._detach(token)
+
+    async def _serve_async_in_context(self, call: Any) -> None:
         ctx = ServicerContext(call, self)
         try:
             details = _server._HandlerCallDetails(call.method, ctx.invocation_metadata())

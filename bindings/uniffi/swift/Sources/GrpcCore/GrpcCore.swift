@@ -422,6 +422,22 @@ fileprivate struct FfiConverterUInt64: FfiConverterPrimitive {
 #if swift(>=5.8)
 @_documentation(visibility: private)
 #endif
+fileprivate struct FfiConverterInt64: FfiConverterPrimitive {
+    typealias FfiType = Int64
+    typealias SwiftType = Int64
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> Int64 {
+        return try lift(readInt(&buf))
+    }
+
+    public static func write(_ value: Int64, into buf: inout [UInt8]) {
+        writeInt(&buf, lower(value))
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
 fileprivate struct FfiConverterDouble: FfiConverterPrimitive {
     typealias FfiType = Double
     typealias SwiftType = Double
@@ -1679,6 +1695,843 @@ public func FfiConverterTypeManualResolver_lower(_ value: ManualResolver) -> Uns
 
 
 
+
+
+/**
+ * A gRPC server: `addUnary` its methods, then `start` it on an address.
+ */
+public protocol ServerProtocol: AnyObject, Sendable {
+    
+    /**
+     * Serves the unary method `method` (`/package.Service/Method`) with `handler`. Before `start` only.
+     */
+    func addUnary(method: String, handler: UnaryHandler) throws 
+    
+    /**
+     * Graceful shutdown: stops accepting, lets calls finish for up to
+     * `grace_ms`, then cancels the rest.
+     */
+    func shutdown(graceMs: UInt64) async 
+    
+    /**
+     * Listens on `address` (`127.0.0.1:0`, `[::]:50051`, `unix:/path`) and
+     * serves; returns the bound address (`127.0.0.1:<port>` for port 0).
+     */
+    func start(address: String) async throws  -> String
+    
+}
+/**
+ * A gRPC server: `addUnary` its methods, then `start` it on an address.
+ */
+open class Server: ServerProtocol, @unchecked Sendable {
+    fileprivate let pointer: UnsafeMutableRawPointer!
+
+    /// Used to instantiate a [FFIObject] without an actual pointer, for fakes in tests, mostly.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public struct NoPointer {
+        public init() {}
+    }
+
+    // TODO: We'd like this to be `private` but for Swifty reasons,
+    // we can't implement `FfiConverter` without making this `required` and we can't
+    // make it `required` without making it `public`.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    required public init(unsafeFromRawPointer pointer: UnsafeMutableRawPointer) {
+        self.pointer = pointer
+    }
+
+    // This constructor can be used to instantiate a fake object.
+    // - Parameter noPointer: Placeholder value so we can have a constructor separate from the default empty one that may be implemented for classes extending [FFIObject].
+    //
+    // - Warning:
+    //     Any object instantiated with this constructor cannot be passed to an actual Rust-backed object. Since there isn't a backing [Pointer] the FFI lower functions will crash.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public init(noPointer: NoPointer) {
+        self.pointer = nil
+    }
+
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public func uniffiClonePointer() -> UnsafeMutableRawPointer {
+        return try! rustCall { uniffi_grpc_core_uniffi_fn_clone_server(self.pointer, $0) }
+    }
+public convenience init(options: ServerOptions)throws  {
+    let pointer =
+        try rustCallWithError(FfiConverterTypeGrpcError_lift) {
+    uniffi_grpc_core_uniffi_fn_constructor_server_new(
+        FfiConverterTypeServerOptions_lower(options),$0
+    )
+}
+    self.init(unsafeFromRawPointer: pointer)
+}
+
+    deinit {
+        guard let pointer = pointer else {
+            return
+        }
+
+        try! rustCall { uniffi_grpc_core_uniffi_fn_free_server(pointer, $0) }
+    }
+
+    
+
+    
+    /**
+     * Serves the unary method `method` (`/package.Service/Method`) with `handler`. Before `start` only.
+     */
+open func addUnary(method: String, handler: UnaryHandler)throws   {try rustCallWithError(FfiConverterTypeGrpcError_lift) {
+    uniffi_grpc_core_uniffi_fn_method_server_add_unary(self.uniffiClonePointer(),
+        FfiConverterString.lower(method),
+        FfiConverterTypeUnaryHandler_lower(handler),$0
+    )
+}
+}
+    
+    /**
+     * Graceful shutdown: stops accepting, lets calls finish for up to
+     * `grace_ms`, then cancels the rest.
+     */
+open func shutdown(graceMs: UInt64)async   {
+    return
+        try!  await uniffiRustCallAsync(
+            rustFutureFunc: {
+                uniffi_grpc_core_uniffi_fn_method_server_shutdown(
+                    self.uniffiClonePointer(),
+                    FfiConverterUInt64.lower(graceMs)
+                )
+            },
+            pollFunc: ffi_grpc_core_uniffi_rust_future_poll_void,
+            completeFunc: ffi_grpc_core_uniffi_rust_future_complete_void,
+            freeFunc: ffi_grpc_core_uniffi_rust_future_free_void,
+            liftFunc: { $0 },
+            errorHandler: nil
+            
+        )
+}
+    
+    /**
+     * Listens on `address` (`127.0.0.1:0`, `[::]:50051`, `unix:/path`) and
+     * serves; returns the bound address (`127.0.0.1:<port>` for port 0).
+     */
+open func start(address: String)async throws  -> String  {
+    return
+        try  await uniffiRustCallAsync(
+            rustFutureFunc: {
+                uniffi_grpc_core_uniffi_fn_method_server_start(
+                    self.uniffiClonePointer(),
+                    FfiConverterString.lower(address)
+                )
+            },
+            pollFunc: ffi_grpc_core_uniffi_rust_future_poll_rust_buffer,
+            completeFunc: ffi_grpc_core_uniffi_rust_future_complete_rust_buffer,
+            freeFunc: ffi_grpc_core_uniffi_rust_future_free_rust_buffer,
+            liftFunc: FfiConverterString.lift,
+            errorHandler: FfiConverterTypeGrpcError_lift
+        )
+}
+    
+
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeServer: FfiConverter {
+
+    typealias FfiType = UnsafeMutableRawPointer
+    typealias SwiftType = Server
+
+    public static func lift(_ pointer: UnsafeMutableRawPointer) throws -> Server {
+        return Server(unsafeFromRawPointer: pointer)
+    }
+
+    public static func lower(_ value: Server) -> UnsafeMutableRawPointer {
+        return value.uniffiClonePointer()
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> Server {
+        let v: UInt64 = try readInt(&buf)
+        // The Rust code won't compile if a pointer won't fit in a UInt64.
+        // We have to go via `UInt` because that's the thing that's the size of a pointer.
+        let ptr = UnsafeMutableRawPointer(bitPattern: UInt(truncatingIfNeeded: v))
+        if (ptr == nil) {
+            throw UniffiInternalError.unexpectedNullPointer
+        }
+        return try lift(ptr!)
+    }
+
+    public static func write(_ value: Server, into buf: inout [UInt8]) {
+        // This fiddling is because `Int` is the thing that's the same size as a pointer.
+        // The Rust code won't compile if a pointer won't fit in a `UInt64`.
+        writeInt(&buf, UInt64(bitPattern: Int64(Int(bitPattern: lower(value)))))
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeServer_lift(_ pointer: UnsafeMutableRawPointer) throws -> Server {
+    return try FfiConverterTypeServer.lift(pointer)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeServer_lower(_ value: Server) -> UnsafeMutableRawPointer {
+    return FfiConverterTypeServer.lower(value)
+}
+
+
+
+
+
+
+/**
+ * Telemetry settings for `ChannelOptions.telemetry` and
+ * `ServerOptions.telemetry`: the engine's A66 metrics (when `metrics`) and
+ * spans (when `tracing`), delivered to `sink` on a dedicated thread. One
+ * `Telemetry` may serve any number of channels and servers (one thread and
+ * one queue for all of them); the thread ends once the `Telemetry` and every
+ * channel and server using it are gone.
+ *
+ * Spans: a client call whose `CallOptions.metadata` carries a valid
+ * `traceparent` entry uses it as the parent of its `Sent.` span (pass your
+ * current span that way); a server handler gets its `Recv.` span as
+ * `ServerCallContext.traceparent`, to parent the calls it makes.
+ */
+public protocol TelemetryProtocol: AnyObject, Sendable {
+    
+    /**
+     * Records dropped because the queue was full (the sink fell behind).
+     */
+    func dropped()  -> UInt64
+    
+    /**
+     * Waits (at most `timeout_ms`) until every record queued so far has been
+     * handed to the sink; false on timeout, or when called from the sink
+     * itself. Blocks the calling thread.
+     */
+    func flush(timeoutMs: UInt64)  -> Bool
+    
+}
+/**
+ * Telemetry settings for `ChannelOptions.telemetry` and
+ * `ServerOptions.telemetry`: the engine's A66 metrics (when `metrics`) and
+ * spans (when `tracing`), delivered to `sink` on a dedicated thread. One
+ * `Telemetry` may serve any number of channels and servers (one thread and
+ * one queue for all of them); the thread ends once the `Telemetry` and every
+ * channel and server using it are gone.
+ *
+ * Spans: a client call whose `CallOptions.metadata` carries a valid
+ * `traceparent` entry uses it as the parent of its `Sent.` span (pass your
+ * current span that way); a server handler gets its `Recv.` span as
+ * `ServerCallContext.traceparent`, to parent the calls it makes.
+ */
+open class Telemetry: TelemetryProtocol, @unchecked Sendable {
+    fileprivate let pointer: UnsafeMutableRawPointer!
+
+    /// Used to instantiate a [FFIObject] without an actual pointer, for fakes in tests, mostly.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public struct NoPointer {
+        public init() {}
+    }
+
+    // TODO: We'd like this to be `private` but for Swifty reasons,
+    // we can't implement `FfiConverter` without making this `required` and we can't
+    // make it `required` without making it `public`.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    required public init(unsafeFromRawPointer pointer: UnsafeMutableRawPointer) {
+        self.pointer = pointer
+    }
+
+    // This constructor can be used to instantiate a fake object.
+    // - Parameter noPointer: Placeholder value so we can have a constructor separate from the default empty one that may be implemented for classes extending [FFIObject].
+    //
+    // - Warning:
+    //     Any object instantiated with this constructor cannot be passed to an actual Rust-backed object. Since there isn't a backing [Pointer] the FFI lower functions will crash.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public init(noPointer: NoPointer) {
+        self.pointer = nil
+    }
+
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public func uniffiClonePointer() -> UnsafeMutableRawPointer {
+        return try! rustCall { uniffi_grpc_core_uniffi_fn_clone_telemetry(self.pointer, $0) }
+    }
+    /**
+     * Records metrics (when `metrics`) and spans (when `tracing`) into `sink`.
+     */
+public convenience init(sink: TelemetrySink, metrics: Bool, tracing: Bool)throws  {
+    let pointer =
+        try rustCallWithError(FfiConverterTypeGrpcError_lift) {
+    uniffi_grpc_core_uniffi_fn_constructor_telemetry_new(
+        FfiConverterTypeTelemetrySink_lower(sink),
+        FfiConverterBool.lower(metrics),
+        FfiConverterBool.lower(tracing),$0
+    )
+}
+    self.init(unsafeFromRawPointer: pointer)
+}
+
+    deinit {
+        guard let pointer = pointer else {
+            return
+        }
+
+        try! rustCall { uniffi_grpc_core_uniffi_fn_free_telemetry(pointer, $0) }
+    }
+
+    
+
+    
+    /**
+     * Records dropped because the queue was full (the sink fell behind).
+     */
+open func dropped() -> UInt64  {
+    return try!  FfiConverterUInt64.lift(try! rustCall() {
+    uniffi_grpc_core_uniffi_fn_method_telemetry_dropped(self.uniffiClonePointer(),$0
+    )
+})
+}
+    
+    /**
+     * Waits (at most `timeout_ms`) until every record queued so far has been
+     * handed to the sink; false on timeout, or when called from the sink
+     * itself. Blocks the calling thread.
+     */
+open func flush(timeoutMs: UInt64) -> Bool  {
+    return try!  FfiConverterBool.lift(try! rustCall() {
+    uniffi_grpc_core_uniffi_fn_method_telemetry_flush(self.uniffiClonePointer(),
+        FfiConverterUInt64.lower(timeoutMs),$0
+    )
+})
+}
+    
+
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeTelemetry: FfiConverter {
+
+    typealias FfiType = UnsafeMutableRawPointer
+    typealias SwiftType = Telemetry
+
+    public static func lift(_ pointer: UnsafeMutableRawPointer) throws -> Telemetry {
+        return Telemetry(unsafeFromRawPointer: pointer)
+    }
+
+    public static func lower(_ value: Telemetry) -> UnsafeMutableRawPointer {
+        return value.uniffiClonePointer()
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> Telemetry {
+        let v: UInt64 = try readInt(&buf)
+        // The Rust code won't compile if a pointer won't fit in a UInt64.
+        // We have to go via `UInt` because that's the thing that's the size of a pointer.
+        let ptr = UnsafeMutableRawPointer(bitPattern: UInt(truncatingIfNeeded: v))
+        if (ptr == nil) {
+            throw UniffiInternalError.unexpectedNullPointer
+        }
+        return try lift(ptr!)
+    }
+
+    public static func write(_ value: Telemetry, into buf: inout [UInt8]) {
+        // This fiddling is because `Int` is the thing that's the same size as a pointer.
+        // The Rust code won't compile if a pointer won't fit in a `UInt64`.
+        writeInt(&buf, UInt64(bitPattern: Int64(Int(bitPattern: lower(value)))))
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeTelemetry_lift(_ pointer: UnsafeMutableRawPointer) throws -> Telemetry {
+    return try FfiConverterTypeTelemetry.lift(pointer)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeTelemetry_lower(_ value: Telemetry) -> UnsafeMutableRawPointer {
+    return FfiConverterTypeTelemetry.lower(value)
+}
+
+
+
+
+
+
+/**
+ * Where a channel's or server's telemetry goes, implemented in Kotlin or
+ * Swift. Called on the `grpc-telemetry` thread of its [`Telemetry`], one
+ * record at a time, in the order the engine produced them; never on an
+ * engine thread. A slow sink only delays (and at worst drops) records. An
+ * exception thrown here is ignored (that record is lost).
+ */
+public protocol TelemetrySink: AnyObject, Sendable {
+    
+    /**
+     * One measurement (a counter increment or a histogram sample).
+     */
+    func onMetric(record: MetricRecord) throws 
+    
+    /**
+     * One finished span.
+     */
+    func onSpan(record: SpanRecord) throws 
+    
+}
+/**
+ * Where a channel's or server's telemetry goes, implemented in Kotlin or
+ * Swift. Called on the `grpc-telemetry` thread of its [`Telemetry`], one
+ * record at a time, in the order the engine produced them; never on an
+ * engine thread. A slow sink only delays (and at worst drops) records. An
+ * exception thrown here is ignored (that record is lost).
+ */
+open class TelemetrySinkImpl: TelemetrySink, @unchecked Sendable {
+    fileprivate let pointer: UnsafeMutableRawPointer!
+
+    /// Used to instantiate a [FFIObject] without an actual pointer, for fakes in tests, mostly.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public struct NoPointer {
+        public init() {}
+    }
+
+    // TODO: We'd like this to be `private` but for Swifty reasons,
+    // we can't implement `FfiConverter` without making this `required` and we can't
+    // make it `required` without making it `public`.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    required public init(unsafeFromRawPointer pointer: UnsafeMutableRawPointer) {
+        self.pointer = pointer
+    }
+
+    // This constructor can be used to instantiate a fake object.
+    // - Parameter noPointer: Placeholder value so we can have a constructor separate from the default empty one that may be implemented for classes extending [FFIObject].
+    //
+    // - Warning:
+    //     Any object instantiated with this constructor cannot be passed to an actual Rust-backed object. Since there isn't a backing [Pointer] the FFI lower functions will crash.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public init(noPointer: NoPointer) {
+        self.pointer = nil
+    }
+
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public func uniffiClonePointer() -> UnsafeMutableRawPointer {
+        return try! rustCall { uniffi_grpc_core_uniffi_fn_clone_telemetrysink(self.pointer, $0) }
+    }
+    // No primary constructor declared for this class.
+
+    deinit {
+        guard let pointer = pointer else {
+            return
+        }
+
+        try! rustCall { uniffi_grpc_core_uniffi_fn_free_telemetrysink(pointer, $0) }
+    }
+
+    
+
+    
+    /**
+     * One measurement (a counter increment or a histogram sample).
+     */
+open func onMetric(record: MetricRecord)throws   {try rustCallWithError(FfiConverterTypeGrpcError_lift) {
+    uniffi_grpc_core_uniffi_fn_method_telemetrysink_on_metric(self.uniffiClonePointer(),
+        FfiConverterTypeMetricRecord_lower(record),$0
+    )
+}
+}
+    
+    /**
+     * One finished span.
+     */
+open func onSpan(record: SpanRecord)throws   {try rustCallWithError(FfiConverterTypeGrpcError_lift) {
+    uniffi_grpc_core_uniffi_fn_method_telemetrysink_on_span(self.uniffiClonePointer(),
+        FfiConverterTypeSpanRecord_lower(record),$0
+    )
+}
+}
+    
+
+}
+
+
+// Put the implementation in a struct so we don't pollute the top-level namespace
+fileprivate struct UniffiCallbackInterfaceTelemetrySink {
+
+    // Create the VTable using a series of closures.
+    // Swift automatically converts these into C callback functions.
+    //
+    // This creates 1-element array, since this seems to be the only way to construct a const
+    // pointer that we can pass to the Rust code.
+    static let vtable: [UniffiVTableCallbackInterfaceTelemetrySink] = [UniffiVTableCallbackInterfaceTelemetrySink(
+        onMetric: { (
+            uniffiHandle: UInt64,
+            record: RustBuffer,
+            uniffiOutReturn: UnsafeMutableRawPointer,
+            uniffiCallStatus: UnsafeMutablePointer<RustCallStatus>
+        ) in
+            let makeCall = {
+                () throws -> () in
+                guard let uniffiObj = try? FfiConverterTypeTelemetrySink.handleMap.get(handle: uniffiHandle) else {
+                    throw UniffiInternalError.unexpectedStaleHandle
+                }
+                return try uniffiObj.onMetric(
+                     record: try FfiConverterTypeMetricRecord_lift(record)
+                )
+            }
+
+            
+            let writeReturn = { () }
+            uniffiTraitInterfaceCallWithError(
+                callStatus: uniffiCallStatus,
+                makeCall: makeCall,
+                writeReturn: writeReturn,
+                lowerError: FfiConverterTypeGrpcError_lower
+            )
+        },
+        onSpan: { (
+            uniffiHandle: UInt64,
+            record: RustBuffer,
+            uniffiOutReturn: UnsafeMutableRawPointer,
+            uniffiCallStatus: UnsafeMutablePointer<RustCallStatus>
+        ) in
+            let makeCall = {
+                () throws -> () in
+                guard let uniffiObj = try? FfiConverterTypeTelemetrySink.handleMap.get(handle: uniffiHandle) else {
+                    throw UniffiInternalError.unexpectedStaleHandle
+                }
+                return try uniffiObj.onSpan(
+                     record: try FfiConverterTypeSpanRecord_lift(record)
+                )
+            }
+
+            
+            let writeReturn = { () }
+            uniffiTraitInterfaceCallWithError(
+                callStatus: uniffiCallStatus,
+                makeCall: makeCall,
+                writeReturn: writeReturn,
+                lowerError: FfiConverterTypeGrpcError_lower
+            )
+        },
+        uniffiFree: { (uniffiHandle: UInt64) -> () in
+            let result = try? FfiConverterTypeTelemetrySink.handleMap.remove(handle: uniffiHandle)
+            if result == nil {
+                print("Uniffi callback interface TelemetrySink: handle missing in uniffiFree")
+            }
+        }
+    )]
+}
+
+private func uniffiCallbackInitTelemetrySink() {
+    uniffi_grpc_core_uniffi_fn_init_callback_vtable_telemetrysink(UniffiCallbackInterfaceTelemetrySink.vtable)
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeTelemetrySink: FfiConverter {
+    fileprivate static let handleMap = UniffiHandleMap<TelemetrySink>()
+
+    typealias FfiType = UnsafeMutableRawPointer
+    typealias SwiftType = TelemetrySink
+
+    public static func lift(_ pointer: UnsafeMutableRawPointer) throws -> TelemetrySink {
+        return TelemetrySinkImpl(unsafeFromRawPointer: pointer)
+    }
+
+    public static func lower(_ value: TelemetrySink) -> UnsafeMutableRawPointer {
+        guard let ptr = UnsafeMutableRawPointer(bitPattern: UInt(truncatingIfNeeded: handleMap.insert(obj: value))) else {
+            fatalError("Cast to UnsafeMutableRawPointer failed")
+        }
+        return ptr
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> TelemetrySink {
+        let v: UInt64 = try readInt(&buf)
+        // The Rust code won't compile if a pointer won't fit in a UInt64.
+        // We have to go via `UInt` because that's the thing that's the size of a pointer.
+        let ptr = UnsafeMutableRawPointer(bitPattern: UInt(truncatingIfNeeded: v))
+        if (ptr == nil) {
+            throw UniffiInternalError.unexpectedNullPointer
+        }
+        return try lift(ptr!)
+    }
+
+    public static func write(_ value: TelemetrySink, into buf: inout [UInt8]) {
+        // This fiddling is because `Int` is the thing that's the same size as a pointer.
+        // The Rust code won't compile if a pointer won't fit in a `UInt64`.
+        writeInt(&buf, UInt64(bitPattern: Int64(Int(bitPattern: lower(value)))))
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeTelemetrySink_lift(_ pointer: UnsafeMutableRawPointer) throws -> TelemetrySink {
+    return try FfiConverterTypeTelemetrySink.lift(pointer)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeTelemetrySink_lower(_ value: TelemetrySink) -> UnsafeMutableRawPointer {
+    return FfiConverterTypeTelemetrySink.lower(value)
+}
+
+
+
+
+
+
+/**
+ * A unary method implemented in Kotlin or Swift. Returning normally sends
+ * the response with OK; throwing `GrpcException.Status` ends the call with
+ * that status (code, message, details, trailers); any other exception ends it
+ * with UNKNOWN. Runs as a suspend / async function: it may make calls of its
+ * own (pass `context.traceparent` along).
+ */
+public protocol UnaryHandler: AnyObject, Sendable {
+    
+    func handle(context: ServerCallContext, request: Data) async throws  -> Data
+    
+}
+/**
+ * A unary method implemented in Kotlin or Swift. Returning normally sends
+ * the response with OK; throwing `GrpcException.Status` ends the call with
+ * that status (code, message, details, trailers); any other exception ends it
+ * with UNKNOWN. Runs as a suspend / async function: it may make calls of its
+ * own (pass `context.traceparent` along).
+ */
+open class UnaryHandlerImpl: UnaryHandler, @unchecked Sendable {
+    fileprivate let pointer: UnsafeMutableRawPointer!
+
+    /// Used to instantiate a [FFIObject] without an actual pointer, for fakes in tests, mostly.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public struct NoPointer {
+        public init() {}
+    }
+
+    // TODO: We'd like this to be `private` but for Swifty reasons,
+    // we can't implement `FfiConverter` without making this `required` and we can't
+    // make it `required` without making it `public`.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    required public init(unsafeFromRawPointer pointer: UnsafeMutableRawPointer) {
+        self.pointer = pointer
+    }
+
+    // This constructor can be used to instantiate a fake object.
+    // - Parameter noPointer: Placeholder value so we can have a constructor separate from the default empty one that may be implemented for classes extending [FFIObject].
+    //
+    // - Warning:
+    //     Any object instantiated with this constructor cannot be passed to an actual Rust-backed object. Since there isn't a backing [Pointer] the FFI lower functions will crash.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public init(noPointer: NoPointer) {
+        self.pointer = nil
+    }
+
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public func uniffiClonePointer() -> UnsafeMutableRawPointer {
+        return try! rustCall { uniffi_grpc_core_uniffi_fn_clone_unaryhandler(self.pointer, $0) }
+    }
+    // No primary constructor declared for this class.
+
+    deinit {
+        guard let pointer = pointer else {
+            return
+        }
+
+        try! rustCall { uniffi_grpc_core_uniffi_fn_free_unaryhandler(pointer, $0) }
+    }
+
+    
+
+    
+open func handle(context: ServerCallContext, request: Data)async throws  -> Data  {
+    return
+        try  await uniffiRustCallAsync(
+            rustFutureFunc: {
+                uniffi_grpc_core_uniffi_fn_method_unaryhandler_handle(
+                    self.uniffiClonePointer(),
+                    FfiConverterTypeServerCallContext_lower(context),FfiConverterData.lower(request)
+                )
+            },
+            pollFunc: ffi_grpc_core_uniffi_rust_future_poll_rust_buffer,
+            completeFunc: ffi_grpc_core_uniffi_rust_future_complete_rust_buffer,
+            freeFunc: ffi_grpc_core_uniffi_rust_future_free_rust_buffer,
+            liftFunc: FfiConverterData.lift,
+            errorHandler: FfiConverterTypeGrpcError_lift
+        )
+}
+    
+
+}
+
+
+// Put the implementation in a struct so we don't pollute the top-level namespace
+fileprivate struct UniffiCallbackInterfaceUnaryHandler {
+
+    // Create the VTable using a series of closures.
+    // Swift automatically converts these into C callback functions.
+    //
+    // This creates 1-element array, since this seems to be the only way to construct a const
+    // pointer that we can pass to the Rust code.
+    static let vtable: [UniffiVTableCallbackInterfaceUnaryHandler] = [UniffiVTableCallbackInterfaceUnaryHandler(
+        handle: { (
+            uniffiHandle: UInt64,
+            context: RustBuffer,
+            request: RustBuffer,
+            uniffiFutureCallback: @escaping UniffiForeignFutureCompleteRustBuffer,
+            uniffiCallbackData: UInt64,
+            uniffiOutReturn: UnsafeMutablePointer<UniffiForeignFuture>
+        ) in
+            let makeCall = {
+                () async throws -> Data in
+                guard let uniffiObj = try? FfiConverterTypeUnaryHandler.handleMap.get(handle: uniffiHandle) else {
+                    throw UniffiInternalError.unexpectedStaleHandle
+                }
+                return try await uniffiObj.handle(
+                     context: try FfiConverterTypeServerCallContext_lift(context),
+                     request: try FfiConverterData.lift(request)
+                )
+            }
+
+            let uniffiHandleSuccess = { (returnValue: Data) in
+                uniffiFutureCallback(
+                    uniffiCallbackData,
+                    UniffiForeignFutureStructRustBuffer(
+                        returnValue: FfiConverterData.lower(returnValue),
+                        callStatus: RustCallStatus()
+                    )
+                )
+            }
+            let uniffiHandleError = { (statusCode, errorBuf) in
+                uniffiFutureCallback(
+                    uniffiCallbackData,
+                    UniffiForeignFutureStructRustBuffer(
+                        returnValue: RustBuffer.empty(),
+                        callStatus: RustCallStatus(code: statusCode, errorBuf: errorBuf)
+                    )
+                )
+            }
+            let uniffiForeignFuture = uniffiTraitInterfaceCallAsyncWithError(
+                makeCall: makeCall,
+                handleSuccess: uniffiHandleSuccess,
+                handleError: uniffiHandleError,
+                lowerError: FfiConverterTypeGrpcError_lower
+            )
+            uniffiOutReturn.pointee = uniffiForeignFuture
+        },
+        uniffiFree: { (uniffiHandle: UInt64) -> () in
+            let result = try? FfiConverterTypeUnaryHandler.handleMap.remove(handle: uniffiHandle)
+            if result == nil {
+                print("Uniffi callback interface UnaryHandler: handle missing in uniffiFree")
+            }
+        }
+    )]
+}
+
+private func uniffiCallbackInitUnaryHandler() {
+    uniffi_grpc_core_uniffi_fn_init_callback_vtable_unaryhandler(UniffiCallbackInterfaceUnaryHandler.vtable)
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeUnaryHandler: FfiConverter {
+    fileprivate static let handleMap = UniffiHandleMap<UnaryHandler>()
+
+    typealias FfiType = UnsafeMutableRawPointer
+    typealias SwiftType = UnaryHandler
+
+    public static func lift(_ pointer: UnsafeMutableRawPointer) throws -> UnaryHandler {
+        return UnaryHandlerImpl(unsafeFromRawPointer: pointer)
+    }
+
+    public static func lower(_ value: UnaryHandler) -> UnsafeMutableRawPointer {
+        guard let ptr = UnsafeMutableRawPointer(bitPattern: UInt(truncatingIfNeeded: handleMap.insert(obj: value))) else {
+            fatalError("Cast to UnsafeMutableRawPointer failed")
+        }
+        return ptr
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> UnaryHandler {
+        let v: UInt64 = try readInt(&buf)
+        // The Rust code won't compile if a pointer won't fit in a UInt64.
+        // We have to go via `UInt` because that's the thing that's the size of a pointer.
+        let ptr = UnsafeMutableRawPointer(bitPattern: UInt(truncatingIfNeeded: v))
+        if (ptr == nil) {
+            throw UniffiInternalError.unexpectedNullPointer
+        }
+        return try lift(ptr!)
+    }
+
+    public static func write(_ value: UnaryHandler, into buf: inout [UInt8]) {
+        // This fiddling is because `Int` is the thing that's the same size as a pointer.
+        // The Rust code won't compile if a pointer won't fit in a `UInt64`.
+        writeInt(&buf, UInt64(bitPattern: Int64(Int(bitPattern: lower(value)))))
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeUnaryHandler_lift(_ pointer: UnsafeMutableRawPointer) throws -> UnaryHandler {
+    return try FfiConverterTypeUnaryHandler.lift(pointer)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeUnaryHandler_lower(_ value: UnaryHandler) -> UnsafeMutableRawPointer {
+    return FfiConverterTypeUnaryHandler.lower(value)
+}
+
+
+
+
 /**
  * What a call credentials provider is told about the call.
  */
@@ -2016,6 +2869,10 @@ public struct ChannelOptions {
      * IDLE (30 min by default); 0 means never.
      */
     public var idleTimeoutMs: UInt64?
+    /**
+     * A66 metrics and `Sent.`/`Attempt.` spans of every call (see `Telemetry`).
+     */
+    public var telemetry: Telemetry?
 
     // Default memberwise initializers are never public by default, so we
     // declare one manually.
@@ -2043,7 +2900,10 @@ public struct ChannelOptions {
         /**
          * With no call for this long the channel drops its connections and goes
          * IDLE (30 min by default); 0 means never.
-         */idleTimeoutMs: UInt64? = nil) {
+         */idleTimeoutMs: UInt64? = nil, 
+        /**
+         * A66 metrics and `Sent.`/`Attempt.` spans of every call (see `Telemetry`).
+         */telemetry: Telemetry? = nil) {
         self.tls = tls
         self.authority = authority
         self.userAgent = userAgent
@@ -2059,6 +2919,7 @@ public struct ChannelOptions {
         self.serviceConfig = serviceConfig
         self.manualResolver = manualResolver
         self.idleTimeoutMs = idleTimeoutMs
+        self.telemetry = telemetry
     }
 }
 
@@ -2089,7 +2950,8 @@ public struct FfiConverterTypeChannelOptions: FfiConverterRustBuffer {
                 allowInsecureCallCredentials: FfiConverterBool.read(from: &buf), 
                 serviceConfig: FfiConverterOptionString.read(from: &buf), 
                 manualResolver: FfiConverterOptionTypeManualResolver.read(from: &buf), 
-                idleTimeoutMs: FfiConverterOptionUInt64.read(from: &buf)
+                idleTimeoutMs: FfiConverterOptionUInt64.read(from: &buf), 
+                telemetry: FfiConverterOptionTypeTelemetry.read(from: &buf)
         )
     }
 
@@ -2109,6 +2971,7 @@ public struct FfiConverterTypeChannelOptions: FfiConverterRustBuffer {
         FfiConverterOptionString.write(value.serviceConfig, into: &buf)
         FfiConverterOptionTypeManualResolver.write(value.manualResolver, into: &buf)
         FfiConverterOptionUInt64.write(value.idleTimeoutMs, into: &buf)
+        FfiConverterOptionTypeTelemetry.write(value.telemetry, into: &buf)
     }
 }
 
@@ -2198,6 +3061,844 @@ public func FfiConverterTypeMetadataEntry_lift(_ buf: RustBuffer) throws -> Meta
 #endif
 public func FfiConverterTypeMetadataEntry_lower(_ value: MetadataEntry) -> RustBuffer {
     return FfiConverterTypeMetadataEntry.lower(value)
+}
+
+
+/**
+ * A string attribute of a measurement (`grpc.method`, `grpc.target`, `grpc.status`).
+ */
+public struct MetricAttribute {
+    public var key: String
+    public var value: String
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(key: String, value: String) {
+        self.key = key
+        self.value = value
+    }
+}
+
+#if compiler(>=6)
+extension MetricAttribute: Sendable {}
+#endif
+
+
+extension MetricAttribute: Equatable, Hashable {
+    public static func ==(lhs: MetricAttribute, rhs: MetricAttribute) -> Bool {
+        if lhs.key != rhs.key {
+            return false
+        }
+        if lhs.value != rhs.value {
+            return false
+        }
+        return true
+    }
+
+    public func hash(into hasher: inout Hasher) {
+        hasher.combine(key)
+        hasher.combine(value)
+    }
+}
+
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeMetricAttribute: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> MetricAttribute {
+        return
+            try MetricAttribute(
+                key: FfiConverterString.read(from: &buf), 
+                value: FfiConverterString.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: MetricAttribute, into buf: inout [UInt8]) {
+        FfiConverterString.write(value.key, into: &buf)
+        FfiConverterString.write(value.value, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeMetricAttribute_lift(_ buf: RustBuffer) throws -> MetricAttribute {
+    return try FfiConverterTypeMetricAttribute.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeMetricAttribute_lower(_ value: MetricAttribute) -> RustBuffer {
+    return FfiConverterTypeMetricAttribute.lower(value)
+}
+
+
+/**
+ * One measurement of one A66 instrument, with the instrument's description.
+ */
+public struct MetricRecord {
+    /**
+     * e.g. `grpc.client.attempt.duration`.
+     */
+    public var name: String
+    public var kind: InstrumentKind
+    /**
+     * UCUM unit (`s`, `By`, `{attempt}`, `{call}`).
+     */
+    public var unit: String
+    public var description: String
+    /**
+     * A66's advised bucket boundaries for a histogram; empty for counters.
+     */
+    public var boundaries: [Double]
+    public var value: MetricValue
+    public var attributes: [MetricAttribute]
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(
+        /**
+         * e.g. `grpc.client.attempt.duration`.
+         */name: String, kind: InstrumentKind, 
+        /**
+         * UCUM unit (`s`, `By`, `{attempt}`, `{call}`).
+         */unit: String, description: String, 
+        /**
+         * A66's advised bucket boundaries for a histogram; empty for counters.
+         */boundaries: [Double], value: MetricValue, attributes: [MetricAttribute]) {
+        self.name = name
+        self.kind = kind
+        self.unit = unit
+        self.description = description
+        self.boundaries = boundaries
+        self.value = value
+        self.attributes = attributes
+    }
+}
+
+#if compiler(>=6)
+extension MetricRecord: Sendable {}
+#endif
+
+
+extension MetricRecord: Equatable, Hashable {
+    public static func ==(lhs: MetricRecord, rhs: MetricRecord) -> Bool {
+        if lhs.name != rhs.name {
+            return false
+        }
+        if lhs.kind != rhs.kind {
+            return false
+        }
+        if lhs.unit != rhs.unit {
+            return false
+        }
+        if lhs.description != rhs.description {
+            return false
+        }
+        if lhs.boundaries != rhs.boundaries {
+            return false
+        }
+        if lhs.value != rhs.value {
+            return false
+        }
+        if lhs.attributes != rhs.attributes {
+            return false
+        }
+        return true
+    }
+
+    public func hash(into hasher: inout Hasher) {
+        hasher.combine(name)
+        hasher.combine(kind)
+        hasher.combine(unit)
+        hasher.combine(description)
+        hasher.combine(boundaries)
+        hasher.combine(value)
+        hasher.combine(attributes)
+    }
+}
+
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeMetricRecord: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> MetricRecord {
+        return
+            try MetricRecord(
+                name: FfiConverterString.read(from: &buf), 
+                kind: FfiConverterTypeInstrumentKind.read(from: &buf), 
+                unit: FfiConverterString.read(from: &buf), 
+                description: FfiConverterString.read(from: &buf), 
+                boundaries: FfiConverterSequenceDouble.read(from: &buf), 
+                value: FfiConverterTypeMetricValue.read(from: &buf), 
+                attributes: FfiConverterSequenceTypeMetricAttribute.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: MetricRecord, into buf: inout [UInt8]) {
+        FfiConverterString.write(value.name, into: &buf)
+        FfiConverterTypeInstrumentKind.write(value.kind, into: &buf)
+        FfiConverterString.write(value.unit, into: &buf)
+        FfiConverterString.write(value.description, into: &buf)
+        FfiConverterSequenceDouble.write(value.boundaries, into: &buf)
+        FfiConverterTypeMetricValue.write(value.value, into: &buf)
+        FfiConverterSequenceTypeMetricAttribute.write(value.attributes, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeMetricRecord_lift(_ buf: RustBuffer) throws -> MetricRecord {
+    return try FfiConverterTypeMetricRecord.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeMetricRecord_lower(_ value: MetricRecord) -> RustBuffer {
+    return FfiConverterTypeMetricRecord.lower(value)
+}
+
+
+/**
+ * What a handler is told about its call.
+ */
+public struct ServerCallContext {
+    /**
+     * The full method path (`/package.Service/Method`).
+     */
+    public var method: String
+    /**
+     * The request metadata.
+     */
+    public var metadata: [MetadataEntry]
+    /**
+     * The client's address.
+     */
+    public var peer: String
+    /**
+     * Time left before the client's deadline, in milliseconds (null without one).
+     */
+    public var timeRemainingMs: UInt64?
+    /**
+     * The call's `Recv.` span as a W3C `traceparent` value when the server
+     * records spans (`ServerOptions.telemetry` with tracing): put it in the
+     * metadata of the calls the handler makes to continue the trace, or use
+     * it as the remote parent of your own spans.
+     */
+    public var traceparent: String?
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(
+        /**
+         * The full method path (`/package.Service/Method`).
+         */method: String, 
+        /**
+         * The request metadata.
+         */metadata: [MetadataEntry], 
+        /**
+         * The client's address.
+         */peer: String, 
+        /**
+         * Time left before the client's deadline, in milliseconds (null without one).
+         */timeRemainingMs: UInt64?, 
+        /**
+         * The call's `Recv.` span as a W3C `traceparent` value when the server
+         * records spans (`ServerOptions.telemetry` with tracing): put it in the
+         * metadata of the calls the handler makes to continue the trace, or use
+         * it as the remote parent of your own spans.
+         */traceparent: String?) {
+        self.method = method
+        self.metadata = metadata
+        self.peer = peer
+        self.timeRemainingMs = timeRemainingMs
+        self.traceparent = traceparent
+    }
+}
+
+#if compiler(>=6)
+extension ServerCallContext: Sendable {}
+#endif
+
+
+extension ServerCallContext: Equatable, Hashable {
+    public static func ==(lhs: ServerCallContext, rhs: ServerCallContext) -> Bool {
+        if lhs.method != rhs.method {
+            return false
+        }
+        if lhs.metadata != rhs.metadata {
+            return false
+        }
+        if lhs.peer != rhs.peer {
+            return false
+        }
+        if lhs.timeRemainingMs != rhs.timeRemainingMs {
+            return false
+        }
+        if lhs.traceparent != rhs.traceparent {
+            return false
+        }
+        return true
+    }
+
+    public func hash(into hasher: inout Hasher) {
+        hasher.combine(method)
+        hasher.combine(metadata)
+        hasher.combine(peer)
+        hasher.combine(timeRemainingMs)
+        hasher.combine(traceparent)
+    }
+}
+
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeServerCallContext: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> ServerCallContext {
+        return
+            try ServerCallContext(
+                method: FfiConverterString.read(from: &buf), 
+                metadata: FfiConverterSequenceTypeMetadataEntry.read(from: &buf), 
+                peer: FfiConverterString.read(from: &buf), 
+                timeRemainingMs: FfiConverterOptionUInt64.read(from: &buf), 
+                traceparent: FfiConverterOptionString.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: ServerCallContext, into buf: inout [UInt8]) {
+        FfiConverterString.write(value.method, into: &buf)
+        FfiConverterSequenceTypeMetadataEntry.write(value.metadata, into: &buf)
+        FfiConverterString.write(value.peer, into: &buf)
+        FfiConverterOptionUInt64.write(value.timeRemainingMs, into: &buf)
+        FfiConverterOptionString.write(value.traceparent, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeServerCallContext_lift(_ buf: RustBuffer) throws -> ServerCallContext {
+    return try FfiConverterTypeServerCallContext.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeServerCallContext_lower(_ value: ServerCallContext) -> RustBuffer {
+    return FfiConverterTypeServerCallContext.lower(value)
+}
+
+
+/**
+ * Server settings; every field is optional and defaults to the engine's.
+ */
+public struct ServerOptions {
+    /**
+     * TLS; none means plaintext (h2c).
+     */
+    public var tls: ServerTlsOptions?
+    public var maxRecvMessageSize: UInt64?
+    public var maxSendMessageSize: UInt64?
+    /**
+     * A66 metrics and `Recv.` spans of every call (see `Telemetry`).
+     */
+    public var telemetry: Telemetry?
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(
+        /**
+         * TLS; none means plaintext (h2c).
+         */tls: ServerTlsOptions? = nil, maxRecvMessageSize: UInt64? = nil, maxSendMessageSize: UInt64? = nil, 
+        /**
+         * A66 metrics and `Recv.` spans of every call (see `Telemetry`).
+         */telemetry: Telemetry? = nil) {
+        self.tls = tls
+        self.maxRecvMessageSize = maxRecvMessageSize
+        self.maxSendMessageSize = maxSendMessageSize
+        self.telemetry = telemetry
+    }
+}
+
+#if compiler(>=6)
+extension ServerOptions: Sendable {}
+#endif
+
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeServerOptions: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> ServerOptions {
+        return
+            try ServerOptions(
+                tls: FfiConverterOptionTypeServerTlsOptions.read(from: &buf), 
+                maxRecvMessageSize: FfiConverterOptionUInt64.read(from: &buf), 
+                maxSendMessageSize: FfiConverterOptionUInt64.read(from: &buf), 
+                telemetry: FfiConverterOptionTypeTelemetry.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: ServerOptions, into buf: inout [UInt8]) {
+        FfiConverterOptionTypeServerTlsOptions.write(value.tls, into: &buf)
+        FfiConverterOptionUInt64.write(value.maxRecvMessageSize, into: &buf)
+        FfiConverterOptionUInt64.write(value.maxSendMessageSize, into: &buf)
+        FfiConverterOptionTypeTelemetry.write(value.telemetry, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeServerOptions_lift(_ buf: RustBuffer) throws -> ServerOptions {
+    return try FfiConverterTypeServerOptions.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeServerOptions_lower(_ value: ServerOptions) -> RustBuffer {
+    return FfiConverterTypeServerOptions.lower(value)
+}
+
+
+/**
+ * TLS for a server: PEM chain and key; with `client_ca_pem` client
+ * certificates are verified (and required with `require_client_cert`).
+ */
+public struct ServerTlsOptions {
+    public var certChainPem: String
+    public var privateKeyPem: String
+    public var clientCaPem: String?
+    public var requireClientCert: Bool
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(certChainPem: String, privateKeyPem: String, clientCaPem: String? = nil, requireClientCert: Bool = false) {
+        self.certChainPem = certChainPem
+        self.privateKeyPem = privateKeyPem
+        self.clientCaPem = clientCaPem
+        self.requireClientCert = requireClientCert
+    }
+}
+
+#if compiler(>=6)
+extension ServerTlsOptions: Sendable {}
+#endif
+
+
+extension ServerTlsOptions: Equatable, Hashable {
+    public static func ==(lhs: ServerTlsOptions, rhs: ServerTlsOptions) -> Bool {
+        if lhs.certChainPem != rhs.certChainPem {
+            return false
+        }
+        if lhs.privateKeyPem != rhs.privateKeyPem {
+            return false
+        }
+        if lhs.clientCaPem != rhs.clientCaPem {
+            return false
+        }
+        if lhs.requireClientCert != rhs.requireClientCert {
+            return false
+        }
+        return true
+    }
+
+    public func hash(into hasher: inout Hasher) {
+        hasher.combine(certChainPem)
+        hasher.combine(privateKeyPem)
+        hasher.combine(clientCaPem)
+        hasher.combine(requireClientCert)
+    }
+}
+
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeServerTlsOptions: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> ServerTlsOptions {
+        return
+            try ServerTlsOptions(
+                certChainPem: FfiConverterString.read(from: &buf), 
+                privateKeyPem: FfiConverterString.read(from: &buf), 
+                clientCaPem: FfiConverterOptionString.read(from: &buf), 
+                requireClientCert: FfiConverterBool.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: ServerTlsOptions, into buf: inout [UInt8]) {
+        FfiConverterString.write(value.certChainPem, into: &buf)
+        FfiConverterString.write(value.privateKeyPem, into: &buf)
+        FfiConverterOptionString.write(value.clientCaPem, into: &buf)
+        FfiConverterBool.write(value.requireClientCert, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeServerTlsOptions_lift(_ buf: RustBuffer) throws -> ServerTlsOptions {
+    return try FfiConverterTypeServerTlsOptions.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeServerTlsOptions_lower(_ value: ServerTlsOptions) -> RustBuffer {
+    return FfiConverterTypeServerTlsOptions.lower(value)
+}
+
+
+/**
+ * A span or span-event attribute (`rpc.grpc.status_code`, `message-size`, ...).
+ */
+public struct SpanAttribute {
+    public var key: String
+    public var value: AttributeValue
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(key: String, value: AttributeValue) {
+        self.key = key
+        self.value = value
+    }
+}
+
+#if compiler(>=6)
+extension SpanAttribute: Sendable {}
+#endif
+
+
+extension SpanAttribute: Equatable, Hashable {
+    public static func ==(lhs: SpanAttribute, rhs: SpanAttribute) -> Bool {
+        if lhs.key != rhs.key {
+            return false
+        }
+        if lhs.value != rhs.value {
+            return false
+        }
+        return true
+    }
+
+    public func hash(into hasher: inout Hasher) {
+        hasher.combine(key)
+        hasher.combine(value)
+    }
+}
+
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeSpanAttribute: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> SpanAttribute {
+        return
+            try SpanAttribute(
+                key: FfiConverterString.read(from: &buf), 
+                value: FfiConverterTypeAttributeValue.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: SpanAttribute, into buf: inout [UInt8]) {
+        FfiConverterString.write(value.key, into: &buf)
+        FfiConverterTypeAttributeValue.write(value.value, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeSpanAttribute_lift(_ buf: RustBuffer) throws -> SpanAttribute {
+    return try FfiConverterTypeSpanAttribute.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeSpanAttribute_lower(_ value: SpanAttribute) -> RustBuffer {
+    return FfiConverterTypeSpanAttribute.lower(value)
+}
+
+
+/**
+ * An event on a span (`Outbound message`, `Inbound message`).
+ */
+public struct SpanEvent {
+    public var name: String
+    /**
+     * Nanoseconds since the Unix epoch.
+     */
+    public var timeUnixNano: UInt64
+    /**
+     * `sequence-number`, `message-size`, `message-size-compressed`.
+     */
+    public var attributes: [SpanAttribute]
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(name: String, 
+        /**
+         * Nanoseconds since the Unix epoch.
+         */timeUnixNano: UInt64, 
+        /**
+         * `sequence-number`, `message-size`, `message-size-compressed`.
+         */attributes: [SpanAttribute]) {
+        self.name = name
+        self.timeUnixNano = timeUnixNano
+        self.attributes = attributes
+    }
+}
+
+#if compiler(>=6)
+extension SpanEvent: Sendable {}
+#endif
+
+
+extension SpanEvent: Equatable, Hashable {
+    public static func ==(lhs: SpanEvent, rhs: SpanEvent) -> Bool {
+        if lhs.name != rhs.name {
+            return false
+        }
+        if lhs.timeUnixNano != rhs.timeUnixNano {
+            return false
+        }
+        if lhs.attributes != rhs.attributes {
+            return false
+        }
+        return true
+    }
+
+    public func hash(into hasher: inout Hasher) {
+        hasher.combine(name)
+        hasher.combine(timeUnixNano)
+        hasher.combine(attributes)
+    }
+}
+
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeSpanEvent: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> SpanEvent {
+        return
+            try SpanEvent(
+                name: FfiConverterString.read(from: &buf), 
+                timeUnixNano: FfiConverterUInt64.read(from: &buf), 
+                attributes: FfiConverterSequenceTypeSpanAttribute.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: SpanEvent, into buf: inout [UInt8]) {
+        FfiConverterString.write(value.name, into: &buf)
+        FfiConverterUInt64.write(value.timeUnixNano, into: &buf)
+        FfiConverterSequenceTypeSpanAttribute.write(value.attributes, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeSpanEvent_lift(_ buf: RustBuffer) throws -> SpanEvent {
+    return try FfiConverterTypeSpanEvent.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeSpanEvent_lower(_ value: SpanEvent) -> RustBuffer {
+    return FfiConverterTypeSpanEvent.lower(value)
+}
+
+
+/**
+ * A finished, sampled span. Ids are lowercase hex as in `traceparent`
+ * (32 digits for the trace, 16 for spans).
+ */
+public struct SpanRecord {
+    /**
+     * `Sent.<method>`, `Attempt.<method>` or `Recv.<method>` (method without the leading `/`).
+     */
+    public var name: String
+    public var kind: SpanKind
+    public var traceId: String
+    public var spanId: String
+    /**
+     * The parent's span id; null for a root span.
+     */
+    public var parentSpanId: String?
+    /**
+     * The parent came from another process (a `traceparent`).
+     */
+    public var parentIsRemote: Bool
+    /**
+     * Nanoseconds since the Unix epoch.
+     */
+    public var startTimeUnixNano: UInt64
+    public var endTimeUnixNano: UInt64
+    public var attributes: [SpanAttribute]
+    public var events: [SpanEvent]
+    public var status: SpanStatus
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(
+        /**
+         * `Sent.<method>`, `Attempt.<method>` or `Recv.<method>` (method without the leading `/`).
+         */name: String, kind: SpanKind, traceId: String, spanId: String, 
+        /**
+         * The parent's span id; null for a root span.
+         */parentSpanId: String?, 
+        /**
+         * The parent came from another process (a `traceparent`).
+         */parentIsRemote: Bool, 
+        /**
+         * Nanoseconds since the Unix epoch.
+         */startTimeUnixNano: UInt64, endTimeUnixNano: UInt64, attributes: [SpanAttribute], events: [SpanEvent], status: SpanStatus) {
+        self.name = name
+        self.kind = kind
+        self.traceId = traceId
+        self.spanId = spanId
+        self.parentSpanId = parentSpanId
+        self.parentIsRemote = parentIsRemote
+        self.startTimeUnixNano = startTimeUnixNano
+        self.endTimeUnixNano = endTimeUnixNano
+        self.attributes = attributes
+        self.events = events
+        self.status = status
+    }
+}
+
+#if compiler(>=6)
+extension SpanRecord: Sendable {}
+#endif
+
+
+extension SpanRecord: Equatable, Hashable {
+    public static func ==(lhs: SpanRecord, rhs: SpanRecord) -> Bool {
+        if lhs.name != rhs.name {
+            return false
+        }
+        if lhs.kind != rhs.kind {
+            return false
+        }
+        if lhs.traceId != rhs.traceId {
+            return false
+        }
+        if lhs.spanId != rhs.spanId {
+            return false
+        }
+        if lhs.parentSpanId != rhs.parentSpanId {
+            return false
+        }
+        if lhs.parentIsRemote != rhs.parentIsRemote {
+            return false
+        }
+        if lhs.startTimeUnixNano != rhs.startTimeUnixNano {
+            return false
+        }
+        if lhs.endTimeUnixNano != rhs.endTimeUnixNano {
+            return false
+        }
+        if lhs.attributes != rhs.attributes {
+            return false
+        }
+        if lhs.events != rhs.events {
+            return false
+        }
+        if lhs.status != rhs.status {
+            return false
+        }
+        return true
+    }
+
+    public func hash(into hasher: inout Hasher) {
+        hasher.combine(name)
+        hasher.combine(kind)
+        hasher.combine(traceId)
+        hasher.combine(spanId)
+        hasher.combine(parentSpanId)
+        hasher.combine(parentIsRemote)
+        hasher.combine(startTimeUnixNano)
+        hasher.combine(endTimeUnixNano)
+        hasher.combine(attributes)
+        hasher.combine(events)
+        hasher.combine(status)
+    }
+}
+
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeSpanRecord: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> SpanRecord {
+        return
+            try SpanRecord(
+                name: FfiConverterString.read(from: &buf), 
+                kind: FfiConverterTypeSpanKind.read(from: &buf), 
+                traceId: FfiConverterString.read(from: &buf), 
+                spanId: FfiConverterString.read(from: &buf), 
+                parentSpanId: FfiConverterOptionString.read(from: &buf), 
+                parentIsRemote: FfiConverterBool.read(from: &buf), 
+                startTimeUnixNano: FfiConverterUInt64.read(from: &buf), 
+                endTimeUnixNano: FfiConverterUInt64.read(from: &buf), 
+                attributes: FfiConverterSequenceTypeSpanAttribute.read(from: &buf), 
+                events: FfiConverterSequenceTypeSpanEvent.read(from: &buf), 
+                status: FfiConverterTypeSpanStatus.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: SpanRecord, into buf: inout [UInt8]) {
+        FfiConverterString.write(value.name, into: &buf)
+        FfiConverterTypeSpanKind.write(value.kind, into: &buf)
+        FfiConverterString.write(value.traceId, into: &buf)
+        FfiConverterString.write(value.spanId, into: &buf)
+        FfiConverterOptionString.write(value.parentSpanId, into: &buf)
+        FfiConverterBool.write(value.parentIsRemote, into: &buf)
+        FfiConverterUInt64.write(value.startTimeUnixNano, into: &buf)
+        FfiConverterUInt64.write(value.endTimeUnixNano, into: &buf)
+        FfiConverterSequenceTypeSpanAttribute.write(value.attributes, into: &buf)
+        FfiConverterSequenceTypeSpanEvent.write(value.events, into: &buf)
+        FfiConverterTypeSpanStatus.write(value.status, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeSpanRecord_lift(_ buf: RustBuffer) throws -> SpanRecord {
+    return try FfiConverterTypeSpanRecord.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeSpanRecord_lower(_ value: SpanRecord) -> RustBuffer {
+    return FfiConverterTypeSpanRecord.lower(value)
 }
 
 
@@ -2442,6 +4143,105 @@ public func FfiConverterTypeUnaryResponse_lift(_ buf: RustBuffer) throws -> Unar
 public func FfiConverterTypeUnaryResponse_lower(_ value: UnaryResponse) -> RustBuffer {
     return FfiConverterTypeUnaryResponse.lower(value)
 }
+
+// Note that we don't yet support `indirect` for enums.
+// See https://github.com/mozilla/uniffi-rs/issues/396 for further discussion.
+/**
+ * A span or span-event attribute value.
+ */
+
+public enum AttributeValue {
+    
+    case bool(value: Bool
+    )
+    case i64(value: Int64
+    )
+    case f64(value: Double
+    )
+    case text(value: String
+    )
+}
+
+
+#if compiler(>=6)
+extension AttributeValue: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeAttributeValue: FfiConverterRustBuffer {
+    typealias SwiftType = AttributeValue
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> AttributeValue {
+        let variant: Int32 = try readInt(&buf)
+        switch variant {
+        
+        case 1: return .bool(value: try FfiConverterBool.read(from: &buf)
+        )
+        
+        case 2: return .i64(value: try FfiConverterInt64.read(from: &buf)
+        )
+        
+        case 3: return .f64(value: try FfiConverterDouble.read(from: &buf)
+        )
+        
+        case 4: return .text(value: try FfiConverterString.read(from: &buf)
+        )
+        
+        default: throw UniffiInternalError.unexpectedEnumCase
+        }
+    }
+
+    public static func write(_ value: AttributeValue, into buf: inout [UInt8]) {
+        switch value {
+        
+        
+        case let .bool(value):
+            writeInt(&buf, Int32(1))
+            FfiConverterBool.write(value, into: &buf)
+            
+        
+        case let .i64(value):
+            writeInt(&buf, Int32(2))
+            FfiConverterInt64.write(value, into: &buf)
+            
+        
+        case let .f64(value):
+            writeInt(&buf, Int32(3))
+            FfiConverterDouble.write(value, into: &buf)
+            
+        
+        case let .text(value):
+            writeInt(&buf, Int32(4))
+            FfiConverterString.write(value, into: &buf)
+            
+        }
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeAttributeValue_lift(_ buf: RustBuffer) throws -> AttributeValue {
+    return try FfiConverterTypeAttributeValue.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeAttributeValue_lower(_ value: AttributeValue) -> RustBuffer {
+    return FfiConverterTypeAttributeValue.lower(value)
+}
+
+
+extension AttributeValue: Equatable, Hashable {}
+
+
+
+
+
 
 // Note that we don't yet support `indirect` for enums.
 // See https://github.com/mozilla/uniffi-rs/issues/396 for further discussion.
@@ -2725,6 +4525,85 @@ extension GrpcError: Foundation.LocalizedError {
 // Note that we don't yet support `indirect` for enums.
 // See https://github.com/mozilla/uniffi-rs/issues/396 for further discussion.
 /**
+ * The kind of an instrument.
+ */
+
+public enum InstrumentKind {
+    
+    /**
+     * A monotonic sum (`grpc.*.started`): the value is an increment.
+     */
+    case counter
+    /**
+     * A distribution (durations in seconds, sizes in bytes): the value is one sample.
+     */
+    case histogram
+}
+
+
+#if compiler(>=6)
+extension InstrumentKind: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeInstrumentKind: FfiConverterRustBuffer {
+    typealias SwiftType = InstrumentKind
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> InstrumentKind {
+        let variant: Int32 = try readInt(&buf)
+        switch variant {
+        
+        case 1: return .counter
+        
+        case 2: return .histogram
+        
+        default: throw UniffiInternalError.unexpectedEnumCase
+        }
+    }
+
+    public static func write(_ value: InstrumentKind, into buf: inout [UInt8]) {
+        switch value {
+        
+        
+        case .counter:
+            writeInt(&buf, Int32(1))
+        
+        
+        case .histogram:
+            writeInt(&buf, Int32(2))
+        
+        }
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeInstrumentKind_lift(_ buf: RustBuffer) throws -> InstrumentKind {
+    return try FfiConverterTypeInstrumentKind.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeInstrumentKind_lower(_ value: InstrumentKind) -> RustBuffer {
+    return FfiConverterTypeInstrumentKind.lower(value)
+}
+
+
+extension InstrumentKind: Equatable, Hashable {}
+
+
+
+
+
+
+// Note that we don't yet support `indirect` for enums.
+// See https://github.com/mozilla/uniffi-rs/issues/396 for further discussion.
+/**
  * A metadata value: text, or bytes for keys ending in `-bin`.
  */
 
@@ -2795,6 +4674,262 @@ public func FfiConverterTypeMetadataValue_lower(_ value: MetadataValue) -> RustB
 
 
 extension MetadataValue: Equatable, Hashable {}
+
+
+
+
+
+
+// Note that we don't yet support `indirect` for enums.
+// See https://github.com/mozilla/uniffi-rs/issues/396 for further discussion.
+/**
+ * A measured value: integers for counts and sizes, floats for durations.
+ */
+
+public enum MetricValue {
+    
+    case u64(value: UInt64
+    )
+    case f64(value: Double
+    )
+}
+
+
+#if compiler(>=6)
+extension MetricValue: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeMetricValue: FfiConverterRustBuffer {
+    typealias SwiftType = MetricValue
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> MetricValue {
+        let variant: Int32 = try readInt(&buf)
+        switch variant {
+        
+        case 1: return .u64(value: try FfiConverterUInt64.read(from: &buf)
+        )
+        
+        case 2: return .f64(value: try FfiConverterDouble.read(from: &buf)
+        )
+        
+        default: throw UniffiInternalError.unexpectedEnumCase
+        }
+    }
+
+    public static func write(_ value: MetricValue, into buf: inout [UInt8]) {
+        switch value {
+        
+        
+        case let .u64(value):
+            writeInt(&buf, Int32(1))
+            FfiConverterUInt64.write(value, into: &buf)
+            
+        
+        case let .f64(value):
+            writeInt(&buf, Int32(2))
+            FfiConverterDouble.write(value, into: &buf)
+            
+        }
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeMetricValue_lift(_ buf: RustBuffer) throws -> MetricValue {
+    return try FfiConverterTypeMetricValue.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeMetricValue_lower(_ value: MetricValue) -> RustBuffer {
+    return FfiConverterTypeMetricValue.lower(value)
+}
+
+
+extension MetricValue: Equatable, Hashable {}
+
+
+
+
+
+
+// Note that we don't yet support `indirect` for enums.
+// See https://github.com/mozilla/uniffi-rs/issues/396 for further discussion.
+/**
+ * The kind of a span: `Sent.` is Client, `Recv.` is Server, `Attempt.` is Internal.
+ */
+
+public enum SpanKind {
+    
+    case client
+    case server
+    case `internal`
+    case producer
+    case consumer
+}
+
+
+#if compiler(>=6)
+extension SpanKind: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeSpanKind: FfiConverterRustBuffer {
+    typealias SwiftType = SpanKind
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> SpanKind {
+        let variant: Int32 = try readInt(&buf)
+        switch variant {
+        
+        case 1: return .client
+        
+        case 2: return .server
+        
+        case 3: return .`internal`
+        
+        case 4: return .producer
+        
+        case 5: return .consumer
+        
+        default: throw UniffiInternalError.unexpectedEnumCase
+        }
+    }
+
+    public static func write(_ value: SpanKind, into buf: inout [UInt8]) {
+        switch value {
+        
+        
+        case .client:
+            writeInt(&buf, Int32(1))
+        
+        
+        case .server:
+            writeInt(&buf, Int32(2))
+        
+        
+        case .`internal`:
+            writeInt(&buf, Int32(3))
+        
+        
+        case .producer:
+            writeInt(&buf, Int32(4))
+        
+        
+        case .consumer:
+            writeInt(&buf, Int32(5))
+        
+        }
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeSpanKind_lift(_ buf: RustBuffer) throws -> SpanKind {
+    return try FfiConverterTypeSpanKind.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeSpanKind_lower(_ value: SpanKind) -> RustBuffer {
+    return FfiConverterTypeSpanKind.lower(value)
+}
+
+
+extension SpanKind: Equatable, Hashable {}
+
+
+
+
+
+
+// Note that we don't yet support `indirect` for enums.
+// See https://github.com/mozilla/uniffi-rs/issues/396 for further discussion.
+/**
+ * A span's final status: Unset for an OK call, Error (`CODE: message`) otherwise.
+ */
+
+public enum SpanStatus {
+    
+    case unset
+    case ok
+    case error(description: String
+    )
+}
+
+
+#if compiler(>=6)
+extension SpanStatus: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeSpanStatus: FfiConverterRustBuffer {
+    typealias SwiftType = SpanStatus
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> SpanStatus {
+        let variant: Int32 = try readInt(&buf)
+        switch variant {
+        
+        case 1: return .unset
+        
+        case 2: return .ok
+        
+        case 3: return .error(description: try FfiConverterString.read(from: &buf)
+        )
+        
+        default: throw UniffiInternalError.unexpectedEnumCase
+        }
+    }
+
+    public static func write(_ value: SpanStatus, into buf: inout [UInt8]) {
+        switch value {
+        
+        
+        case .unset:
+            writeInt(&buf, Int32(1))
+        
+        
+        case .ok:
+            writeInt(&buf, Int32(2))
+        
+        
+        case let .error(description):
+            writeInt(&buf, Int32(3))
+            FfiConverterString.write(description, into: &buf)
+            
+        }
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeSpanStatus_lift(_ buf: RustBuffer) throws -> SpanStatus {
+    return try FfiConverterTypeSpanStatus.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeSpanStatus_lower(_ value: SpanStatus) -> RustBuffer {
+    return FfiConverterTypeSpanStatus.lower(value)
+}
+
+
+extension SpanStatus: Equatable, Hashable {}
 
 
 
@@ -3126,6 +5261,30 @@ fileprivate struct FfiConverterOptionTypeManualResolver: FfiConverterRustBuffer 
 #if swift(>=5.8)
 @_documentation(visibility: private)
 #endif
+fileprivate struct FfiConverterOptionTypeTelemetry: FfiConverterRustBuffer {
+    typealias SwiftType = Telemetry?
+
+    public static func write(_ value: SwiftType, into buf: inout [UInt8]) {
+        guard let value = value else {
+            writeInt(&buf, Int8(0))
+            return
+        }
+        writeInt(&buf, Int8(1))
+        FfiConverterTypeTelemetry.write(value, into: &buf)
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> SwiftType {
+        switch try readInt(&buf) as Int8 {
+        case 0: return nil
+        case 1: return try FfiConverterTypeTelemetry.read(from: &buf)
+        default: throw UniffiInternalError.unexpectedOptionalTag
+        }
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
 fileprivate struct FfiConverterOptionTypeCallStatus: FfiConverterRustBuffer {
     typealias SwiftType = CallStatus?
 
@@ -3142,6 +5301,30 @@ fileprivate struct FfiConverterOptionTypeCallStatus: FfiConverterRustBuffer {
         switch try readInt(&buf) as Int8 {
         case 0: return nil
         case 1: return try FfiConverterTypeCallStatus.read(from: &buf)
+        default: throw UniffiInternalError.unexpectedOptionalTag
+        }
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+fileprivate struct FfiConverterOptionTypeServerTlsOptions: FfiConverterRustBuffer {
+    typealias SwiftType = ServerTlsOptions?
+
+    public static func write(_ value: SwiftType, into buf: inout [UInt8]) {
+        guard let value = value else {
+            writeInt(&buf, Int8(0))
+            return
+        }
+        writeInt(&buf, Int8(1))
+        FfiConverterTypeServerTlsOptions.write(value, into: &buf)
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> SwiftType {
+        switch try readInt(&buf) as Int8 {
+        case 0: return nil
+        case 1: return try FfiConverterTypeServerTlsOptions.read(from: &buf)
         default: throw UniffiInternalError.unexpectedOptionalTag
         }
     }
@@ -3198,6 +5381,31 @@ fileprivate struct FfiConverterOptionTypeCompression: FfiConverterRustBuffer {
 #if swift(>=5.8)
 @_documentation(visibility: private)
 #endif
+fileprivate struct FfiConverterSequenceDouble: FfiConverterRustBuffer {
+    typealias SwiftType = [Double]
+
+    public static func write(_ value: [Double], into buf: inout [UInt8]) {
+        let len = Int32(value.count)
+        writeInt(&buf, len)
+        for item in value {
+            FfiConverterDouble.write(item, into: &buf)
+        }
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> [Double] {
+        let len: Int32 = try readInt(&buf)
+        var seq = [Double]()
+        seq.reserveCapacity(Int(len))
+        for _ in 0 ..< len {
+            seq.append(try FfiConverterDouble.read(from: &buf))
+        }
+        return seq
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
 fileprivate struct FfiConverterSequenceString: FfiConverterRustBuffer {
     typealias SwiftType = [String]
 
@@ -3240,6 +5448,81 @@ fileprivate struct FfiConverterSequenceTypeMetadataEntry: FfiConverterRustBuffer
         seq.reserveCapacity(Int(len))
         for _ in 0 ..< len {
             seq.append(try FfiConverterTypeMetadataEntry.read(from: &buf))
+        }
+        return seq
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+fileprivate struct FfiConverterSequenceTypeMetricAttribute: FfiConverterRustBuffer {
+    typealias SwiftType = [MetricAttribute]
+
+    public static func write(_ value: [MetricAttribute], into buf: inout [UInt8]) {
+        let len = Int32(value.count)
+        writeInt(&buf, len)
+        for item in value {
+            FfiConverterTypeMetricAttribute.write(item, into: &buf)
+        }
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> [MetricAttribute] {
+        let len: Int32 = try readInt(&buf)
+        var seq = [MetricAttribute]()
+        seq.reserveCapacity(Int(len))
+        for _ in 0 ..< len {
+            seq.append(try FfiConverterTypeMetricAttribute.read(from: &buf))
+        }
+        return seq
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+fileprivate struct FfiConverterSequenceTypeSpanAttribute: FfiConverterRustBuffer {
+    typealias SwiftType = [SpanAttribute]
+
+    public static func write(_ value: [SpanAttribute], into buf: inout [UInt8]) {
+        let len = Int32(value.count)
+        writeInt(&buf, len)
+        for item in value {
+            FfiConverterTypeSpanAttribute.write(item, into: &buf)
+        }
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> [SpanAttribute] {
+        let len: Int32 = try readInt(&buf)
+        var seq = [SpanAttribute]()
+        seq.reserveCapacity(Int(len))
+        for _ in 0 ..< len {
+            seq.append(try FfiConverterTypeSpanAttribute.read(from: &buf))
+        }
+        return seq
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+fileprivate struct FfiConverterSequenceTypeSpanEvent: FfiConverterRustBuffer {
+    typealias SwiftType = [SpanEvent]
+
+    public static func write(_ value: [SpanEvent], into buf: inout [UInt8]) {
+        let len = Int32(value.count)
+        writeInt(&buf, len)
+        for item in value {
+            FfiConverterTypeSpanEvent.write(item, into: &buf)
+        }
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> [SpanEvent] {
+        let len: Int32 = try readInt(&buf)
+        var seq = [SpanEvent]()
+        seq.reserveCapacity(Int(len))
+        for _ in 0 ..< len {
+            seq.append(try FfiConverterTypeSpanEvent.read(from: &buf))
         }
         return seq
     }
@@ -3475,6 +5758,30 @@ private let initializationResult: InitializationResult = {
     if (uniffi_grpc_core_uniffi_checksum_method_manualresolver_update() != 44822) {
         return InitializationResult.apiChecksumMismatch
     }
+    if (uniffi_grpc_core_uniffi_checksum_method_server_add_unary() != 39528) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_grpc_core_uniffi_checksum_method_server_shutdown() != 17663) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_grpc_core_uniffi_checksum_method_server_start() != 29503) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_grpc_core_uniffi_checksum_method_telemetry_dropped() != 46702) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_grpc_core_uniffi_checksum_method_telemetry_flush() != 34512) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_grpc_core_uniffi_checksum_method_telemetrysink_on_metric() != 7301) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_grpc_core_uniffi_checksum_method_telemetrysink_on_span() != 38693) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_grpc_core_uniffi_checksum_method_unaryhandler_handle() != 51587) {
+        return InitializationResult.apiChecksumMismatch
+    }
     if (uniffi_grpc_core_uniffi_checksum_constructor_callcredentials_access_token() != 14587) {
         return InitializationResult.apiChecksumMismatch
     }
@@ -3487,8 +5794,16 @@ private let initializationResult: InitializationResult = {
     if (uniffi_grpc_core_uniffi_checksum_constructor_manualresolver_new() != 12809) {
         return InitializationResult.apiChecksumMismatch
     }
+    if (uniffi_grpc_core_uniffi_checksum_constructor_server_new() != 6907) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_grpc_core_uniffi_checksum_constructor_telemetry_new() != 29401) {
+        return InitializationResult.apiChecksumMismatch
+    }
 
     uniffiCallbackInitCallCredentialsProvider()
+    uniffiCallbackInitTelemetrySink()
+    uniffiCallbackInitUnaryHandler()
     return InitializationResult.ok
 }()
 

@@ -257,12 +257,49 @@ typedef void (*UniffiCallbackInterfaceCallCredentialsProviderMethod0)(uint64_t, 
     );
 
 #endif
+#ifndef UNIFFI_FFIDEF_CALLBACK_INTERFACE_TELEMETRY_SINK_METHOD0
+#define UNIFFI_FFIDEF_CALLBACK_INTERFACE_TELEMETRY_SINK_METHOD0
+typedef void (*UniffiCallbackInterfaceTelemetrySinkMethod0)(uint64_t, RustBuffer, void* _Nonnull, 
+        RustCallStatus *_Nonnull uniffiCallStatus
+    );
+
+#endif
+#ifndef UNIFFI_FFIDEF_CALLBACK_INTERFACE_TELEMETRY_SINK_METHOD1
+#define UNIFFI_FFIDEF_CALLBACK_INTERFACE_TELEMETRY_SINK_METHOD1
+typedef void (*UniffiCallbackInterfaceTelemetrySinkMethod1)(uint64_t, RustBuffer, void* _Nonnull, 
+        RustCallStatus *_Nonnull uniffiCallStatus
+    );
+
+#endif
+#ifndef UNIFFI_FFIDEF_CALLBACK_INTERFACE_UNARY_HANDLER_METHOD0
+#define UNIFFI_FFIDEF_CALLBACK_INTERFACE_UNARY_HANDLER_METHOD0
+typedef void (*UniffiCallbackInterfaceUnaryHandlerMethod0)(uint64_t, RustBuffer, RustBuffer, UniffiForeignFutureCompleteRustBuffer _Nonnull, uint64_t, UniffiForeignFuture* _Nonnull
+    );
+
+#endif
 #ifndef UNIFFI_FFIDEF_V_TABLE_CALLBACK_INTERFACE_CALL_CREDENTIALS_PROVIDER
 #define UNIFFI_FFIDEF_V_TABLE_CALLBACK_INTERFACE_CALL_CREDENTIALS_PROVIDER
 typedef struct UniffiVTableCallbackInterfaceCallCredentialsProvider {
     UniffiCallbackInterfaceCallCredentialsProviderMethod0 _Nonnull metadata;
     UniffiCallbackInterfaceFree _Nonnull uniffiFree;
 } UniffiVTableCallbackInterfaceCallCredentialsProvider;
+
+#endif
+#ifndef UNIFFI_FFIDEF_V_TABLE_CALLBACK_INTERFACE_TELEMETRY_SINK
+#define UNIFFI_FFIDEF_V_TABLE_CALLBACK_INTERFACE_TELEMETRY_SINK
+typedef struct UniffiVTableCallbackInterfaceTelemetrySink {
+    UniffiCallbackInterfaceTelemetrySinkMethod0 _Nonnull onMetric;
+    UniffiCallbackInterfaceTelemetrySinkMethod1 _Nonnull onSpan;
+    UniffiCallbackInterfaceFree _Nonnull uniffiFree;
+} UniffiVTableCallbackInterfaceTelemetrySink;
+
+#endif
+#ifndef UNIFFI_FFIDEF_V_TABLE_CALLBACK_INTERFACE_UNARY_HANDLER
+#define UNIFFI_FFIDEF_V_TABLE_CALLBACK_INTERFACE_UNARY_HANDLER
+typedef struct UniffiVTableCallbackInterfaceUnaryHandler {
+    UniffiCallbackInterfaceUnaryHandlerMethod0 _Nonnull handle;
+    UniffiCallbackInterfaceFree _Nonnull uniffiFree;
+} UniffiVTableCallbackInterfaceUnaryHandler;
 
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_GRPC_CORE_UNIFFI_FN_CLONE_CALL
@@ -449,6 +486,106 @@ uint64_t uniffi_grpc_core_uniffi_fn_method_manualresolver_resolve_now_count(void
 #ifndef UNIFFI_FFIDEF_UNIFFI_GRPC_CORE_UNIFFI_FN_METHOD_MANUALRESOLVER_UPDATE
 #define UNIFFI_FFIDEF_UNIFFI_GRPC_CORE_UNIFFI_FN_METHOD_MANUALRESOLVER_UPDATE
 void uniffi_grpc_core_uniffi_fn_method_manualresolver_update(void*_Nonnull ptr, RustBuffer addresses, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_GRPC_CORE_UNIFFI_FN_CLONE_SERVER
+#define UNIFFI_FFIDEF_UNIFFI_GRPC_CORE_UNIFFI_FN_CLONE_SERVER
+void*_Nonnull uniffi_grpc_core_uniffi_fn_clone_server(void*_Nonnull ptr, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_GRPC_CORE_UNIFFI_FN_FREE_SERVER
+#define UNIFFI_FFIDEF_UNIFFI_GRPC_CORE_UNIFFI_FN_FREE_SERVER
+void uniffi_grpc_core_uniffi_fn_free_server(void*_Nonnull ptr, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_GRPC_CORE_UNIFFI_FN_CONSTRUCTOR_SERVER_NEW
+#define UNIFFI_FFIDEF_UNIFFI_GRPC_CORE_UNIFFI_FN_CONSTRUCTOR_SERVER_NEW
+void*_Nonnull uniffi_grpc_core_uniffi_fn_constructor_server_new(RustBuffer options, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_GRPC_CORE_UNIFFI_FN_METHOD_SERVER_ADD_UNARY
+#define UNIFFI_FFIDEF_UNIFFI_GRPC_CORE_UNIFFI_FN_METHOD_SERVER_ADD_UNARY
+void uniffi_grpc_core_uniffi_fn_method_server_add_unary(void*_Nonnull ptr, RustBuffer method, void*_Nonnull handler, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_GRPC_CORE_UNIFFI_FN_METHOD_SERVER_SHUTDOWN
+#define UNIFFI_FFIDEF_UNIFFI_GRPC_CORE_UNIFFI_FN_METHOD_SERVER_SHUTDOWN
+uint64_t uniffi_grpc_core_uniffi_fn_method_server_shutdown(void*_Nonnull ptr, uint64_t grace_ms
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_GRPC_CORE_UNIFFI_FN_METHOD_SERVER_START
+#define UNIFFI_FFIDEF_UNIFFI_GRPC_CORE_UNIFFI_FN_METHOD_SERVER_START
+uint64_t uniffi_grpc_core_uniffi_fn_method_server_start(void*_Nonnull ptr, RustBuffer address
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_GRPC_CORE_UNIFFI_FN_CLONE_TELEMETRY
+#define UNIFFI_FFIDEF_UNIFFI_GRPC_CORE_UNIFFI_FN_CLONE_TELEMETRY
+void*_Nonnull uniffi_grpc_core_uniffi_fn_clone_telemetry(void*_Nonnull ptr, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_GRPC_CORE_UNIFFI_FN_FREE_TELEMETRY
+#define UNIFFI_FFIDEF_UNIFFI_GRPC_CORE_UNIFFI_FN_FREE_TELEMETRY
+void uniffi_grpc_core_uniffi_fn_free_telemetry(void*_Nonnull ptr, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_GRPC_CORE_UNIFFI_FN_CONSTRUCTOR_TELEMETRY_NEW
+#define UNIFFI_FFIDEF_UNIFFI_GRPC_CORE_UNIFFI_FN_CONSTRUCTOR_TELEMETRY_NEW
+void*_Nonnull uniffi_grpc_core_uniffi_fn_constructor_telemetry_new(void*_Nonnull sink, int8_t metrics, int8_t tracing, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_GRPC_CORE_UNIFFI_FN_METHOD_TELEMETRY_DROPPED
+#define UNIFFI_FFIDEF_UNIFFI_GRPC_CORE_UNIFFI_FN_METHOD_TELEMETRY_DROPPED
+uint64_t uniffi_grpc_core_uniffi_fn_method_telemetry_dropped(void*_Nonnull ptr, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_GRPC_CORE_UNIFFI_FN_METHOD_TELEMETRY_FLUSH
+#define UNIFFI_FFIDEF_UNIFFI_GRPC_CORE_UNIFFI_FN_METHOD_TELEMETRY_FLUSH
+int8_t uniffi_grpc_core_uniffi_fn_method_telemetry_flush(void*_Nonnull ptr, uint64_t timeout_ms, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_GRPC_CORE_UNIFFI_FN_CLONE_TELEMETRYSINK
+#define UNIFFI_FFIDEF_UNIFFI_GRPC_CORE_UNIFFI_FN_CLONE_TELEMETRYSINK
+void*_Nonnull uniffi_grpc_core_uniffi_fn_clone_telemetrysink(void*_Nonnull ptr, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_GRPC_CORE_UNIFFI_FN_FREE_TELEMETRYSINK
+#define UNIFFI_FFIDEF_UNIFFI_GRPC_CORE_UNIFFI_FN_FREE_TELEMETRYSINK
+void uniffi_grpc_core_uniffi_fn_free_telemetrysink(void*_Nonnull ptr, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_GRPC_CORE_UNIFFI_FN_INIT_CALLBACK_VTABLE_TELEMETRYSINK
+#define UNIFFI_FFIDEF_UNIFFI_GRPC_CORE_UNIFFI_FN_INIT_CALLBACK_VTABLE_TELEMETRYSINK
+void uniffi_grpc_core_uniffi_fn_init_callback_vtable_telemetrysink(const UniffiVTableCallbackInterfaceTelemetrySink* _Nonnull vtable
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_GRPC_CORE_UNIFFI_FN_METHOD_TELEMETRYSINK_ON_METRIC
+#define UNIFFI_FFIDEF_UNIFFI_GRPC_CORE_UNIFFI_FN_METHOD_TELEMETRYSINK_ON_METRIC
+void uniffi_grpc_core_uniffi_fn_method_telemetrysink_on_metric(void*_Nonnull ptr, RustBuffer record, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_GRPC_CORE_UNIFFI_FN_METHOD_TELEMETRYSINK_ON_SPAN
+#define UNIFFI_FFIDEF_UNIFFI_GRPC_CORE_UNIFFI_FN_METHOD_TELEMETRYSINK_ON_SPAN
+void uniffi_grpc_core_uniffi_fn_method_telemetrysink_on_span(void*_Nonnull ptr, RustBuffer record, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_GRPC_CORE_UNIFFI_FN_CLONE_UNARYHANDLER
+#define UNIFFI_FFIDEF_UNIFFI_GRPC_CORE_UNIFFI_FN_CLONE_UNARYHANDLER
+void*_Nonnull uniffi_grpc_core_uniffi_fn_clone_unaryhandler(void*_Nonnull ptr, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_GRPC_CORE_UNIFFI_FN_FREE_UNARYHANDLER
+#define UNIFFI_FFIDEF_UNIFFI_GRPC_CORE_UNIFFI_FN_FREE_UNARYHANDLER
+void uniffi_grpc_core_uniffi_fn_free_unaryhandler(void*_Nonnull ptr, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_GRPC_CORE_UNIFFI_FN_INIT_CALLBACK_VTABLE_UNARYHANDLER
+#define UNIFFI_FFIDEF_UNIFFI_GRPC_CORE_UNIFFI_FN_INIT_CALLBACK_VTABLE_UNARYHANDLER
+void uniffi_grpc_core_uniffi_fn_init_callback_vtable_unaryhandler(const UniffiVTableCallbackInterfaceUnaryHandler* _Nonnull vtable
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_GRPC_CORE_UNIFFI_FN_METHOD_UNARYHANDLER_HANDLE
+#define UNIFFI_FFIDEF_UNIFFI_GRPC_CORE_UNIFFI_FN_METHOD_UNARYHANDLER_HANDLE
+uint64_t uniffi_grpc_core_uniffi_fn_method_unaryhandler_handle(void*_Nonnull ptr, RustBuffer context, RustBuffer request
 );
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_GRPC_CORE_UNIFFI_FN_FUNC_VERSION
@@ -875,6 +1012,54 @@ uint16_t uniffi_grpc_core_uniffi_checksum_method_manualresolver_update(void
     
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_GRPC_CORE_UNIFFI_CHECKSUM_METHOD_SERVER_ADD_UNARY
+#define UNIFFI_FFIDEF_UNIFFI_GRPC_CORE_UNIFFI_CHECKSUM_METHOD_SERVER_ADD_UNARY
+uint16_t uniffi_grpc_core_uniffi_checksum_method_server_add_unary(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_GRPC_CORE_UNIFFI_CHECKSUM_METHOD_SERVER_SHUTDOWN
+#define UNIFFI_FFIDEF_UNIFFI_GRPC_CORE_UNIFFI_CHECKSUM_METHOD_SERVER_SHUTDOWN
+uint16_t uniffi_grpc_core_uniffi_checksum_method_server_shutdown(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_GRPC_CORE_UNIFFI_CHECKSUM_METHOD_SERVER_START
+#define UNIFFI_FFIDEF_UNIFFI_GRPC_CORE_UNIFFI_CHECKSUM_METHOD_SERVER_START
+uint16_t uniffi_grpc_core_uniffi_checksum_method_server_start(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_GRPC_CORE_UNIFFI_CHECKSUM_METHOD_TELEMETRY_DROPPED
+#define UNIFFI_FFIDEF_UNIFFI_GRPC_CORE_UNIFFI_CHECKSUM_METHOD_TELEMETRY_DROPPED
+uint16_t uniffi_grpc_core_uniffi_checksum_method_telemetry_dropped(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_GRPC_CORE_UNIFFI_CHECKSUM_METHOD_TELEMETRY_FLUSH
+#define UNIFFI_FFIDEF_UNIFFI_GRPC_CORE_UNIFFI_CHECKSUM_METHOD_TELEMETRY_FLUSH
+uint16_t uniffi_grpc_core_uniffi_checksum_method_telemetry_flush(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_GRPC_CORE_UNIFFI_CHECKSUM_METHOD_TELEMETRYSINK_ON_METRIC
+#define UNIFFI_FFIDEF_UNIFFI_GRPC_CORE_UNIFFI_CHECKSUM_METHOD_TELEMETRYSINK_ON_METRIC
+uint16_t uniffi_grpc_core_uniffi_checksum_method_telemetrysink_on_metric(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_GRPC_CORE_UNIFFI_CHECKSUM_METHOD_TELEMETRYSINK_ON_SPAN
+#define UNIFFI_FFIDEF_UNIFFI_GRPC_CORE_UNIFFI_CHECKSUM_METHOD_TELEMETRYSINK_ON_SPAN
+uint16_t uniffi_grpc_core_uniffi_checksum_method_telemetrysink_on_span(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_GRPC_CORE_UNIFFI_CHECKSUM_METHOD_UNARYHANDLER_HANDLE
+#define UNIFFI_FFIDEF_UNIFFI_GRPC_CORE_UNIFFI_CHECKSUM_METHOD_UNARYHANDLER_HANDLE
+uint16_t uniffi_grpc_core_uniffi_checksum_method_unaryhandler_handle(void
+    
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_GRPC_CORE_UNIFFI_CHECKSUM_CONSTRUCTOR_CALLCREDENTIALS_ACCESS_TOKEN
 #define UNIFFI_FFIDEF_UNIFFI_GRPC_CORE_UNIFFI_CHECKSUM_CONSTRUCTOR_CALLCREDENTIALS_ACCESS_TOKEN
 uint16_t uniffi_grpc_core_uniffi_checksum_constructor_callcredentials_access_token(void
@@ -896,6 +1081,18 @@ uint16_t uniffi_grpc_core_uniffi_checksum_constructor_channel_new(void
 #ifndef UNIFFI_FFIDEF_UNIFFI_GRPC_CORE_UNIFFI_CHECKSUM_CONSTRUCTOR_MANUALRESOLVER_NEW
 #define UNIFFI_FFIDEF_UNIFFI_GRPC_CORE_UNIFFI_CHECKSUM_CONSTRUCTOR_MANUALRESOLVER_NEW
 uint16_t uniffi_grpc_core_uniffi_checksum_constructor_manualresolver_new(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_GRPC_CORE_UNIFFI_CHECKSUM_CONSTRUCTOR_SERVER_NEW
+#define UNIFFI_FFIDEF_UNIFFI_GRPC_CORE_UNIFFI_CHECKSUM_CONSTRUCTOR_SERVER_NEW
+uint16_t uniffi_grpc_core_uniffi_checksum_constructor_server_new(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_GRPC_CORE_UNIFFI_CHECKSUM_CONSTRUCTOR_TELEMETRY_NEW
+#define UNIFFI_FFIDEF_UNIFFI_GRPC_CORE_UNIFFI_CHECKSUM_CONSTRUCTOR_TELEMETRY_NEW
+uint16_t uniffi_grpc_core_uniffi_checksum_constructor_telemetry_new(void
     
 );
 #endif
