@@ -911,7 +911,7 @@ class ServicerContext(_server.ServicerContext):
         with self._callback_lock:
             if self._callbacks_ran:
                 return False
-            self._callbacks.append(callback)
+            self._callbacks += (callback,)
             start = not self._watching
             self._watching = True
         if start:
