@@ -230,19 +230,24 @@ impl std::task::Wake for ThreadWaker {
     }
 }
 
-/// Polls `fut` on this thread with the GIL released, parking between
-/// wake-ups. For server-call operations, which wait only on h2 streams and
-/// channels (no tokio timers): often ready at once (a pre-read request, a
-/// send into h2's buffer), they skip the hop to a runtime task.
+/// Polls `fut` on this thread, parking between wake-ups. For server-call
+/// operations, which wait only on h2 streams and channels (no tokio timers):
+/// often ready at once (a pre-read request, a send into h2's buffer), they
+/// skip the hop to a runtime task. The first poll keeps the GIL (ready at
+/// once: no release and retake); only a wait releases it.
 fn block_here<F>(py: Python<'_>, fut: F) -> F::Output
 where
     F: Future + Send,
     F::Output: Send,
 {
-    detach(py, || {
+    let mut fut = std::pin::pin!(fut);
+    if let std::task::Poll::Ready(v) = fut.as_mut().poll(&mut std::task::Context::from_waker(std::task::Waker::noop()))
+    {
+        return v;
+    }
+    detach(py, move || {
         let waker = std::task::Waker::from(Arc::new(ThreadWaker(std::thread::current())));
         let mut cx = std::task::Context::from_waker(&waker);
-        let mut fut = std::pin::pin!(fut);
         loop {
             if let std::task::Poll::Ready(v) = fut.as_mut().poll(&mut cx) {
                 return v;
