@@ -231,19 +231,24 @@ impl std::task::Wake for ThreadWaker {
     }
 }
 
-/// Polls `fut` on this thread with the GIL released, parking between
-/// wake-ups. For server-call operations, which wait only on h2 streams and
-/// channels (no tokio timers): often ready at once (a pre-read request, a
-/// send into h2's buffer), they skip the hop to a runtime task.
+/// Polls `fut` on this thread, parking between wake-ups. For server-call
+/// operations, which wait only on h2 streams and channels (no tokio timers):
+/// often ready at once (a pre-read request, a send into h2's buffer), they
+/// skip the hop to a runtime task. The first poll keeps the GIL (ready at
+/// once: no release and retake); only a wait releases it.
 fn block_here<F>(py: Python<'_>, fut: F) -> F::Output
 where
     F: Future + Send,
     F::Output: Send,
 {
-    detach(py, || {
+    let mut fut = std::pin::pin!(fut);
+    if let std::task::Poll::Ready(v) = fut.as_mut().poll(&mut std::task::Context::from_waker(std::task::Waker::noop()))
+    {
+        return v;
+    }
+    detach(py, move || {
         let waker = std::task::Waker::from(Arc::new(ThreadWaker(std::thread::current())));
         let mut cx = std::task::Context::from_waker(&waker);
-        let mut fut = std::pin::pin!(fut);
         loop {
             if let std::task::Poll::Ready(v) = fut.as_mut().poll(&mut cx) {
                 return v;
@@ -562,10 +567,19 @@ struct QueueInner {
 
 impl QueueInner {
     /// Waits (without the GIL) for the next call on `cv`; None once closed, or at `deadline`.
-    fn wait_call(&self, py: Python<'_>, timeout: Option<f64>, puller: bool) -> Option<NativeServerCall> {
+    fn wait_call(
+        &self,
+        py: Python<'_>,
+        timeout: Option<f64>,
+        puller: bool,
+        first: Option<Deferred>,
+    ) -> Option<NativeServerCall> {
         let deadline = duration_from(timeout).map(|d| Instant::now() + d);
         let cv = if puller { &self.pulled } else { &self.ready };
         let call = detach(py, move || {
+            if let Some(op) = first {
+                surface::spawn(op);
+            }
             let mut g = self.calls.lock().unwrap_or_else(|e| e.into_inner());
             if puller {
                 g.2 += 1;
@@ -614,14 +628,22 @@ impl CallQueue {
     /// The next incoming call; None once the queue is closed and empty, or on timeout.
     #[pyo3(signature = (timeout=None))]
     fn next(&self, py: Python<'_>, timeout: Option<f64>) -> Option<NativeServerCall> {
-        self.inner.wait_call(py, timeout, false)
+        self.inner.wait_call(py, timeout, false, None)
     }
 
     /// Like `next`, for a pool thread that just served a call: calls go to
     /// waiting pullers before the dispatcher. None on timeout or once closed.
-    #[pyo3(signature = (timeout=None))]
-    fn pull(&self, py: Python<'_>, timeout: Option<f64>) -> Option<NativeServerCall> {
-        self.inner.wait_call(py, timeout, true)
+    /// `after`'s deferred reply (see `NativeServerCall.reply`) starts first,
+    /// once the GIL is released.
+    #[pyo3(signature = (timeout=None, after=None))]
+    fn pull(
+        &self,
+        py: Python<'_>,
+        timeout: Option<f64>,
+        after: Option<PyRef<'_, NativeServerCall>>,
+    ) -> Option<NativeServerCall> {
+        let first = after.and_then(|c| c.take_deferred());
+        self.inner.wait_call(py, timeout, true, first)
     }
 
     /// Closes the queue: calls still queued are dropped (UNKNOWN), later ones refused.
@@ -817,12 +839,30 @@ impl NativeServer {
 
 /// A server call handed to Python.
 #[pyclass(frozen, module = "grpc_core._native")]
-#[derive(Debug)]
 struct NativeServerCall {
     info: Arc<CallInfo>,
     receiver: Arc<tokio::sync::Mutex<Option<ServerReceiver>>>,
     sender: Arc<tokio::sync::Mutex<Option<ServerSender>>>,
     call: Arc<Mutex<IncomingCall>>,
+    /// A reply `reply(defer=True)` left for `CallQueue.pull(after=...)` (or
+    /// `flush`, or the drop of this object) to start.
+    deferred: Mutex<Option<Deferred>>,
+}
+
+type Deferred = std::pin::Pin<Box<dyn Future<Output = ()> + Send>>;
+
+impl std::fmt::Debug for NativeServerCall {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NativeServerCall").field("info", &self.info).finish_non_exhaustive()
+    }
+}
+
+impl Drop for NativeServerCall {
+    fn drop(&mut self) {
+        if let Some(op) = self.take_deferred() {
+            surface::spawn(op);
+        }
+    }
 }
 
 impl NativeServerCall {
@@ -834,7 +874,12 @@ impl NativeServerCall {
             receiver: Arc::new(tokio::sync::Mutex::new(receiver)),
             sender: Arc::new(tokio::sync::Mutex::new(sender)),
             call: Arc::new(Mutex::new(call)),
+            deferred: Mutex::new(None),
         }
+    }
+
+    fn take_deferred(&self) -> Option<Deferred> {
+        self.deferred.lock().unwrap_or_else(|e| e.into_inner()).take()
     }
 
     fn lock_call(&self) -> std::sync::MutexGuard<'_, IncomingCall> {
@@ -863,18 +908,29 @@ impl NativeServerCall {
     /// twice (and, on a busy core, wrote twice). Nothing to report back: if
     /// the call ended first, nothing is sent, as a failed send would.
     pub(crate) fn spawn_reply(&self, message: &[u8], compress: bool, md: Metadata) {
+        surface::spawn(self.reply_op(message, compress, md));
+    }
+
+    /// The task [`spawn_reply`](Self::spawn_reply) runs.
+    fn reply_op(&self, message: &[u8], compress: bool, md: Metadata) -> Deferred {
         let msg = Bytes::copy_from_slice(message);
         let s = self.sender.clone();
+        let r = self.receiver.clone();
         let whole = self.call.clone();
         let op = self.guarded(async move {
-            match s.lock().await.as_mut() {
-                Some(s) => s.send_with(msg, compress).await?,
-                None => return Err(Status::internal("no sender")),
-            }
+            // The h2 stream halves are dropped here, on the runtime, rather
+            // than with the Python object: dropping the last reference to an
+            // h2 stream wakes the connection task, from a Python thread a
+            // thread hop more per call.
+            let _receiver = r.lock().await.take();
+            let Some(mut sender) = s.lock().await.take() else { return Err(Status::internal("no sender")) };
+            sender.send_with(msg, compress).await?;
             whole.lock().unwrap_or_else(|e| e.into_inner()).finish(Status::ok().with_metadata(md));
             Ok(())
         });
-        surface::spawn(op);
+        Box::pin(async move {
+            let _ = op.await;
+        })
     }
 
     /// Runs `fut` here unless the call ends first (then CANCELLED).
@@ -998,12 +1054,36 @@ impl NativeServerCall {
     }
 
     /// Sends the one response of a unary call and ends it OK, as one task on
-    /// the runtime (see `spawn_reply`); returns at once, True.
-    #[pyo3(signature = (message, compress=true, trailing_metadata=None))]
-    fn reply(&self, message: &[u8], compress: bool, trailing_metadata: Option<&Bound<'_, PyAny>>) -> PyResult<bool> {
+    /// the runtime (see `spawn_reply`); returns at once, True. With `defer`,
+    /// the task starts only at `CallQueue.pull(after=this call)`, `flush` or
+    /// when this object goes: a pool thread that goes on to wait for its next
+    /// call then wakes the runtime as it parks, rather than being preempted
+    /// by the runtime thread while it still has Python work to do.
+    #[pyo3(signature = (message, compress=true, trailing_metadata=None, defer=false))]
+    fn reply(
+        &self,
+        message: &[u8],
+        compress: bool,
+        trailing_metadata: Option<&Bound<'_, PyAny>>,
+        defer: bool,
+    ) -> PyResult<bool> {
         let md = md_from_py(trailing_metadata)?;
-        self.spawn_reply(message, compress, md);
+        let op = self.reply_op(message, compress, md);
+        if defer {
+            if let Some(earlier) = self.deferred.lock().unwrap_or_else(|e| e.into_inner()).replace(op) {
+                surface::spawn(earlier);
+            }
+        } else {
+            surface::spawn(op);
+        }
         Ok(true)
+    }
+
+    /// Starts a deferred reply now (see `reply`).
+    fn flush(&self) {
+        if let Some(op) = self.take_deferred() {
+            surface::spawn(op);
+        }
     }
 
     /// Ends the call with this status; false if it was already over.

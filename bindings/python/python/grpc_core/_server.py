@@ -122,20 +122,25 @@ def _format_peer(addr: str) -> str:
 class ServicerContext:
     """The context of one server call (grpc.ServicerContext)."""
 
+    # One per call: the state starts as these class attributes (an instance
+    # sets only what changes), and the callback lock is shared by every
+    # context (held only to update the list).
+    _code: Optional[StatusCode] = None
+    _details: Optional[str] = None
+    _trailing: Any = ()
+    _initial_sent = False
+    _callbacks: Tuple[Callable[[], None], ...] = ()
+    _callback_lock = threading.Lock()
+    _callbacks_ran = False
+    _watching = False
+    _compress_next = True
+    _cancelled = False
+    _metadata: Optional[Tuple[Any, ...]] = None
+    _defer = False
+
     def __init__(self, native: Any, server: "Server") -> None:
         self._native = native
         self._server = server
-        self._code: Optional[StatusCode] = None
-        self._details: Optional[str] = None
-        self._trailing: Any = ()
-        self._initial_sent = False
-        self._callbacks: List[Callable[[], None]] = []
-        self._callback_lock = threading.Lock()
-        self._callbacks_ran = False
-        self._watching = False
-        self._compress_next = True
-        self._cancelled = False
-        self._metadata: Optional[Tuple[Any, ...]] = None
 
     # RpcContext
     def is_active(self) -> bool:
@@ -154,7 +159,7 @@ class ServicerContext:
         with self._callback_lock:
             if self._callbacks_ran:
                 return False
-            self._callbacks.append(callback)
+            self._callbacks += (callback,)
             start = not self._watching
             self._watching = True
         if start:
@@ -170,7 +175,7 @@ class ServicerContext:
             if self._callbacks_ran:
                 return
             self._callbacks_ran = True
-            callbacks, self._callbacks = self._callbacks, []
+            callbacks, self._callbacks = self._callbacks, ()
         for cb in callbacks:
             try:
                 cb()
@@ -257,7 +262,9 @@ class ServicerContext:
 
     def _reply(self, data: bytes) -> None:
         compress, self._compress_next = self._compress_next, True
-        self._native.reply(data, compress, self._trailing)
+        # Without callbacks to run, a pool thread defers the reply to its next
+        # ``pull`` (Server._serve_and_pull), which starts it as it parks.
+        self._native.reply(data, compress, self._trailing, self._defer and not self._callbacks)
         self._run_callbacks()
 
     def _finish(self, code: StatusCode, details: str) -> None:
@@ -557,10 +564,11 @@ class Server:
         ``_PULL_WAIT`` seconds here too (before the dispatcher does): a busy server's
         calls then reach a pool thread directly, one thread hop fewer per call."""
         while True:
-            self._serve(call)
+            self._serve(call, True)
             if _pool_closing(self._pool):
+                call.flush()
                 return  # leave the pool's thread to its shutdown (interpreter exit joins it)
-            nxt = self._queue.pull(_PULL_WAIT)
+            nxt = self._queue.pull(_PULL_WAIT, call)
             if nxt is None:
                 return
             call = nxt
@@ -572,10 +580,10 @@ class Server:
             with self._active_lock:
                 self._active -= 1
 
-    def _serve(self, call: Any) -> None:
+    def _serve(self, call: Any, defer: bool = False) -> None:
         token = _observability._attach(call) if self._tracing else None
         try:
-            self._serve_call(call)
+            self._serve_call(call, defer)
         except Exception:  # noqa: BLE001 - never let a call kill a pool thread silently
             _LOGGER.exception("Exception serving %s", call.method)
             call.finish(StatusCode.INTERNAL.value[0], "internal error in grpc_core")
@@ -583,8 +591,9 @@ class Server:
             _observability._detach(token)
             self._release()
 
-    def _serve_call(self, call: Any) -> None:
+    def _serve_call(self, call: Any, defer: bool = False) -> None:
         ctx = ServicerContext(call, self)
+        ctx._defer = defer
         try:
             handler = self._find(_HandlerCallDetails(call.method, ctx.invocation_metadata()))
         except Exception as e:  # noqa: BLE001

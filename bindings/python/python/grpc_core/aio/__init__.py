@@ -83,10 +83,11 @@ _CQS: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any]" = weakref.Weak
 _last: Optional[Tuple["weakref.ref[asyncio.AbstractEventLoop]", Any]] = None
 
 
-def _cq() -> Any:
-    """The running loop's completion queue (created and watched on first use)."""
+def _cq(loop: Optional[asyncio.AbstractEventLoop] = None) -> Any:
+    """The running loop's (or ``loop``'s) completion queue (created and watched on first use)."""
     global _last
-    loop = asyncio.get_running_loop()
+    if loop is None:
+        loop = asyncio.get_running_loop()
     last = _last
     if last is not None and last[0]() is loop:
         return last[1]
@@ -101,8 +102,9 @@ def _cq() -> Any:
 
 def _op(fn: Callable[..., Any], *args: Any) -> "asyncio.Future[Any]":
     """Starts the native operation ``fn(cq, future, *args)``; returns the future."""
-    fut = asyncio.get_running_loop().create_future()
-    fn(_cq(), fut, *args)
+    loop = asyncio.get_running_loop()
+    fut = loop.create_future()
+    fn(_cq(loop), fut, *args)
     return fut
 
 
@@ -258,8 +260,9 @@ class _UnaryResponseCall(_Call):
             self._set_status(_Status(StatusCode.INTERNAL, "Exception serializing request!", ()))
             return
         ch, method, timeout, md, comp, wfr = self._args
-        self._fut = fut = asyncio.get_running_loop().create_future()
-        self._op = _native.channel_unary(_cq(), fut, ch, method, payload, timeout, md, comp, wfr, self._creds)
+        loop = asyncio.get_running_loop()
+        self._fut = fut = loop.create_future()
+        self._op = _native.channel_unary(_cq(loop), fut, ch, method, payload, timeout, md, comp, wfr, self._creds)
 
     def _abort_native(self) -> None:
         if self._op is not None:
@@ -906,7 +909,9 @@ class ServicerContext(_server.ServicerContext):
 
     async def _reply(self, data: bytes) -> None:  # type: ignore[override]
         compress, self._compress_next = self._compress_next, True
-        await _op(_native.scall_reply, self._native, data, compress, self._trailing)
+        # What scall_reply does, without its (at once resolved) future: the
+        # reply is one task on the runtime, nothing to wait for here.
+        self._native.reply(data, compress, self._trailing)
         self._run_callbacks()
 
     def add_callback(self, callback: Callable[[], None]) -> bool:
@@ -914,7 +919,7 @@ class ServicerContext(_server.ServicerContext):
         with self._callback_lock:
             if self._callbacks_ran:
                 return False
-            self._callbacks.append(callback)
+            self._callbacks += (callback,)
             start = not self._watching
             self._watching = True
         if start:
@@ -943,6 +948,7 @@ class Server(_server.Server):
     generators, run as tasks on the loop that started the server."""
 
     _loop: Optional[asyncio.AbstractEventLoop] = None
+    _loop_cq: Any = None
 
     async def start(self) -> None:  # type: ignore[override]
         with self._state_lock:
@@ -950,7 +956,8 @@ class Server(_server.Server):
                 raise ValueError("Cannot start a server twice" if self._state == "started" else "server is stopped")
             self._state = "started"
         self._loop = asyncio.get_running_loop()
-        _native.queue_attach(self._queue, _cq(), self._on_call)
+        self._loop_cq = _cq(self._loop)
+        _native.queue_attach(self._queue, self._loop_cq, self._on_call)
         for n in self._natives:
             n.start()
 
@@ -1011,7 +1018,11 @@ class Server(_server.Server):
             if handler.request_streaming:
                 request: Any = _AsyncRequests(ctx)
             else:
-                data = await _op(_native.scall_recv, call)
+                # _op(scall_recv, call) on the loop this task runs on, known here.
+                assert self._loop is not None
+                fut = self._loop.create_future()
+                _native.scall_recv(self._loop_cq, fut, call)
+                data = await fut
                 if data is None:
                     ctx._finish(StatusCode.INTERNAL, "Missing request message")
                     return
