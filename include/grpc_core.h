@@ -321,8 +321,8 @@ enum grpc_core_op
    * fills): a whole unary call. Always has `status` (owned). `success` 1:
    * the status is OK and `message` holds the response. 0: the call failed
    * (`message` NULL; see `status`). `initial_metadata` holds the response
-   * headers and `metadata` the trailers, each NULL when there were none
-   * (headers are not reported for a failed call).
+   * headers (also for a call that failed after the server sent them) and
+   * `metadata` the trailers, each NULL when there were none.
    */
   GRPC_CORE_OP_CALL_UNARY = 6,
   /**

@@ -91,7 +91,12 @@ fn completion(r: Result<UnaryResponse, Status>) -> Completion {
             status: Some(Status::ok()),
             ..Completion::ok()
         },
-        Err(st) => Completion { metadata: non_empty(st.metadata().clone()), status: Some(st), ..Completion::failed() },
+        Err(st) => Completion {
+            initial_metadata: non_empty(st.initial_metadata().clone()),
+            metadata: non_empty(st.metadata().clone()),
+            status: Some(st),
+            ..Completion::failed()
+        },
     }
 }
 

@@ -287,6 +287,9 @@ static void test_unary_fused_cq(void) {
   status_message(ev.status, msg, sizeof msg);
   CHECK(strcmp(msg, "failed here") == 0);
   CHECK(ev.metadata && md_find(ev.metadata, "x-trail", &v) == 1);
+  /* The server sent its headers before failing: they come back too. */
+  CHECK(ev.initial_metadata && md_find(ev.initial_metadata, "x-init", &v) == 1 && v[0] == 'i');
+  CHECK(md_find(ev.metadata, "x-init", &v) == -1 && md_find(ev.initial_metadata, "x-trail", &v) == -1);
   grpc_core_event_release(&ev);
   /* The deadline ends a call the server is slow to answer. */
   CHECK_OK(grpc_core_channel_unary(ch, "/test.Svc/Unary", 15, NULL, 0, (const uint8_t *)"sleep", 5, 100, 0, 0, cq,
