@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{BufMut, Bytes, BytesMut};
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
 use tokio::sync::Notify;
 
@@ -38,6 +38,34 @@ struct Shared {
     cancelled: AtomicBool,
     /// What the interceptors watch, set before the handler runs.
     observers: std::sync::OnceLock<Arc<Observers>>,
+    /// Small messages the handler sent during the current poll of its task,
+    /// handed to h2 as one DATA frame when that poll ends (see [`Deferred`]).
+    /// Locked after `stream` when both are held.
+    out: Mutex<Out>,
+}
+
+/// Messages framed but not yet given to h2, and the send capacity h2
+/// granted for them.
+#[derive(Default)]
+struct Out {
+    pending: BytesMut,
+    /// Capacity h2 reported minus what `pending` holds; re-read from h2
+    /// when a message does not fit, and after each flush.
+    credit: usize,
+    /// Capacity beyond `pending` may be reserved in h2 (given back at the flush).
+    reserved: bool,
+}
+
+/// Largest message (framed) whose send is deferred to the end of the poll.
+const DEFER_MAX: usize = 16 * 1024;
+/// Send capacity asked of h2 at a time for deferred messages.
+const DEFER_RESERVE: usize = 4 * 1024;
+/// A deferred batch is handed to h2 before it grows past this.
+const DEFER_BATCH: usize = 64 * 1024;
+
+thread_local! {
+    /// The call whose handler is being polled on this thread (see [`Deferred`]).
+    static POLLING: std::cell::Cell<*const Shared> = const { std::cell::Cell::new(std::ptr::null()) };
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -58,6 +86,81 @@ impl Shared {
         if let Some(mut s) = stream.take() {
             s.send_reset(reason);
         }
+        *lock(&self.out) = Out::default();
+    }
+
+    /// Hands the deferred messages to h2 (one DATA frame). Called with the
+    /// `stream` lock held.
+    fn flush_locked(&self, stream: &mut Option<h2::SendStream<Bytes>>) -> Result<(), WriteError> {
+        let mut out = lock(&self.out);
+        out.credit = 0;
+        let Some(s) = stream.as_mut() else {
+            let lost = !out.pending.is_empty();
+            out.pending.clear();
+            return if lost { Err(WriteError::Closed) } else { Ok(()) };
+        };
+        let r = if out.pending.is_empty() {
+            Ok(())
+        } else {
+            s.send_data(out.pending.split().freeze(), false).map_err(WriteError::H2)
+        };
+        if std::mem::take(&mut out.reserved) {
+            // Back to what is buffered: the rest of the window stays free
+            // for the connection's other streams.
+            s.reserve_capacity(0);
+        }
+        r
+    }
+
+    /// True inside this call's own handler poll (see [`Deferred`]).
+    fn is_polling(&self) -> bool {
+        POLLING.with(|p| std::ptr::eq(p.get(), self))
+    }
+
+    /// Hands the deferred messages to h2, if any. An error here is the
+    /// stream's end (reset or closed); the handler learns it from its next
+    /// send or from the reset watcher.
+    fn flush(&self) {
+        let mut stream = lock(&self.stream);
+        let _ = self.flush_locked(&mut stream);
+    }
+
+    /// Defers a small message sent from inside this call's own handler poll:
+    /// it is framed into `out` if h2 granted the capacity, and goes out with
+    /// the others when the poll ends. `Some(result)` when handled here,
+    /// `None` to take the normal path.
+    fn try_defer(&self, msg: &[u8]) -> Option<Result<(), Status>> {
+        if !self.is_polling() {
+            return None;
+        }
+        let need = 5 + msg.len();
+        let mut stream = lock(&self.stream);
+        let Some(s) = stream.as_mut() else {
+            return Some(Err(Status::cancelled("the call is finished")));
+        };
+        let mut out = lock(&self.out);
+        if out.pending.len() + need > DEFER_BATCH {
+            // The normal path flushes the batch first.
+            return None;
+        }
+        if out.credit < need {
+            // Ask for room for a few more messages too, so that a batch
+            // asks h2 once; the excess goes back at the flush.
+            let want = out.pending.len() + need;
+            s.reserve_capacity(out.pending.len() + need.max(DEFER_RESERVE));
+            out.reserved = true;
+            let cap = s.capacity();
+            if cap < want {
+                return None;
+            }
+            out.credit = cap - out.pending.len();
+        }
+        out.credit -= need;
+        out.pending.reserve(need);
+        out.pending.put_u8(0);
+        out.pending.put_u32(msg.len() as u32);
+        out.pending.extend_from_slice(msg);
+        Some(Ok(()))
     }
 
     /// Polls for the client resetting the stream; `None` while a send is in
@@ -105,6 +208,7 @@ impl Shared {
         }
         let mut respond = lock(&self.respond);
         let mut stream = lock(&self.stream);
+        let _ = self.flush_locked(&mut stream);
         if let Some(r) = respond.take() {
             respond_early(r, StatusCode::OK, status);
         } else if let Some(mut s) = stream.take() {
@@ -199,6 +303,8 @@ pub struct ServerSender {
     response_compression: Option<Compression>,
     accepted: Vec<Compression>,
     max_send: usize,
+    /// The response headers went out (checked again only on the slow path).
+    opened: bool,
 }
 
 impl std::fmt::Debug for ServerSender {
@@ -260,6 +366,7 @@ impl ServerSender {
         let mut respond = lock(&self.shared.respond);
         let Some(mut r) = respond.take() else {
             return if lock(&self.shared.stream).is_some() {
+                self.opened = true;
                 Ok(())
             } else {
                 Err(Status::cancelled("the call is finished"))
@@ -274,6 +381,7 @@ impl ServerSender {
         match r.send_response(resp, false) {
             Ok(stream) => {
                 *lock(&self.shared.stream) = Some(stream);
+                self.opened = true;
                 Ok(())
             }
             Err(e) => Err(Status::from_h2(&e)),
@@ -287,18 +395,33 @@ impl ServerSender {
 
     /// Sends one message; `compress: false` sends it uncompressed even when the call compresses.
     pub async fn send_with(&mut self, msg: Bytes, compress: bool) -> Result<(), Status> {
+        if !self.opened {
+            self.open(Metadata::new())?;
+        }
+        if (!compress || self.response_compression.is_none()) && msg.len() <= DEFER_MAX.min(self.max_send) {
+            if let Some(r) = self.shared.try_defer(&msg) {
+                if let (Ok(()), Some(o)) = (&r, self.shared.observers.get()) {
+                    o.send(&msg, msg.len());
+                }
+                return r;
+            }
+        }
         self.open(Metadata::new())?;
         let observed = self.shared.observers.get().map(|o| (o.clone(), msg.clone()));
         let (head, body) = frame_parts(msg, if compress { self.response_compression } else { None }, self.max_send)?;
         if let Some((o, m)) = observed {
             o.send(&m, crate::codec::wire_len(&head, &body));
         }
+        self.shared.flush();
         let _sending = SendingGuard::new(&self.shared);
-        match write_parts(&self.shared.stream, head, body, false, false).await {
-            Ok(()) => Ok(()),
-            Err(WriteError::Closed) => Err(Status::cancelled("the call is closed")),
-            Err(WriteError::H2(e)) => Err(Status::from_h2(&e)),
-        }
+        write_parts(&self.shared.stream, head, body, false, false).await.map_err(write_error)
+    }
+}
+
+fn write_error(e: WriteError) -> Status {
+    match e {
+        WriteError::Closed => Status::cancelled("the call is closed"),
+        WriteError::H2(e) => Status::from_h2(&e),
     }
 }
 
@@ -416,6 +539,41 @@ fn respond_early(mut respond: h2::server::SendResponse<Bytes>, http: StatusCode,
     let _ = respond.send_response(resp, true);
 }
 
+/// Polls a call's handler with the call marked as the one being polled on
+/// this thread, so its small sends are only framed (`Shared::try_defer`),
+/// then hands them to h2 as one DATA frame when the poll ends: h2's cost per
+/// DATA frame is larger than a small message's own, and the connection task
+/// cannot write them before this poll yields anyway (on a single worker; on
+/// several it may start sooner, one message at a time).
+struct Deferred<F> {
+    inner: F,
+    shared: Arc<Shared>,
+    /// Off for methods with one response (nothing to batch).
+    on: bool,
+}
+
+impl<F: Future + Unpin> Future for Deferred<F> {
+    type Output = F::Output;
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        struct Restore(*const Shared);
+        impl Drop for Restore {
+            fn drop(&mut self) {
+                POLLING.with(|p| p.set(self.0));
+            }
+        }
+        let this = &mut *self;
+        if !this.on {
+            return Pin::new(&mut this.inner).poll(cx);
+        }
+        let r = {
+            let _restore = Restore(POLLING.with(|p| p.replace(Arc::as_ptr(&this.shared))));
+            Pin::new(&mut this.inner).poll(cx)
+        };
+        this.shared.flush();
+        r
+    }
+}
+
 /// Polls a future, turning a panic into an error message.
 struct CatchUnwind<F>(F);
 
@@ -523,6 +681,7 @@ pub(super) async fn handle_stream(
         send_done: Notify::new(),
         cancelled: AtomicBool::new(false),
         observers: Default::default(),
+        out: Default::default(),
     });
     let metadata = Metadata::from_headers(&parts.headers);
     let mut receiver = ServerReceiver {
@@ -536,6 +695,7 @@ pub(super) async fn handle_stream(
         response_compression: None,
         accepted,
         max_send: inner.opts.max_send_message_size,
+        opened: false,
     };
     if let Some(c) = inner.opts.default_compression {
         sender.set_compression(c);
@@ -596,7 +756,8 @@ pub(super) async fn handle_stream(
         }
         handler.call(ServerCall { info, receiver, sender }).await
     };
-    let run = CatchUnwind(Box::pin(run));
+    let on = matches!(kind, MethodKind::ServerStreaming | MethodKind::BidiStreaming);
+    let run = Deferred { inner: CatchUnwind(Box::pin(run)), shared: shared.clone(), on };
     let deadline_sleep = async {
         match deadline {
             Some(d) => tokio::time::sleep_until(d).await,
