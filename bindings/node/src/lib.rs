@@ -568,7 +568,13 @@ impl ChannelNative {
                     status: Some(Status::ok().with_metadata(resp.trailing_metadata)),
                     ..Default::default()
                 }),
-                Err(s) => post_status(id, s),
+                // A failure after the response headers reports them first
+                // ('metadata' before the error, as grpc-js); a trailers-only
+                // failure has none.
+                Err(s) => {
+                    let md = Some(s.initial_metadata().clone()).filter(|m| !m.is_empty());
+                    post(Event { id, md, status: Some(s), ..Default::default() })
+                }
             }
         });
         state.unary_id.store(id, Ordering::Release);

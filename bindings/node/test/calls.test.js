@@ -74,6 +74,46 @@ for (const [name, C, S] of pairings) {
       assert.deepEqual(err.metadata.get('x-err-bin')[0], Buffer.from([9, 8]));
     });
 
+    test('unary: failure after headers emits them before the error; trailers stay apart', async () => {
+      const md = new C.Metadata();
+      md.set('x-echo', 'hdr');
+      const events = [];
+      const err = await new Promise((resolve) => {
+        const call = client.unary({ name: 'late', code: 9 }, md, { deadline: Date.now() + 10000 }, (e) => {
+          events.push(['error', e]);
+          resolve(e);
+        });
+        call.on('metadata', (m) => events.push(['metadata', m]));
+      });
+      assert.deepEqual(events.map((e) => e[0]), ['metadata', 'error']);
+      const headers = events[0][1];
+      assert.equal(headers.get('x-echo-back')[0], 'hdr');
+      assert.equal(headers.get('x-err').length, 0);
+      assert.equal(err.code, 9);
+      assert.equal(err.metadata.get('x-err')[0], 'why');
+      assert.equal(err.metadata.get('x-echo-back').length, 0);
+
+      // The same through a server stream.
+      const out = await collect(client.serverStream({ name: 's', n: 1, code: 9 }, md, { deadline: Date.now() + 10000 }));
+      assert.equal(out.data.length, 1);
+      assert.equal(out.headers.get('x-echo-back')[0], 'hdr');
+      assert.equal(out.error.code, 9);
+      assert.equal(out.error.metadata.get('x-err')[0], 'why');
+      assert.equal(out.error.metadata.get('x-echo-back').length, 0);
+    });
+
+    test('unary: trailers-only failure emits no metadata', async () => {
+      let headers = null;
+      const err = await new Promise((resolve) => {
+        const call = client.unary({ name: 'trailers-only', code: 9 }, { deadline: Date.now() + 10000 }, (e) => resolve(e));
+        call.on('metadata', (m) => (headers = m));
+      });
+      await new Promise((r) => setImmediate(r));
+      assert.equal(err.code, 9);
+      assert.equal(err.metadata.get('x-err')[0], 'why');
+      assert.equal(headers, null);
+    });
+
     test('unary: deadline exceeded', async () => {
       const err = await new Promise((resolve) => client.unary({ name: 'slow', delayMs: 2000 }, { deadline: Date.now() + 100 }, (e) => resolve(e)));
       if (C === grpcjs && err.code === C.status.CANCELLED) {

@@ -50,7 +50,7 @@ function makeImpl(grpc, seen) {
       });
       seen.arrived = (seen.arrived || []).concat([req.name]);
       if (req.name === 'wait') return; // never answers: the client cancels or times out
-      echoHeaders(call);
+      if (req.name !== 'trailers-only') echoHeaders(call); // else a failure is trailers-only
       const answer = () => (req.code ? callback(fail(req)) : callback(null, { message: `hello ${req.name}`, n: req.n + 1 }, trailers()));
       if (req.delayMs) setTimeout(answer, req.delayMs);
       else answer();

@@ -5,7 +5,7 @@
 //! Every wait runs on the core's runtime (`surface::block_on`) with the GIL
 //! released (`Python::detach`), so Python threads keep running while a call
 //! waits on the network. A call that ends with a non-OK status raises
-//! `RpcStatus(code, details, trailing_metadata)`; local misuse raises
+//! `RpcStatus(code, details, trailing_metadata, initial_metadata)`; local misuse raises
 //! `ValueError` or `RuntimeError`.
 
 use std::collections::VecDeque;
@@ -30,7 +30,12 @@ mod auth;
 mod logs;
 mod telemetry;
 
-create_exception!(_native, RpcStatus, PyException, "A call ended with a non-OK status: (code, details, trailing).");
+create_exception!(
+    _native,
+    RpcStatus,
+    PyException,
+    "A call ended with a non-OK status: (code, details, trailing, initial)."
+);
 
 /// Metadata as Python sees it: a list of `(key, value)` tuples, values are
 /// `str`, or `bytes` for `-bin` keys.
@@ -79,15 +84,28 @@ fn md_from_py(md: Option<&Bound<'_, PyAny>>) -> PyResult<Metadata> {
     Ok(out)
 }
 
+/// `RpcStatus(code, details, trailing, initial)`: `initial` holds the
+/// response headers of a call that failed after the server sent them
+/// (empty on a trailers-only failure), as grpcio's `RpcError.initial_metadata()`.
 fn status_err(py: Python<'_>, st: &Status) -> PyErr {
-    match md_to_py(py, st.metadata()) {
-        Ok(md) => RpcStatus::new_err((st.code().as_i32(), st.message().to_string(), md.unbind())),
+    match status_tuple(py, st) {
+        Ok((code, details, trailing, initial)) => {
+            RpcStatus::new_err((code, details, trailing.unbind(), initial.unbind()))
+        }
         Err(e) => e,
     }
 }
 
-fn status_tuple<'py>(py: Python<'py>, st: &Status) -> PyResult<(i32, String, Bound<'py, PyTuple>)> {
-    Ok((st.code().as_i32(), st.message().to_string(), md_to_py(py, st.metadata())?))
+type StatusTuple<'py> = (i32, String, Bound<'py, PyTuple>, Bound<'py, PyTuple>);
+
+/// `(code, details, trailing, initial)`, the same fields as `RpcStatus`'s args.
+fn status_tuple<'py>(py: Python<'py>, st: &Status) -> PyResult<StatusTuple<'py>> {
+    Ok((
+        st.code().as_i32(),
+        st.message().to_string(),
+        md_to_py(py, st.metadata())?,
+        md_to_py(py, st.initial_metadata())?,
+    ))
 }
 
 fn compression_from(n: Option<u8>) -> PyResult<Option<Compression>> {
@@ -538,7 +556,7 @@ impl NativeCall {
     }
 
     /// Drains the responses; returns `(code, details, trailing_metadata)`.
-    fn finish<'py>(&self, py: Python<'py>) -> PyResult<(i32, String, Bound<'py, PyTuple>)> {
+    fn finish<'py>(&self, py: Python<'py>) -> PyResult<StatusTuple<'py>> {
         let r = self.receiver.clone();
         let st = wait_fast(py, async move { r.lock().await.finish().await });
         status_tuple(py, &st)

@@ -52,6 +52,11 @@ def handlers(grpc: Any, state: State) -> Any:
             context.send_initial_metadata((("x-initial", "i"), ("x-initial-bin", b"\x00\x01")))
             context.set_trailing_metadata((("x-trailing", "t"), ("x-trailing-bin", b"\xff")))
             return md.get("x-echo", "none").encode()
+        if cmd == "headers_then_abort":
+            # Headers go out first; the failure then ends the call with trailers.
+            context.send_initial_metadata((("x-initial", "sent"), ("x-initial-bin", b"\x04\x02")))
+            context.set_trailing_metadata((("x-trailing", "t"),))
+            context.abort(grpc.StatusCode.FAILED_PRECONDITION, "after headers")
         if cmd == "abort_with_status":
             class S(grpc.Status):  # type: ignore[misc]
                 code = grpc.StatusCode.PERMISSION_DENIED
@@ -65,11 +70,14 @@ def handlers(grpc: Any, state: State) -> Any:
 
     def unary_stream(request: bytes, context: Any) -> Any:
         n, _, tail = request.decode().partition(":")
+        if tail == "hfail":
+            context.send_initial_metadata((("x-initial", "sent"),))
+            context.set_trailing_metadata((("x-trailing", "t"),))
         for i in range(int(n)):
             if tail == "slow":
                 time.sleep(0.05)
             yield f"r{i}".encode()
-        if tail == "fail":
+        if tail in ("fail", "hfail"):
             context.abort(grpc.StatusCode.DATA_LOSS, "stream failed")
 
     def stream_unary(requests: Any, context: Any) -> Any:

@@ -140,11 +140,23 @@ impl From<&core::Status> for CallStatus {
 /// The one error type of the binding. `Status` is an RPC that ended with a
 /// non-OK status; `Api` is local misuse (bad argument, wrong state, closed).
 /// The field is `status_message`, not `message`, because Kotlin exceptions
-/// already own `message`.
+/// already own `message`. `initial_metadata` holds the response headers of
+/// a call that failed after the server sent them (empty for a trailers-only
+/// failure), apart from the `trailers`, as grpcio's
+/// `RpcError.initial_metadata()`; thrown by a server handler, they are sent
+/// as the response headers before the status.
 #[derive(Debug, uniffi::Error)]
 pub enum GrpcError {
-    Status { code: StatusCode, status_message: String, details: Vec<u8>, trailers: Vec<MetadataEntry> },
-    Api { reason: String },
+    Status {
+        code: StatusCode,
+        status_message: String,
+        details: Vec<u8>,
+        trailers: Vec<MetadataEntry>,
+        initial_metadata: Vec<MetadataEntry>,
+    },
+    Api {
+        reason: String,
+    },
 }
 
 impl std::fmt::Display for GrpcError {
@@ -168,7 +180,13 @@ impl From<uniffi::UnexpectedUniFFICallbackError> for GrpcError {
 impl From<core::Status> for GrpcError {
     fn from(s: core::Status) -> Self {
         let c = CallStatus::from(&s);
-        GrpcError::Status { code: c.code, status_message: c.message, details: c.details, trailers: c.trailers }
+        GrpcError::Status {
+            code: c.code,
+            status_message: c.message,
+            details: c.details,
+            trailers: c.trailers,
+            initial_metadata: metadata_out(s.initial_metadata()),
+        }
     }
 }
 

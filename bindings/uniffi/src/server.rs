@@ -58,7 +58,9 @@ pub struct ServerCallContext {
 
 /// A unary method implemented in Kotlin or Swift. Returning normally sends
 /// the response with OK; throwing `GrpcException.Status` ends the call with
-/// that status (code, message, details, trailers); any other exception ends it
+/// that status (code, message, details, trailers), sent after its
+/// `initialMetadata` as response headers when that is not empty (a failure
+/// after the headers, else trailers-only); any other exception ends it
 /// with UNKNOWN. Runs as a suspend / async function: it may make calls of its
 /// own (pass `context.traceparent` along).
 #[uniffi::export(with_foreign)]
@@ -78,7 +80,7 @@ pub struct Server {
 
 fn status_of(e: GrpcError) -> core::Status {
     match e {
-        GrpcError::Status { code, status_message, details, trailers } => {
+        GrpcError::Status { code, status_message, details, trailers, .. } => {
             let mut s = core::Status::new(code.into(), status_message);
             if !details.is_empty() {
                 s = s.with_details(details);
@@ -114,7 +116,25 @@ async fn serve_unary(handler: Arc<dyn UnaryHandler>, mut call: core::ServerCall)
             Ok(()) => core::Status::ok(),
             Err(s) => s,
         },
-        Err(e) => status_of(e),
+        Err(e) => {
+            // Headers first when the thrown status carries them: the client
+            // sees a failure after the response headers, not trailers-only.
+            if let GrpcError::Status { initial_metadata, .. } = &e {
+                if !initial_metadata.is_empty() {
+                    let sent = match crate::metadata_in(initial_metadata.clone()) {
+                        Ok(md) => call.send_initial_metadata(md).await,
+                        Err(e) => Err(core::Status::new(
+                            core::Code::Internal,
+                            format!("handler returned bad initial metadata: {e}"),
+                        )),
+                    };
+                    if let Err(s) = sent {
+                        return s;
+                    }
+                }
+            }
+            status_of(e)
+        }
     }
 }
 

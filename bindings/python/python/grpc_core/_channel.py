@@ -46,19 +46,24 @@ def _creds(credentials: Optional[CallCredentials]) -> Any:
 
 
 class _Status:
-    """How a call ended."""
+    """How a call ended; ``initial`` holds the response headers a failed
+    call received before failing (empty for a trailers-only failure)."""
 
-    __slots__ = ("code", "details", "trailing")
+    __slots__ = ("code", "details", "trailing", "initial")
 
-    def __init__(self, code: StatusCode, details: str, trailing: Tuple[Any, ...]) -> None:
+    def __init__(
+        self, code: StatusCode, details: str, trailing: Tuple[Any, ...], initial: Tuple[Any, ...] = ()
+    ) -> None:
         self.code = code
         self.details = details
         self.trailing = trailing
+        self.initial = initial
 
 
 def _status_from_native(args: Sequence[Any]) -> _Status:
-    code, details, trailing = args[0], args[1], args[2]
-    return _Status(code_from_int(code), details, metadata_from_native(trailing))
+    """From ``RpcStatus.args`` or a finish tuple: ``(code, details, trailing, initial)``."""
+    initial = metadata_from_native(args[3]) if len(args) > 3 else ()
+    return _Status(code_from_int(args[0]), args[1], metadata_from_native(args[2]), initial)
 
 
 class _CallBase(RpcError, Call, Future):
@@ -137,8 +142,8 @@ class _CallBase(RpcError, Call, Future):
                 return ()
             try:
                 self._initial = metadata_from_native(native.initial_metadata())
-            except _native.RpcStatus:
-                self._initial = ()
+            except _native.RpcStatus as e:
+                self._initial = _status_from_native(e.args).initial
         return self._initial
 
     def trailing_metadata(self) -> Any:
@@ -208,9 +213,9 @@ class _CallBase(RpcError, Call, Future):
 class _InactiveRpcError(_CallBase):
     """A finished call: what blocking calls raise (or return with ``with_call``)."""
 
-    def __init__(self, status: _Status, initial: Tuple[Any, ...] = (), response: Any = None) -> None:
+    def __init__(self, status: _Status, initial: Optional[Tuple[Any, ...]] = None, response: Any = None) -> None:
         super().__init__(None)
-        self._initial = initial
+        self._initial = status.initial if initial is None else initial
         self._response = response
         self._terminate(status)
 
@@ -314,7 +319,7 @@ def _recv_unary(native: Any, deserializer: Optional[Callable[[bytes], Any]]) -> 
     try:
         initial = metadata_from_native(native.initial_metadata())
     except _native.RpcStatus:
-        initial = ()
+        initial = status.initial
     return response, status, initial
 
 

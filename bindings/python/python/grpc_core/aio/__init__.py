@@ -189,7 +189,7 @@ class _Call:
         assert s is not None
         if self._cancelled:
             return asyncio.CancelledError()
-        return AioRpcError(s.code, self._initial or (), s.trailing, s.details)
+        return AioRpcError(s.code, self._initial or s.initial, s.trailing, s.details)
 
     async def _wait_status(self) -> _Status:
         raise NotImplementedError
@@ -276,8 +276,9 @@ class _UnaryResponseCall(_Call):
             try:
                 data, initial, trailing = await self._fut
             except _native.RpcStatus as e:
-                self._initial = ()
-                self._set_status(_status_from_native(e.args))
+                status = _status_from_native(e.args)
+                self._initial = status.initial
+                self._set_status(status)
             except asyncio.CancelledError:
                 if self._status is None:  # the awaiting task was cancelled: so is the call
                     self.cancel()
@@ -350,8 +351,10 @@ class _StreamCall(_Call):
         try:
             native = await self._call()
             self._initial = metadata_from_native(await _op(_native.call_initial_metadata, native))
-        except (_native.RpcStatus, RpcError, asyncio.CancelledError):
-            self._initial = ()
+        except _native.RpcStatus as e:
+            self._initial = _status_from_native(e.args).initial
+        except (RpcError, asyncio.CancelledError):
+            self._initial = self._status.initial if self._status is not None else ()
 
     async def _finish(self, native: Any) -> _Status:
         if self._status is None:

@@ -2319,7 +2319,9 @@ public func FfiConverterTypeTelemetrySink_lower(_ value: TelemetrySink) -> Unsaf
 /**
  * A unary method implemented in Kotlin or Swift. Returning normally sends
  * the response with OK; throwing `GrpcException.Status` ends the call with
- * that status (code, message, details, trailers); any other exception ends it
+ * that status (code, message, details, trailers), sent after its
+ * `initialMetadata` as response headers when that is not empty (a failure
+ * after the headers, else trailers-only); any other exception ends it
  * with UNKNOWN. Runs as a suspend / async function: it may make calls of its
  * own (pass `context.traceparent` along).
  */
@@ -2331,7 +2333,9 @@ public protocol UnaryHandler: AnyObject, Sendable {
 /**
  * A unary method implemented in Kotlin or Swift. Returning normally sends
  * the response with OK; throwing `GrpcException.Status` ends the call with
- * that status (code, message, details, trailers); any other exception ends it
+ * that status (code, message, details, trailers), sent after its
+ * `initialMetadata` as response headers when that is not empty (a failure
+ * after the headers, else trailers-only); any other exception ends it
  * with UNKNOWN. Runs as a suspend / async function: it may make calls of its
  * own (pass `context.traceparent` along).
  */
@@ -4429,13 +4433,17 @@ extension ConnectivityState: Equatable, Hashable {}
  * The one error type of the binding. `Status` is an RPC that ended with a
  * non-OK status; `Api` is local misuse (bad argument, wrong state, closed).
  * The field is `status_message`, not `message`, because Kotlin exceptions
- * already own `message`.
+ * already own `message`. `initial_metadata` holds the response headers of
+ * a call that failed after the server sent them (empty for a trailers-only
+ * failure), apart from the `trailers`, as grpcio's
+ * `RpcError.initial_metadata()`; thrown by a server handler, they are sent
+ * as the response headers before the status.
  */
 public enum GrpcError: Swift.Error {
 
     
     
-    case Status(code: StatusCode, statusMessage: String, details: Data, trailers: [MetadataEntry]
+    case Status(code: StatusCode, statusMessage: String, details: Data, trailers: [MetadataEntry], initialMetadata: [MetadataEntry]
     )
     case Api(reason: String
     )
@@ -4459,7 +4467,8 @@ public struct FfiConverterTypeGrpcError: FfiConverterRustBuffer {
             code: try FfiConverterTypeStatusCode.read(from: &buf), 
             statusMessage: try FfiConverterString.read(from: &buf), 
             details: try FfiConverterData.read(from: &buf), 
-            trailers: try FfiConverterSequenceTypeMetadataEntry.read(from: &buf)
+            trailers: try FfiConverterSequenceTypeMetadataEntry.read(from: &buf), 
+            initialMetadata: try FfiConverterSequenceTypeMetadataEntry.read(from: &buf)
             )
         case 2: return .Api(
             reason: try FfiConverterString.read(from: &buf)
@@ -4476,12 +4485,13 @@ public struct FfiConverterTypeGrpcError: FfiConverterRustBuffer {
 
         
         
-        case let .Status(code,statusMessage,details,trailers):
+        case let .Status(code,statusMessage,details,trailers,initialMetadata):
             writeInt(&buf, Int32(1))
             FfiConverterTypeStatusCode.write(code, into: &buf)
             FfiConverterString.write(statusMessage, into: &buf)
             FfiConverterData.write(details, into: &buf)
             FfiConverterSequenceTypeMetadataEntry.write(trailers, into: &buf)
+            FfiConverterSequenceTypeMetadataEntry.write(initialMetadata, into: &buf)
             
         
         case let .Api(reason):

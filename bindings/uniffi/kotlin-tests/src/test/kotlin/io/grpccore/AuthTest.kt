@@ -119,7 +119,7 @@ class AuthTest {
         try {
             val denied = CallCredentials.fromProvider(object : CallCredentialsProvider {
                 override suspend fun metadata(context: AuthContextInfo): List<MetadataEntry> =
-                    throw GrpcException.Status(StatusCode.PERMISSION_DENIED, "no token for ${context.methodName}", ByteArray(0), emptyList())
+                    throw GrpcException.Status(StatusCode.PERMISSION_DENIED, "no token for ${context.methodName}", ByteArray(0), emptyList(), emptyList())
             })
             val e = assertThrows<GrpcException> { runBlocking { ch.unary("$SVC/UnaryCall", Pb.simpleRequest(1), CallOptions(credentials = denied)) } }
             assertEquals(StatusCode.PERMISSION_DENIED, statusOf(e).code)
@@ -128,7 +128,7 @@ class AuthTest {
             // gRFC A54: a code a control plane must not produce becomes INTERNAL.
             val illegal = CallCredentials.fromProvider(object : CallCredentialsProvider {
                 override suspend fun metadata(context: AuthContextInfo): List<MetadataEntry> =
-                    throw GrpcException.Status(StatusCode.NOT_FOUND, "x", ByteArray(0), emptyList())
+                    throw GrpcException.Status(StatusCode.NOT_FOUND, "x", ByteArray(0), emptyList(), emptyList())
             })
             val e2 = assertThrows<GrpcException> { runBlocking { ch.unary("$SVC/UnaryCall", Pb.simpleRequest(1), CallOptions(credentials = illegal)) } }
             assertEquals(StatusCode.INTERNAL, statusOf(e2).code)

@@ -64,14 +64,14 @@ class TelemetryTest {
         })
         leaf.addUnary("/hop.S/Fail", object : UnaryHandler {
             override suspend fun handle(context: ServerCallContext, request: ByteArray): ByteArray =
-                throw GrpcException.Status(StatusCode.FAILED_PRECONDITION, "not now", ByteArray(0), listOf(ascii("why", "test")))
+                throw GrpcException.Status(StatusCode.FAILED_PRECONDITION, "not now", ByteArray(0), listOf(ascii("why", "test")), emptyList())
         })
         leafTarget = leaf.start("127.0.0.1:0")
         toLeaf = Channel(leafTarget, ChannelOptions(telemetry = telemetry))
         mid = Server(ServerOptions(telemetry = telemetry))
         mid.addUnary("/hop.S/Mid", object : UnaryHandler {
             override suspend fun handle(context: ServerCallContext, request: ByteArray): ByteArray {
-                val tp = context.traceparent ?: throw GrpcException.Status(StatusCode.INTERNAL, "no traceparent", ByteArray(0), listOf())
+                val tp = context.traceparent ?: throw GrpcException.Status(StatusCode.INTERNAL, "no traceparent", ByteArray(0), listOf(), listOf())
                 return toLeaf.unary("/hop.S/Leaf", request, CallOptions(metadata = listOf(ascii("traceparent", tp)))).message
             }
         })
