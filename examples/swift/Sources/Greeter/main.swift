@@ -15,7 +15,7 @@ do {
                                         options: CallOptions(timeoutMs: 5000))
     // HelloReply { string message = 1; }
     print(String(decoding: reply.message.dropFirst(2), as: UTF8.self))
-} catch let GrpcError.Status(code, message, _, _) {
+} catch let GrpcError.Status(code, message, _, _, _) {
     print("RPC failed: \(code) \(message)")
 }
 channel.shutdown()
