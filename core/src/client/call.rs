@@ -345,29 +345,31 @@ async fn open(
     last: bool,
     (max_send, max_recv): (usize, usize),
 ) -> Result<ClientCall, Status> {
-    let uri = http::Uri::builder()
-        .scheme(inner.scheme.clone())
-        .authority(inner.authority.clone())
-        .path_and_query(method)
-        .build()
+    let path = http::uri::PathAndQuery::try_from(method)
         .map_err(|e| Status::invalid_argument(format!("malformed method name {method:?}: {e}")))?;
     let compression = opts.compression.or(inner.opts.default_compression).filter(|c| *c != Compression::Identity);
-    let mut req = Request::builder().method(Method::POST).uri(uri).body(()).expect("valid request parts");
-    {
-        let h = req.headers_mut();
-        h.insert(http::header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE));
-        h.insert(http::header::TE, HeaderValue::from_static("trailers"));
-        h.insert(http::header::USER_AGENT, inner.user_agent.clone());
-        h.insert("grpc-accept-encoding", HeaderValue::from_static(accept_encoding_header()));
+    // Built per try (the first try almost always opens the stream): no copy
+    // of the request kept for the retry below.
+    let request = || {
+        let mut headers = inner.base_headers.clone();
         if let Some(c) = compression {
-            h.insert("grpc-encoding", HeaderValue::from_static(c.name()));
+            headers.insert("grpc-encoding", HeaderValue::from_static(c.name()));
         }
         if let Some(d) = deadline {
             let left = d.saturating_duration_since(tokio::time::Instant::now());
-            h.insert("grpc-timeout", HeaderValue::from_str(&encode_timeout(left)).expect("ascii"));
+            headers.insert("grpc-timeout", HeaderValue::from_str(&encode_timeout(left)).expect("ascii"));
         }
-        opts.metadata.write_to(h);
-    }
+        opts.metadata.write_to(&mut headers);
+        let mut parts = http::uri::Parts::default();
+        parts.scheme = Some(inner.scheme.clone());
+        parts.authority = Some(inner.authority.clone());
+        parts.path_and_query = Some(path.clone());
+        let mut req = Request::new(());
+        *req.method_mut() = Method::POST;
+        *req.uri_mut() = http::Uri::from_parts(parts).expect("valid uri parts");
+        *req.headers_mut() = headers;
+        req
+    };
 
     let open = async {
         // A connection that turns out dead before the stream opens is
@@ -376,10 +378,11 @@ async fn open(
         let hash = inner.connector.request_hash(&opts.metadata);
         loop {
             tries += 1;
-            let conn = inner.connector.pick(opts.wait_for_ready, deadline, hash).await?;
-            let send = conn.send.clone();
-            let opened = match send.ready().await {
-                Ok(mut s) => s.send_request(req.clone(), false),
+            let mut conn = inner.connector.pick(opts.wait_for_ready, deadline, hash).await?;
+            // Readiness on the picked connection's own handle (no second
+            // `SendRequest` clone: each one locks h2's stream store).
+            let opened = match std::future::poll_fn(|cx| conn.send.poll_ready(cx)).await {
+                Ok(()) => conn.send.send_request(request(), false),
                 Err(e) => Err(e),
             };
             match opened {
@@ -730,6 +733,16 @@ impl AttemptReceiver {
         self.initial_metadata = Some(md);
         self.state = RecvState::Body(body);
     }
+}
+
+/// The headers every call of a channel sends, in the order calls send them.
+pub(super) fn base_headers(user_agent: &HeaderValue) -> http::HeaderMap {
+    let mut h = http::HeaderMap::with_capacity(8);
+    h.insert(http::header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE));
+    h.insert(http::header::TE, HeaderValue::from_static("trailers"));
+    h.insert(http::header::USER_AGENT, user_agent.clone());
+    h.insert("grpc-accept-encoding", HeaderValue::from_static(accept_encoding_header()));
+    h
 }
 
 fn http_status_error(code: u16) -> Status {
