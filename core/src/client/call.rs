@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request};
-use tokio::sync::Notify;
+use std::task::{Poll, Waker};
 
 use super::conn::Ready;
 use super::retry_stream::Ctl;
@@ -41,7 +41,9 @@ struct Shared {
     cancelled: Mutex<Option<Status>>,
     is_cancelled: AtomicBool,
     done: AtomicBool,
-    notify: Notify,
+    /// The tasks waiting in [`Shared::or_cancel`] on the send and on the
+    /// receive side (each side has one waiter at a time), woken by a cancel.
+    wakers: [Mutex<Option<Waker>>; 2],
     timer: Mutex<Option<tokio::task::AbortHandle>>,
     /// The call's deadline, to tell a server-side deadline reset from a cancel.
     deadline: Option<tokio::time::Instant>,
@@ -64,7 +66,11 @@ impl Shared {
         if let Some(s) = self.stream.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
             s.send_reset(h2::Reason::CANCEL);
         }
-        self.notify.notify_waiters();
+        for slot in &self.wakers {
+            if let Some(w) = slot.lock().unwrap_or_else(|e| e.into_inner()).take() {
+                w.wake();
+            }
+        }
     }
 
     /// The status an h2 error ends the call with. A RST_STREAM(CANCEL) that
@@ -88,21 +94,34 @@ impl Shared {
         self.cancelled.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    /// Runs `f` unless the call is (or gets) cancelled.
-    async fn or_cancel<F: Future>(&self, f: F) -> Result<F::Output, Status> {
-        let notified = self.notify.notified();
-        tokio::pin!(notified);
-        notified.as_mut().enable();
-        if let Some(s) = self.cancel_status() {
-            return Err(s);
-        }
-        tokio::select! {
-            biased;
-            _ = notified => Err(self.cancel_status().unwrap_or_else(|| Status::cancelled("call cancelled"))),
-            r = f => Ok(r),
-        }
+    /// Runs `f` unless the call is (or gets) cancelled. `side`: [`SEND`] or
+    /// [`RECV`], whose waker slot the cancel wakes. A waker slot rather than a
+    /// `Notify`: registering in a `Notify` took its lock twice per wait
+    /// (enable and drop), and every receive step waits.
+    async fn or_cancel<F: Future>(&self, side: usize, f: F) -> Result<F::Output, Status> {
+        let mut f = std::pin::pin!(f);
+        std::future::poll_fn(|cx| {
+            {
+                let mut slot = self.wakers[side].lock().unwrap_or_else(|e| e.into_inner());
+                match slot.as_ref() {
+                    Some(w) if w.will_wake(cx.waker()) => {}
+                    _ => *slot = Some(cx.waker().clone()),
+                }
+            }
+            // After registering: a cancel stores its status before it takes
+            // the wakers, so either this sees the status or the cancel wakes us.
+            if let Some(s) = self.cancel_status() {
+                return Poll::Ready(Err(s));
+            }
+            f.as_mut().poll(cx).map(Ok)
+        })
+        .await
     }
 }
+
+/// [`Shared::or_cancel`]'s sides.
+const SEND: usize = 0;
+const RECV: usize = 1;
 
 impl Drop for Shared {
     fn drop(&mut self) {
@@ -408,7 +427,7 @@ async fn open(
         cancelled: Mutex::new(None),
         is_cancelled: AtomicBool::new(false),
         done: AtomicBool::new(false),
-        notify: Notify::new(),
+        wakers: Default::default(),
         timer: Mutex::new(None),
         deadline,
         conn,
@@ -486,7 +505,7 @@ impl AttemptSender {
 
     async fn write(&mut self, head: Bytes, body: Option<Bytes>, end: bool) -> Result<(), Status> {
         let eager = !std::mem::replace(&mut self.wrote, true);
-        match self.shared.or_cancel(write_parts(&self.shared.stream, head, body, end, eager)).await? {
+        match self.shared.or_cancel(SEND, write_parts(&self.shared.stream, head, body, end, eager)).await? {
             Ok(()) => Ok(()),
             Err(WriteError::Closed) => Err(Status::internal("the stream is closed")),
             Err(WriteError::H2(e)) => Err(self.shared.h2_status(&e)),
@@ -638,7 +657,7 @@ impl AttemptReceiver {
         let shared = self.shared.clone();
         match &mut self.state {
             RecvState::Done(_) => {}
-            RecvState::Headers(fut) => match shared.or_cancel(fut).await {
+            RecvState::Headers(fut) => match shared.or_cancel(RECV, fut).await {
                 Err(st) => self.complete(st),
                 Ok(Err(e)) => {
                     // h2 fails a stream with the peer's graceful GOAWAY only when
@@ -653,7 +672,7 @@ impl AttemptReceiver {
                 Ok(Ok(resp)) => self.on_headers(resp),
             },
             RecvState::Body(body) => {
-                let r = shared.or_cancel(body.data()).await;
+                let r = shared.or_cancel(RECV, body.data()).await;
                 match r {
                     Err(st) => self.complete(st),
                     Ok(Some(Ok(chunk))) => {
@@ -669,7 +688,7 @@ impl AttemptReceiver {
                             self.fail(st);
                             return;
                         }
-                        let st = match shared.or_cancel(body.trailers()).await {
+                        let st = match shared.or_cancel(RECV, body.trailers()).await {
                             Err(st) => st,
                             Ok(Ok(Some(t))) => status_from_headers(&t).unwrap_or_else(|| {
                                 Status::internal("server closed the stream without sending grpc-status")
