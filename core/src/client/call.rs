@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request};
-use tokio::sync::Notify;
+use std::task::{Poll, Waker};
 
 use super::conn::Ready;
 use super::retry_stream::Ctl;
@@ -41,7 +41,9 @@ struct Shared {
     cancelled: Mutex<Option<Status>>,
     is_cancelled: AtomicBool,
     done: AtomicBool,
-    notify: Notify,
+    /// The tasks waiting in [`Shared::or_cancel`] on the send and on the
+    /// receive side (each side has one waiter at a time), woken by a cancel.
+    wakers: [Mutex<Option<Waker>>; 2],
     timer: Mutex<Option<tokio::task::AbortHandle>>,
     /// The call's deadline, to tell a server-side deadline reset from a cancel.
     deadline: Option<tokio::time::Instant>,
@@ -64,7 +66,11 @@ impl Shared {
         if let Some(s) = self.stream.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
             s.send_reset(h2::Reason::CANCEL);
         }
-        self.notify.notify_waiters();
+        for slot in &self.wakers {
+            if let Some(w) = slot.lock().unwrap_or_else(|e| e.into_inner()).take() {
+                w.wake();
+            }
+        }
     }
 
     /// The status an h2 error ends the call with. A RST_STREAM(CANCEL) that
@@ -88,21 +94,34 @@ impl Shared {
         self.cancelled.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    /// Runs `f` unless the call is (or gets) cancelled.
-    async fn or_cancel<F: Future>(&self, f: F) -> Result<F::Output, Status> {
-        let notified = self.notify.notified();
-        tokio::pin!(notified);
-        notified.as_mut().enable();
-        if let Some(s) = self.cancel_status() {
-            return Err(s);
-        }
-        tokio::select! {
-            biased;
-            _ = notified => Err(self.cancel_status().unwrap_or_else(|| Status::cancelled("call cancelled"))),
-            r = f => Ok(r),
-        }
+    /// Runs `f` unless the call is (or gets) cancelled. `side`: [`SEND`] or
+    /// [`RECV`], whose waker slot the cancel wakes. A waker slot rather than a
+    /// `Notify`: registering in a `Notify` took its lock twice per wait
+    /// (enable and drop), and every receive step waits.
+    async fn or_cancel<F: Future>(&self, side: usize, f: F) -> Result<F::Output, Status> {
+        let mut f = std::pin::pin!(f);
+        std::future::poll_fn(|cx| {
+            {
+                let mut slot = self.wakers[side].lock().unwrap_or_else(|e| e.into_inner());
+                match slot.as_ref() {
+                    Some(w) if w.will_wake(cx.waker()) => {}
+                    _ => *slot = Some(cx.waker().clone()),
+                }
+            }
+            // After registering: a cancel stores its status before it takes
+            // the wakers, so either this sees the status or the cancel wakes us.
+            if let Some(s) = self.cancel_status() {
+                return Poll::Ready(Err(s));
+            }
+            f.as_mut().poll(cx).map(Ok)
+        })
+        .await
     }
 }
+
+/// [`Shared::or_cancel`]'s sides.
+const SEND: usize = 0;
+const RECV: usize = 1;
 
 impl Drop for Shared {
     fn drop(&mut self) {
@@ -345,29 +364,31 @@ async fn open(
     last: bool,
     (max_send, max_recv): (usize, usize),
 ) -> Result<ClientCall, Status> {
-    let uri = http::Uri::builder()
-        .scheme(inner.scheme.clone())
-        .authority(inner.authority.clone())
-        .path_and_query(method)
-        .build()
+    let path = http::uri::PathAndQuery::try_from(method)
         .map_err(|e| Status::invalid_argument(format!("malformed method name {method:?}: {e}")))?;
     let compression = opts.compression.or(inner.opts.default_compression).filter(|c| *c != Compression::Identity);
-    let mut req = Request::builder().method(Method::POST).uri(uri).body(()).expect("valid request parts");
-    {
-        let h = req.headers_mut();
-        h.insert(http::header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE));
-        h.insert(http::header::TE, HeaderValue::from_static("trailers"));
-        h.insert(http::header::USER_AGENT, inner.user_agent.clone());
-        h.insert("grpc-accept-encoding", HeaderValue::from_static(accept_encoding_header()));
+    // Built per try (the first try almost always opens the stream): no copy
+    // of the request kept for the retry below.
+    let request = || {
+        let mut headers = inner.base_headers.clone();
         if let Some(c) = compression {
-            h.insert("grpc-encoding", HeaderValue::from_static(c.name()));
+            headers.insert("grpc-encoding", HeaderValue::from_static(c.name()));
         }
         if let Some(d) = deadline {
             let left = d.saturating_duration_since(tokio::time::Instant::now());
-            h.insert("grpc-timeout", HeaderValue::from_str(&encode_timeout(left)).expect("ascii"));
+            headers.insert("grpc-timeout", HeaderValue::from_str(&encode_timeout(left)).expect("ascii"));
         }
-        opts.metadata.write_to(h);
-    }
+        opts.metadata.write_to(&mut headers);
+        let mut parts = http::uri::Parts::default();
+        parts.scheme = Some(inner.scheme.clone());
+        parts.authority = Some(inner.authority.clone());
+        parts.path_and_query = Some(path.clone());
+        let mut req = Request::new(());
+        *req.method_mut() = Method::POST;
+        *req.uri_mut() = http::Uri::from_parts(parts).expect("valid uri parts");
+        *req.headers_mut() = headers;
+        req
+    };
 
     let open = async {
         // A connection that turns out dead before the stream opens is
@@ -376,10 +397,11 @@ async fn open(
         let hash = inner.connector.request_hash(&opts.metadata);
         loop {
             tries += 1;
-            let conn = inner.connector.pick(opts.wait_for_ready, deadline, hash).await?;
-            let send = conn.send.clone();
-            let opened = match send.ready().await {
-                Ok(mut s) => s.send_request(req.clone(), false),
+            let mut conn = inner.connector.pick(opts.wait_for_ready, deadline, hash).await?;
+            // Readiness on the picked connection's own handle (no second
+            // `SendRequest` clone: each one locks h2's stream store).
+            let opened = match std::future::poll_fn(|cx| conn.send.poll_ready(cx)).await {
+                Ok(()) => conn.send.send_request(request(), false),
                 Err(e) => Err(e),
             };
             match opened {
@@ -405,7 +427,7 @@ async fn open(
         cancelled: Mutex::new(None),
         is_cancelled: AtomicBool::new(false),
         done: AtomicBool::new(false),
-        notify: Notify::new(),
+        wakers: Default::default(),
         timer: Mutex::new(None),
         deadline,
         conn,
@@ -483,7 +505,7 @@ impl AttemptSender {
 
     async fn write(&mut self, head: Bytes, body: Option<Bytes>, end: bool) -> Result<(), Status> {
         let eager = !std::mem::replace(&mut self.wrote, true);
-        match self.shared.or_cancel(write_parts(&self.shared.stream, head, body, end, eager)).await? {
+        match self.shared.or_cancel(SEND, write_parts(&self.shared.stream, head, body, end, eager)).await? {
             Ok(()) => Ok(()),
             Err(WriteError::Closed) => Err(Status::internal("the stream is closed")),
             Err(WriteError::H2(e)) => Err(self.shared.h2_status(&e)),
@@ -635,7 +657,7 @@ impl AttemptReceiver {
         let shared = self.shared.clone();
         match &mut self.state {
             RecvState::Done(_) => {}
-            RecvState::Headers(fut) => match shared.or_cancel(fut).await {
+            RecvState::Headers(fut) => match shared.or_cancel(RECV, fut).await {
                 Err(st) => self.complete(st),
                 Ok(Err(e)) => {
                     // h2 fails a stream with the peer's graceful GOAWAY only when
@@ -650,7 +672,7 @@ impl AttemptReceiver {
                 Ok(Ok(resp)) => self.on_headers(resp),
             },
             RecvState::Body(body) => {
-                let r = shared.or_cancel(body.data()).await;
+                let r = shared.or_cancel(RECV, body.data()).await;
                 match r {
                     Err(st) => self.complete(st),
                     Ok(Some(Ok(chunk))) => {
@@ -666,7 +688,7 @@ impl AttemptReceiver {
                             self.fail(st);
                             return;
                         }
-                        let st = match shared.or_cancel(body.trailers()).await {
+                        let st = match shared.or_cancel(RECV, body.trailers()).await {
                             Err(st) => st,
                             Ok(Ok(Some(t))) => status_from_headers(&t).unwrap_or_else(|| {
                                 Status::internal("server closed the stream without sending grpc-status")
@@ -730,6 +752,16 @@ impl AttemptReceiver {
         self.initial_metadata = Some(md);
         self.state = RecvState::Body(body);
     }
+}
+
+/// The headers every call of a channel sends, in the order calls send them.
+pub(super) fn base_headers(user_agent: &HeaderValue) -> http::HeaderMap {
+    let mut h = http::HeaderMap::with_capacity(8);
+    h.insert(http::header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE));
+    h.insert(http::header::TE, HeaderValue::from_static("trailers"));
+    h.insert(http::header::USER_AGENT, user_agent.clone());
+    h.insert("grpc-accept-encoding", HeaderValue::from_static(accept_encoding_header()));
+    h
 }
 
 fn http_status_error(code: u16) -> Status {

@@ -202,7 +202,10 @@ pub(crate) struct ChannelInner {
     pub(crate) opts: Arc<ChannelOptions>,
     pub(crate) scheme: http::uri::Scheme,
     pub(crate) authority: http::uri::Authority,
-    pub(crate) user_agent: http::HeaderValue,
+    /// The headers every call sends (content-type, te, user-agent,
+    /// grpc-accept-encoding), built once: a call clones this map instead of
+    /// parsing and hashing each name again.
+    pub(crate) base_headers: http::HeaderMap,
     /// The service config's `retryThrottling` bucket.
     pub(crate) throttle: Option<retry::Throttle>,
     /// Request bytes held for replay by this channel's streaming calls.
@@ -265,7 +268,7 @@ impl Channel {
                 opts,
                 scheme,
                 authority,
-                user_agent,
+                base_headers: call::base_headers(&user_agent),
                 throttle,
                 retry_buffered: Default::default(),
             }),
