@@ -114,8 +114,34 @@ impl Handlers {
         self.policy.active_calls.load(Ordering::Acquire)
     }
 
-    /// Spawns `fut` as a handler; it deregisters itself when it ends or is aborted.
-    fn spawn(self: &Arc<Self>, fut: impl std::future::Future<Output = ()> + Send + 'static) {
+    /// Runs `fut` as a handler: polled once here, on the connection task,
+    /// and spawned only if it does not finish in that poll; a spawned handler
+    /// deregisters itself when it ends or is aborted.
+    fn spawn(
+        self: &Arc<Self>,
+        fut: impl std::future::Future<Output = ()> + Send + 'static,
+        cx: &mut std::task::Context<'_>,
+    ) {
+        self.policy.active_calls.fetch_add(1, Ordering::AcqRel);
+        let mut fut = Box::pin(fut);
+        // A unary call's request has been read with its HEADERS (h2 reads
+        // all that arrived before handing out a new stream), so a handler
+        // that does not wait on anything else ends in this poll: no task,
+        // no registration, no hand-off between tasks.
+        let poll = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| fut.as_mut().poll(cx)));
+        if !matches!(poll, Ok(std::task::Poll::Pending)) {
+            if let Err(p) = poll {
+                let msg = p
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| p.downcast_ref::<String>().cloned())
+                    .unwrap_or_default();
+                tracing::error!(panic = %msg, "call task panicked");
+            }
+            drop(fut);
+            self.ended();
+            return;
+        }
         let id = self.last_id.fetch_add(1, Ordering::Relaxed) + 1;
         struct Done(Arc<Handlers>, u64);
         impl Drop for Done {
@@ -126,12 +152,9 @@ impl Handlers {
                         r.ended_early.insert(self.1);
                     }
                 }
-                if self.0.policy.active_calls.fetch_sub(1, Ordering::AcqRel) == 1 {
-                    self.0.idle.notify_one();
-                }
+                self.0.ended();
             }
         }
-        self.policy.active_calls.fetch_add(1, Ordering::AcqRel);
         let done = Done(self.clone(), id);
         // Not under the lock: a runtime that is shutting down drops the
         // future inside `spawn`, and `Done` takes the lock.
@@ -142,6 +165,13 @@ impl Handlers {
         let mut r = self.lock();
         if !r.ended_early.remove(&id) {
             r.running.insert(id, task.abort_handle());
+        }
+    }
+
+    /// A handler ended: wakes the connection task if it was the last one.
+    fn ended(&self) {
+        if self.policy.active_calls.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.idle.notify_one();
         }
     }
 
@@ -231,7 +261,13 @@ async fn serve_connection(inner: &Arc<ServerInner>, io: Box<dyn Io>, peer: Strin
                     idle_since = None;
                     let inner = inner.clone();
                     let peer = peer.clone();
-                    handlers.spawn(super::call::handle_stream(inner, peer, req, respond));
+                    let call = super::call::handle_stream(inner, peer, req, respond);
+                    let mut call = Some(call);
+                    std::future::poll_fn(|cx| {
+                        handlers.spawn(call.take().expect("polled once"), cx);
+                        std::task::Poll::Ready(())
+                    })
+                    .await;
                 }
                 Some(Err(e)) => {
                     tracing::debug!(error = %e, "connection error");
