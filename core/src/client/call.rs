@@ -77,10 +77,22 @@ impl Shared {
     /// arrives once our deadline has passed is the server enforcing that
     /// deadline: DEADLINE_EXCEEDED, as grpc-go and grpc-java report it.
     fn h2_status(&self, e: &h2::Error) -> Status {
+        self.ended_status(Status::from_h2(e))
+    }
+
+    /// The status of a send on a stream that is already closed: the
+    /// server reset it (its deadline enforcement races ours) or ended the
+    /// call; like a RST_STREAM(CANCEL) (recv/finish tell how it ended).
+    fn closed_status(&self) -> Status {
+        self.ended_status(Status::cancelled("the stream is closed"))
+    }
+
+    /// Our cancel's status if there was one; a CANCELLED once the deadline
+    /// passed is the deadline.
+    fn ended_status(&self, st: Status) -> Status {
         if let Some(s) = self.cancel_status() {
             return s;
         }
-        let st = Status::from_h2(e);
         if st.code() == Code::Cancelled && self.deadline.is_some_and(|d| d <= tokio::time::Instant::now()) {
             return Status::deadline_exceeded("context deadline exceeded");
         }
@@ -507,7 +519,7 @@ impl AttemptSender {
         let eager = !std::mem::replace(&mut self.wrote, true);
         match self.shared.or_cancel(SEND, write_parts(&self.shared.stream, head, body, end, eager)).await? {
             Ok(()) => Ok(()),
-            Err(WriteError::Closed) => Err(Status::internal("the stream is closed")),
+            Err(WriteError::Closed) => Err(self.shared.closed_status()),
             Err(WriteError::H2(e)) => Err(self.shared.h2_status(&e)),
         }
     }
