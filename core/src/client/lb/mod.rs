@@ -3,6 +3,7 @@
 //! channel's connectivity state and a [`Picker`] over READY connections. It
 //! runs on the channel's control task, so it needs no locks.
 
+mod endpoint;
 mod pick_first;
 mod ring_hash;
 mod round_robin;

@@ -20,10 +20,10 @@ use std::sync::Arc;
 
 use tokio::sync::mpsc;
 
+use super::endpoint::{Entry, Reconnect};
 use super::xxh64::xxh64;
 use super::{Helper, SubchannelInfo};
 use crate::client::conn::{Event, Ready};
-use crate::client::subchannel::Subchannel;
 use crate::client::ConnectivityState;
 use crate::status::Status;
 use crate::transport::Address;
@@ -36,26 +36,6 @@ pub(crate) const DEFAULT_MAX_RING_SIZE: u64 = 4096;
 pub(crate) const RING_SIZE_LIMIT: u64 = 8 * 1024 * 1024;
 /// Both sizes are capped at this (grpc-go's `GRPC_RING_HASH_CAP` default).
 pub(crate) const RING_SIZE_CAP: u64 = 4096;
-
-#[derive(Debug)]
-struct Entry {
-    sc: Subchannel,
-    state: ConnectivityState,
-    /// Failed and not READY since: reported as TRANSIENT_FAILURE.
-    sticky_tf: bool,
-    ready: Option<Ready>,
-}
-
-impl Entry {
-    /// The state the picker and the aggregation see.
-    fn reported(&self) -> ConnectivityState {
-        if self.sticky_tf {
-            ConnectivityState::TransientFailure
-        } else {
-            self.state
-        }
-    }
-}
 
 /// One point on the ring: a hash and the endpoint (index) it belongs to.
 #[derive(Clone, Copy, Debug)]
@@ -110,12 +90,7 @@ impl RingHash {
             match old.iter().position(|e| e.sc.addr == a) {
                 Some(i) => self.entries.push(old.swap_remove(i)),
                 // Connected on demand, when a pick lands on it.
-                None => self.entries.push(Entry {
-                    sc: h.new_subchannel(a, None),
-                    state: ConnectivityState::Idle,
-                    sticky_tf: false,
-                    ready: None,
-                }),
+                None => self.entries.push(Entry::new(h.new_subchannel(a, None))),
             }
         }
         drop(old);
@@ -159,34 +134,7 @@ impl RingHash {
         h: &mut Helper<'_>,
     ) {
         let Some(e) = self.entries.iter_mut().find(|e| e.sc.id == id) else { return };
-        let was_ready = e.ready.is_some();
-        e.state = state;
-        match state {
-            ConnectivityState::Ready => {
-                e.sticky_tf = false;
-                e.ready = ready;
-            }
-            ConnectivityState::Idle => {
-                e.ready = None;
-                if e.sticky_tf {
-                    // Its backoff ended: try again (it stays TRANSIENT_FAILURE).
-                    e.sc.connect();
-                }
-                if was_ready {
-                    h.resolve_now();
-                }
-            }
-            ConnectivityState::Connecting => e.ready = None,
-            ConnectivityState::TransientFailure => {
-                e.ready = None;
-                e.sticky_tf = true;
-                if let Some(err) = error {
-                    self.last_error = Some(err);
-                }
-                h.resolve_now();
-            }
-            ConnectivityState::Shutdown => e.ready = None,
-        }
+        e.update(state, ready, error, Reconnect::AfterFailure, &mut self.last_error, h);
         self.publish(h);
     }
 

@@ -7,20 +7,12 @@
 //! `healthCheckConfig`, a subchannel is READY only while its backend is
 //! SERVING (gRFC A17).
 
+use super::endpoint::{Entry, Reconnect};
 use super::{Helper, SubchannelInfo};
 use crate::client::conn::Ready;
-use crate::client::subchannel::Subchannel;
 use crate::client::ConnectivityState;
 use crate::status::Status;
 use crate::transport::Address;
-
-#[derive(Debug)]
-struct Entry {
-    sc: Subchannel,
-    state: ConnectivityState,
-    sticky_tf: bool,
-    ready: Option<Ready>,
-}
 
 #[derive(Debug)]
 pub(crate) struct RoundRobin {
@@ -61,7 +53,7 @@ impl RoundRobin {
                 None => {
                     let sc = h.new_subchannel(a, self.health.clone());
                     sc.connect();
-                    self.entries.push(Entry { sc, state: ConnectivityState::Idle, sticky_tf: false, ready: None });
+                    self.entries.push(Entry::new(sc));
                 }
             }
         }
@@ -100,31 +92,7 @@ impl RoundRobin {
         h: &mut Helper<'_>,
     ) {
         let Some(e) = self.entries.iter_mut().find(|e| e.sc.id == id) else { return };
-        let was_ready = e.ready.is_some();
-        e.state = state;
-        match state {
-            ConnectivityState::Ready => {
-                e.sticky_tf = false;
-                e.ready = ready;
-            }
-            ConnectivityState::Idle => {
-                e.ready = None;
-                e.sc.connect();
-                if was_ready {
-                    h.resolve_now();
-                }
-            }
-            ConnectivityState::Connecting => e.ready = None,
-            ConnectivityState::TransientFailure => {
-                e.ready = None;
-                e.sticky_tf = true;
-                if let Some(err) = error {
-                    self.last_error = Some(err);
-                }
-                h.resolve_now();
-            }
-            ConnectivityState::Shutdown => e.ready = None,
-        }
+        e.update(state, ready, error, Reconnect::Always, &mut self.last_error, h);
         self.publish(h);
     }
 
