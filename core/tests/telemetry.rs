@@ -4,10 +4,14 @@
 mod common;
 
 use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use common::*;
+use grpc_core::client::UnaryResponse;
+use grpc_core::server::CallInfo;
 use grpc_core::telemetry::{
     server_context, server_traceparent, AttributeValue, InstrumentKind, MetricRecord, MetricValue, OpenTelemetry,
     RecordSpanKind, SpanRecord, TelemetrySink,
@@ -89,6 +93,34 @@ fn kv(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
     v
 }
 
+/// The first hop: `/hop.S/Mid` hands its request to `forward` with a channel
+/// to `leaf_addr` and answers with what comes back.
+async fn start_mid<F, Fut>(otel: &OpenTelemetry, leaf_addr: String, forward: F) -> (Server, String)
+where
+    F: Fn(Channel, Bytes, Arc<CallInfo>) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<UnaryResponse, Status>> + Send + 'static,
+{
+    let options = || ChannelOptions { telemetry: Some(otel.clone()), ..Default::default() };
+    let next = Channel::new(&leaf_addr, options()).unwrap();
+    let forward = Arc::new(forward);
+    let mid = Server::builder(ServerOptions { telemetry: Some(otel.clone()), ..Default::default() })
+        .register("/hop.S/Mid", MethodKind::Unary, move |mut call: ServerCall| {
+            let (next, forward) = (next.clone(), forward.clone());
+            async move {
+                let m = call.recv().await.unwrap().unwrap();
+                match forward(next, m, call.info().clone()).await {
+                    Ok(r) => {
+                        call.send(r.message).await.unwrap();
+                        Status::ok()
+                    }
+                    Err(s) => s,
+                }
+            }
+        })
+        .unwrap();
+    start(mid).await
+}
+
 #[tokio::test]
 async fn metrics_and_spans_across_two_hops() {
     let Sdk { metrics, meter_provider, spans, tracer_provider } = Sdk::new();
@@ -111,28 +143,11 @@ async fn metrics_and_spans_across_two_hops() {
     let (leaf, leaf_addr) = start(leaf).await;
 
     // The first server: Mid calls Leaf on the second, under its own server span.
-    let leaf_target = leaf_addr.clone();
-    let otel2 = otel.clone();
-    let mid = Server::builder(ServerOptions { telemetry: Some(otel.clone()), ..Default::default() })
-        .register("/hop.S/Mid", MethodKind::Unary, move |mut call: ServerCall| {
-            let next =
-                Channel::new(&leaf_target, ChannelOptions { telemetry: Some(otel2.clone()), ..Default::default() })
-                    .unwrap();
-            async move {
-                let m = call.recv().await.unwrap().unwrap();
-                let cx = server_context(call.info()).expect("the server span's context");
-                let r = next.unary("/hop.S/Leaf", m, CallOptions::default()).with_context(cx).await;
-                match r {
-                    Ok(r) => {
-                        call.send(r.message).await.unwrap();
-                        Status::ok()
-                    }
-                    Err(s) => s,
-                }
-            }
-        })
-        .unwrap();
-    let (mid, mid_addr) = start(mid).await;
+    let (mid, mid_addr) = start_mid(&otel, leaf_addr.clone(), |next, m, info| async move {
+        let cx = server_context(&info).expect("the server span's context");
+        next.unary("/hop.S/Leaf", m, CallOptions::default()).with_context(cx).await
+    })
+    .await;
 
     let ch = Channel::new(&mid_addr, ChannelOptions { telemetry: Some(otel.clone()), ..Default::default() }).unwrap();
     let root_tracer = tracer();
@@ -339,28 +354,13 @@ async fn a_sink_gets_the_same_metrics_and_a_linked_span_tree() {
         })
         .unwrap();
     let (leaf, leaf_addr) = start(leaf).await;
-    let otel2 = otel.clone();
-    let mid = Server::builder(ServerOptions { telemetry: Some(otel.clone()), ..Default::default() })
-        .register("/hop.S/Mid", MethodKind::Unary, move |mut call: ServerCall| {
-            let next =
-                Channel::new(&leaf_addr, ChannelOptions { telemetry: Some(otel2.clone()), ..Default::default() })
-                    .unwrap();
-            async move {
-                let m = call.recv().await.unwrap().unwrap();
-                let mut opts = CallOptions::default();
-                let tp = server_traceparent(call.info()).expect("the server span as traceparent");
-                opts.metadata.insert("traceparent", tp).unwrap();
-                match next.unary("/hop.S/Leaf", m, opts).await {
-                    Ok(r) => {
-                        call.send(r.message).await.unwrap();
-                        Status::ok()
-                    }
-                    Err(s) => s,
-                }
-            }
-        })
-        .unwrap();
-    let (mid, mid_addr) = start(mid).await;
+    let (mid, mid_addr) = start_mid(&otel, leaf_addr, |next, m, info| async move {
+        let mut opts = CallOptions::default();
+        let tp = server_traceparent(&info).expect("the server span as traceparent");
+        opts.metadata.insert("traceparent", tp).unwrap();
+        next.unary("/hop.S/Leaf", m, opts).await
+    })
+    .await;
     let ch = Channel::new(&mid_addr, ChannelOptions { telemetry: Some(otel.clone()), ..Default::default() }).unwrap();
     let (trace, root) = ("4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7");
     let mut opts = CallOptions::default();
