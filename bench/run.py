@@ -374,6 +374,16 @@ def s4_large(peers, opts, results, sizes, tls=None, tag="s4", title="4. Large me
         results["iperf3_gb_per_s"] = bw
         if bw and tables:
             tables[-1].note += f"\n\nLoopback TCP reference (iperf3, one stream, pinned the same way): {bw:.2f} GB/s one way."
+            tonic = results.get(f"{tag}-{sizes[-1] >> 20}MiB", {}).get("tonic", {}).get("gb_per_s_each_way")
+            if tonic:
+                tables[-1].note += (
+                    "\n\nThe echo is sequential (the whole request is sent before the response starts), so `GB/s each "
+                    "way` counts each byte crossing loopback once up and once down, one after the other: with no "
+                    f"processing at all, at the iperf3 rate, the ceiling is {bw / 2:.2f} GB/s each way, "
+                    f"{bw / 2 / tonic:.2f}× tonic's {tonic:.3f} in this run"
+                    + (" — 1.5× tonic is out of reach at this size" if bw / 2 < 1.5 * tonic else "")
+                    + " (iperf3 writes 128 KiB blocks that stay in cache; a 16 MiB message does not). Server CPU per "
+                    "call is the comparison that matters here.")
     return tables
 
 

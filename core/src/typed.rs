@@ -32,13 +32,24 @@ pub fn encode_with(len: usize, fill: impl FnOnce(&mut bytes::BytesMut)) -> Bytes
 
 /// Parses a message; failure is INTERNAL, as in grpc-go.
 pub fn decode<M: prost::Message + Default>(b: &[u8]) -> Result<M, Status> {
+    decode_buf(b)
+}
+
+/// Parses a received message without copying its `bytes` fields when the
+/// message type stores them as [`Bytes`] (prost-build's `.bytes(..)`): they
+/// are cut from the received buffer. [`decode`] from a slice copies them.
+pub fn decode_bytes<M: prost::Message + Default>(b: Bytes) -> Result<M, Status> {
+    decode_buf(b)
+}
+
+fn decode_buf<M: prost::Message + Default>(b: impl bytes::Buf) -> Result<M, Status> {
     M::decode(b).map_err(|e| Status::internal(format!("grpc: failed to unmarshal the received message: {e}")))
 }
 
 /// Receives and parses the one request of a unary or server-streaming call.
 pub async fn recv_one<M: prost::Message + Default>(call: &mut ServerCall) -> Result<M, Status> {
     match call.recv().await? {
-        Some(b) => decode(&b),
+        Some(b) => decode_bytes(b),
         None => Err(Status::internal("no request message")),
     }
 }
@@ -50,7 +61,7 @@ where
     Resp: prost::Message + Default,
 {
     let r = channel.unary(method, encode(req), opts).await?;
-    decode(&r.message)
+    decode_bytes(r.message)
 }
 
 /// Wraps an `async fn(Req, Metadata) -> Result<Resp, Status>` as a unary handler.
@@ -77,5 +88,27 @@ where
                 Err(s) => s,
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    struct Blob {
+        #[prost(bytes = "bytes", tag = "1")]
+        data: Bytes,
+    }
+
+    #[test]
+    fn decode_bytes_does_not_copy_bytes_fields() {
+        let wire = encode(&Blob { data: Bytes::from(vec![7u8; 100_000]) });
+        let by_slice: Blob = decode(&wire).unwrap();
+        let owned: Blob = decode_bytes(wire.clone()).unwrap();
+        assert_eq!(owned, by_slice);
+        let inside = wire.as_ptr_range();
+        assert!(inside.contains(&owned.data.as_ptr()), "cut from the received buffer");
+        assert!(!inside.contains(&by_slice.data.as_ptr()));
     }
 }

@@ -102,7 +102,7 @@ pub struct ChannelOptions {
     pub initial_connection_window_size: u32,
     /// Largest response header list accepted (16 KiB).
     pub max_header_list_size: u32,
-    /// Largest HTTP/2 frame accepted (64 KiB).
+    /// Largest HTTP/2 frame accepted (4 MiB: a message that fits one frame is not copied).
     pub max_frame_size: u32,
     /// Interceptors run on every call, in order (none).
     pub interceptors: Vec<Arc<dyn ClientInterceptor>>,

@@ -321,7 +321,7 @@ async fn connect(
         .initial_connection_window_size(o.initial_connection_window_size)
         .max_header_list_size(o.max_header_list_size)
         .max_frame_size(o.max_frame_size)
-        .max_send_buffer_size(1024 * 1024)
+        .max_send_buffer_size(transport::MAX_SEND_BUFFER_SIZE)
         // Until the server's SETTINGS arrive, open one stream and queue the
         // rest: streams opened before we know its MAX_CONCURRENT_STREAMS
         // would be refused (UNAVAILABLE).

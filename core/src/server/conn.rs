@@ -75,7 +75,7 @@ async fn handshake(
         .max_frame_size(o.max_frame_size)
         .max_pending_accept_reset_streams(o.max_pending_accept_reset_streams)
         .max_local_error_reset_streams(o.max_local_error_reset_streams)
-        .max_send_buffer_size(1024 * 1024);
+        .max_send_buffer_size(crate::transport::MAX_SEND_BUFFER_SIZE);
     let io = BoxIo(Box::new(PingWatch::new(io, policy.clone())));
     let conn = b.handshake(io).await.map_err(|e| format!("HTTP/2 handshake: {e}"))?;
     Ok((conn, tls_info))

@@ -73,7 +73,7 @@ pub struct ServerOptions {
     pub initial_stream_window_size: u32,
     /// HTTP/2 connection window (16 MiB).
     pub initial_connection_window_size: u32,
-    /// Largest HTTP/2 frame accepted (64 KiB).
+    /// Largest HTTP/2 frame accepted (4 MiB: a message that fits one frame is not copied).
     pub max_frame_size: u32,
     /// Streams reset by the client before we accepted them, tolerated at once (20, h2's default).
     pub max_pending_accept_reset_streams: usize,

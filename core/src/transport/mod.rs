@@ -22,8 +22,17 @@ pub const DEFAULT_STREAM_WINDOW: u32 = 4 * 1024 * 1024;
 pub const DEFAULT_CONNECTION_WINDOW: u32 = 16 * 1024 * 1024;
 /// Default max header list size we accept (16 KiB, grpc-java's is 8 KiB, grpc-go's 16 MiB).
 pub const DEFAULT_MAX_HEADER_LIST_SIZE: u32 = 16 * 1024;
-/// Default HTTP/2 max frame size we accept.
-pub const DEFAULT_MAX_FRAME_SIZE: u32 = 64 * 1024;
+/// Default HTTP/2 max frame size we accept: the stream window, so a message
+/// within the default receive limit (4 MiB) can arrive in one DATA frame and
+/// reach the application without being copied.
+pub const DEFAULT_MAX_FRAME_SIZE: u32 = 4 * 1024 * 1024;
+
+/// How much of a stream's outgoing DATA h2 may hold (slices of the caller's
+/// messages, not copies) before a send waits. As large as the stream window,
+/// a message within it goes out as one DATA frame (when the peer's max frame
+/// size allows), which our receiver takes without a copy; at 1 MiB a 1 MiB
+/// message left as two frames (1 MiB minus its 5-byte prefix, then 5 bytes).
+pub(crate) const MAX_SEND_BUFFER_SIZE: usize = DEFAULT_STREAM_WINDOW as usize;
 
 /// A resolved address to connect to or listen on.
 #[derive(Clone, Debug, PartialEq, Eq)]
