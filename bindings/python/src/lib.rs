@@ -10,7 +10,7 @@
 
 use std::collections::VecDeque;
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -216,6 +216,34 @@ where
     detach(py, || surface::block_on(fut))
 }
 
+/// The CPU this thread is running on (Linux; -1 elsewhere).
+pub(crate) fn current_cpu() -> i32 {
+    #[cfg(target_os = "linux")]
+    {
+        extern "C" {
+            fn sched_getcpu() -> i32;
+        }
+        // SAFETY: no arguments, no memory touched; glibc and musl both have it.
+        unsafe { sched_getcpu() }
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        -1
+    }
+}
+
+/// Called by a runtime thread right after it woke a Python thread that last
+/// ran on `cpu`: if that is this CPU, the woken thread would wait for it
+/// until this one parks, and then wake this one again (the next call's
+/// task or reply) only to be preempted by it. Yielding lets it run now;
+/// what it hands back meanwhile finds this thread still awake (no wake-up,
+/// no park). On another CPU (or unknown), nothing.
+pub(crate) fn yield_to(cpu: i32) {
+    if cpu >= 0 && current_cpu() == cpu {
+        std::thread::yield_now();
+    }
+}
+
 /// Like [`wait`] (the future runs as a task on the runtime, the GIL
 /// released), but the result comes back through a slot and
 /// `thread::park`/`unpark` instead of a fresh `mpsc` channel per call: one
@@ -228,6 +256,7 @@ where
     struct Slot<T> {
         value: Mutex<(Option<T>, bool)>,
         thread: std::thread::Thread,
+        cpu: i32,
     }
     /// Marks the slot closed when the task ends, also when the runtime drops it.
     struct Closer<T>(Arc<Slot<T>>);
@@ -235,10 +264,12 @@ where
         fn drop(&mut self) {
             self.0.value.lock().unwrap_or_else(|e| e.into_inner()).1 = true;
             self.0.thread.unpark();
+            yield_to(self.0.cpu);
         }
     }
     detach(py, move || {
-        let slot = Arc::new(Slot { value: Mutex::new((None, false)), thread: std::thread::current() });
+        let slot =
+            Arc::new(Slot { value: Mutex::new((None, false)), thread: std::thread::current(), cpu: current_cpu() });
         let closer = Closer(slot.clone());
         surface::spawn(async move {
             let v = fut.await;
@@ -655,6 +686,8 @@ struct QueueInner {
     pulled: Condvar,
     /// Set by `aio.queue_attach`: calls go to this loop's completion queue.
     sink: Mutex<Option<aio::Sink>>,
+    /// The CPU of the last thread that began waiting in `pull` (see `yield_to`).
+    puller_cpu: AtomicI32,
 }
 
 impl QueueInner {
@@ -675,6 +708,7 @@ impl QueueInner {
             let mut g = self.calls.lock().unwrap_or_else(|e| e.into_inner());
             if puller {
                 g.2 += 1;
+                self.puller_cpu.store(current_cpu(), Ordering::Relaxed);
             }
             let r = loop {
                 if let Some(c) = g.0.pop_front() {
@@ -842,6 +876,7 @@ impl NativeServer {
             drop(g);
             if pullers > 0 {
                 q.pulled.notify_one();
+                yield_to(q.puller_cpu.load(Ordering::Relaxed));
             } else {
                 q.ready.notify_one();
             }
