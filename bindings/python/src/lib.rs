@@ -238,11 +238,22 @@ pub(crate) fn current_cpu() -> i32 {
 /// task or reply) only to be preempted by it. Yielding lets it run now;
 /// what it hands back meanwhile finds this thread still awake (no wake-up,
 /// no park). On another CPU (or unknown), nothing.
+///
+/// Off unless `GRPC_CORE_PY_YIELD=1` is set (read once, at the first call): on a CPU
+/// shared with a busy process, the yielding thread waits behind it for a
+/// scheduler slice (a sync server's unary calls/s fell from ~3 500 to ~530
+/// with a CPU hog on its core), so it only suits a dedicated CPU.
 pub(crate) fn yield_to(cpu: i32) {
-    if cpu >= 0 && current_cpu() == cpu {
+    if cpu >= 0
+        && *YIELD_TO_PYTHON.get_or_init(|| std::env::var("GRPC_CORE_PY_YIELD").is_ok_and(|v| v == "1"))
+        && current_cpu() == cpu
+    {
         std::thread::yield_now();
     }
 }
+
+/// Whether [`yield_to`] yields (`GRPC_CORE_PY_YIELD=1`).
+static YIELD_TO_PYTHON: OnceLock<bool> = OnceLock::new();
 
 /// Like [`wait`] (the future runs as a task on the runtime, the GIL
 /// released), but the result comes back through a slot and
