@@ -12,6 +12,7 @@
 use std::io::{Read, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
+use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
@@ -51,6 +52,8 @@ pub(crate) type Sink = (Arc<CqInner>, Arc<Py<PyAny>>);
 /// The results waiting for the loop, and the socket pair that wakes it.
 pub(crate) struct CqInner {
     items: Mutex<Vec<Item>>,
+    /// The CPU the loop thread last drained on (-1: unknown).
+    loop_cpu: AtomicI32,
     tx: UnixStream,
     rx: UnixStream,
 }
@@ -72,6 +75,9 @@ impl CqInner {
         // before it takes the batch, so no result is ever left unannounced.
         if first {
             let _ = (&self.tx).write(&[1]);
+            // The loop thread just woken waits for this CPU if it last ran
+            // here: let it run now (see `yield_to`).
+            super::yield_to(self.loop_cpu.load(Ordering::Relaxed));
         }
     }
 
@@ -97,7 +103,8 @@ impl CompletionQueue {
         let (tx, rx) = UnixStream::pair().map_err(|e| PyRuntimeError::new_err(e.to_string()))?;
         tx.set_nonblocking(true).map_err(|e| PyRuntimeError::new_err(e.to_string()))?;
         rx.set_nonblocking(true).map_err(|e| PyRuntimeError::new_err(e.to_string()))?;
-        Ok(CompletionQueue { inner: Arc::new(CqInner { items: Mutex::new(Vec::new()), tx, rx }) })
+        let loop_cpu = AtomicI32::new(super::current_cpu());
+        Ok(CompletionQueue { inner: Arc::new(CqInner { items: Mutex::new(Vec::new()), loop_cpu, tx, rx }) })
     }
 
     /// The descriptor that is readable while results wait.
@@ -109,6 +116,7 @@ impl CompletionQueue {
     fn drain(&self, py: Python<'_>) -> usize {
         // One read: a batch writes one byte (see `push`), so a short read
         // emptied the socket; a byte left over only costs one empty drain.
+        self.inner.loop_cpu.store(super::current_cpu(), Ordering::Relaxed);
         let mut buf = [0u8; 256];
         if matches!((&self.inner.rx).read(&mut buf), Ok(n) if n == buf.len()) {
             while matches!((&self.inner.rx).read(&mut buf), Ok(n) if n > 0) {}

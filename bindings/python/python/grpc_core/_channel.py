@@ -452,7 +452,7 @@ class UnaryUnaryMultiCallable(_MultiCallable):
         if self._channel._tracing:
             metadata = _observability._inject(metadata)
         try:
-            data = self._channel._native.unary(
+            data = self._channel._native.unary_message(
                 self._method,
                 payload,
                 timeout,
@@ -460,7 +460,7 @@ class UnaryUnaryMultiCallable(_MultiCallable):
                 None if compression is None else int(compression),
                 bool(wait_for_ready),
                 None if credentials is None else credentials._native,
-            )[0]
+            )
         except _native.RpcStatus as e:
             raise _InactiveRpcError(_status_from_native(e.args)) from None
         if self._deserializer is None:

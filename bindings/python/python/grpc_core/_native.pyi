@@ -67,6 +67,16 @@ class NativeChannel:
         wait_for_ready: bool = False,
         credentials: Optional[NativeCallCredentials] = None,
     ) -> Tuple[bytes, _MetadataOut, _MetadataOut]: ...
+    def unary_message(
+        self,
+        method: str,
+        request: bytes,
+        timeout: Optional[float] = None,
+        metadata: _MetadataIn = None,
+        compression: Optional[int] = None,
+        wait_for_ready: bool = False,
+        credentials: Optional[NativeCallCredentials] = None,
+    ) -> bytes: ...
     def start(
         self,
         method: str,
