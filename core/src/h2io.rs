@@ -3,7 +3,7 @@
 
 use std::future::poll_fn;
 use std::sync::Mutex;
-use std::task::Poll;
+use std::task::{ready, Context, Poll};
 
 use bytes::Bytes;
 use h2::SendStream;
@@ -17,48 +17,45 @@ pub(crate) enum WriteError {
     H2(h2::Error),
 }
 
-/// Writes `data` (then END_STREAM if `end`), waiting for window capacity.
-/// The stream sits behind a mutex so a canceller on another thread can reset it.
-pub(crate) async fn write_data(
-    slot: &Mutex<Option<SendStream<Bytes>>>,
-    mut data: Bytes,
+/// Sends `data` (then END_STREAM if `end`) as far as the flow-control
+/// window allows, taking what was sent off `data`; ready once all of it is
+/// handed to h2 (at once when `data` is already empty).
+fn poll_send(
+    s: &mut SendStream<Bytes>,
+    data: &mut Bytes,
     end: bool,
-) -> Result<(), WriteError> {
-    poll_fn(|cx| {
-        let mut guard = slot.lock().unwrap_or_else(|e| e.into_inner());
-        let s = guard.as_mut().ok_or(WriteError::Closed)?;
-        loop {
-            if data.is_empty() {
-                if end {
-                    s.send_data(Bytes::new(), true).map_err(WriteError::H2)?;
-                }
-                return Poll::Ready(Ok(()));
+    cx: &mut Context<'_>,
+) -> Poll<Result<(), WriteError>> {
+    loop {
+        if data.is_empty() {
+            if end {
+                s.send_data(Bytes::new(), true).map_err(WriteError::H2)?;
             }
-            let mut cap = s.capacity();
+            return Poll::Ready(Ok(()));
+        }
+        let mut cap = s.capacity();
+        if cap == 0 {
+            s.reserve_capacity(data.len());
+            cap = s.capacity();
             if cap == 0 {
-                s.reserve_capacity(data.len());
-                cap = s.capacity();
-                if cap == 0 {
-                    match s.poll_capacity(cx) {
-                        Poll::Pending => return Poll::Pending,
-                        Poll::Ready(None) => return Poll::Ready(Err(WriteError::Closed)),
-                        Poll::Ready(Some(Err(e))) => return Poll::Ready(Err(WriteError::H2(e))),
-                        Poll::Ready(Some(Ok(n))) => cap = n,
-                    }
-                    if cap == 0 {
-                        continue;
-                    }
+                match s.poll_capacity(cx) {
+                    Poll::Pending => return Poll::Pending,
+                    Poll::Ready(None) => return Poll::Ready(Err(WriteError::Closed)),
+                    Poll::Ready(Some(Err(e))) => return Poll::Ready(Err(WriteError::H2(e))),
+                    Poll::Ready(Some(Ok(n))) => cap = n,
                 }
-            }
-            let chunk = if cap >= data.len() { std::mem::take(&mut data) } else { data.split_to(cap) };
-            let last = data.is_empty();
-            s.send_data(chunk, end && last).map_err(WriteError::H2)?;
-            if last {
-                return Poll::Ready(Ok(()));
+                if cap == 0 {
+                    continue;
+                }
             }
         }
-    })
-    .await
+        let chunk = if cap >= data.len() { std::mem::take(data) } else { data.split_to(cap) };
+        let last = data.is_empty();
+        s.send_data(chunk, end && last).map_err(WriteError::H2)?;
+        if last {
+            return Poll::Ready(Ok(()));
+        }
+    }
 }
 
 /// Largest first message handed to h2 without waiting for window
@@ -93,11 +90,19 @@ pub(crate) async fn write_parts(
             }
         };
     }
-    match body {
-        None => write_data(slot, head, end).await,
-        Some(body) => {
-            write_data(slot, head, false).await?;
-            write_data(slot, body, end).await
+    // One poll function for both parts (not an `async fn` per part): the
+    // future stays small, and it is moved into every caller's state.
+    let (mut head, mut body) = (head, body);
+    poll_fn(move |cx| {
+        let mut guard = slot.lock().unwrap_or_else(|e| e.into_inner());
+        let s = guard.as_mut().ok_or(WriteError::Closed)?;
+        match &mut body {
+            None => poll_send(s, &mut head, end, cx),
+            Some(body) => {
+                ready!(poll_send(s, &mut head, false, cx))?;
+                poll_send(s, body, end, cx)
+            }
         }
-    }
+    })
+    .await
 }
