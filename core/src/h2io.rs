@@ -1,7 +1,7 @@
 //! Writing DATA to an h2 stream with back-pressure: the message goes out as
 //! soon as the flow-control window allows, and the writer waits otherwise.
 
-use std::future::poll_fn;
+use std::future::{poll_fn, Future};
 use std::sync::Mutex;
 use std::task::{ready, Context, Poll};
 
@@ -72,30 +72,31 @@ const EAGER_MAX: usize = 16 * 1024;
 /// handed to h2 at once instead: h2 buffers it within the initial window
 /// and flushes it with the headers. Only one message is ever sent that way,
 /// so back-pressure is unchanged.
-pub(crate) async fn write_parts(
+///
+/// A plain function returning one `poll_fn` (no `async fn` around it, no
+/// `async fn` per part): the future holds the two parts once, and it is
+/// moved into the caller's state on every send.
+pub(crate) fn write_parts(
     slot: &Mutex<Option<SendStream<Bytes>>>,
-    head: Bytes,
-    body: Option<Bytes>,
+    mut head: Bytes,
+    mut body: Option<Bytes>,
     end: bool,
     eager: bool,
-) -> Result<(), WriteError> {
-    if eager && head.len() + body.as_ref().map_or(0, Bytes::len) <= EAGER_MAX {
-        let mut guard = slot.lock().unwrap_or_else(|e| e.into_inner());
-        let s = guard.as_mut().ok_or(WriteError::Closed)?;
-        return match body {
-            None => s.send_data(head, end).map_err(WriteError::H2),
-            Some(body) => {
-                s.send_data(head, false).map_err(WriteError::H2)?;
-                s.send_data(body, end).map_err(WriteError::H2)
-            }
-        };
-    }
-    // One poll function for both parts (not an `async fn` per part): the
-    // future stays small, and it is moved into every caller's state.
-    let (mut head, mut body) = (head, body);
+) -> impl Future<Output = Result<(), WriteError>> + Send + '_ {
+    let eager = eager && head.len() + body.as_ref().map_or(0, Bytes::len) <= EAGER_MAX;
     poll_fn(move |cx| {
         let mut guard = slot.lock().unwrap_or_else(|e| e.into_inner());
         let s = guard.as_mut().ok_or(WriteError::Closed)?;
+        if eager {
+            let head = std::mem::take(&mut head);
+            return Poll::Ready(match body.take() {
+                None => s.send_data(head, end).map_err(WriteError::H2),
+                Some(body) => {
+                    s.send_data(head, false).map_err(WriteError::H2)?;
+                    s.send_data(body, end).map_err(WriteError::H2)
+                }
+            });
+        }
         match &mut body {
             None => poll_send(s, &mut head, end, cx),
             Some(body) => {
@@ -104,5 +105,4 @@ pub(crate) async fn write_parts(
             }
         }
     })
-    .await
 }
