@@ -147,12 +147,13 @@ impl Decoder {
         debug_assert!(n <= self.queued, "caller checked buffered()");
         self.queued -= n;
         if let Some(front) = self.chunks.front_mut() {
-            if front.len() >= n {
-                let out = front.split_to(n);
-                if front.is_empty() {
-                    self.chunks.pop_front();
-                }
-                return out;
+            if front.len() > n {
+                return front.split_to(n);
+            }
+            if front.len() == n {
+                // The usual case (a message per DATA frame): the chunk itself,
+                // without a reference count taken and dropped.
+                return self.chunks.pop_front().expect("front exists");
             }
         }
         let mut buf = pool::buffer(n);
@@ -169,6 +170,26 @@ impl Decoder {
         pool::split_message(buf, n)
     }
 
+    /// Reads and consumes the 5-byte prefix (copied out: no `Bytes` is cut
+    /// for it).
+    fn take_header(&mut self) -> [u8; HEADER_LEN] {
+        debug_assert!(HEADER_LEN <= self.queued, "caller checked buffered()");
+        self.queued -= HEADER_LEN;
+        let mut h = [0u8; HEADER_LEN];
+        let mut filled = 0;
+        while filled < HEADER_LEN {
+            let front = self.chunks.front_mut().expect("caller checked buffered()");
+            let n = front.len().min(HEADER_LEN - filled);
+            h[filled..filled + n].copy_from_slice(&front[..n]);
+            front.advance(n);
+            if front.is_empty() {
+                self.chunks.pop_front();
+            }
+            filled += n;
+        }
+        h
+    }
+
     /// The next whole message, if buffered. Errors: a reserved flag bit, a
     /// compressed flag with no encoding (INTERNAL), a message over the limit
     /// (RESOURCE_EXHAUSTED, decided on the header alone).
@@ -179,9 +200,9 @@ impl Decoder {
                 if self.buffered() < HEADER_LEN {
                     return Ok(None);
                 }
-                let mut h = self.take(HEADER_LEN);
-                let flag = h.get_u8();
-                let len = h.get_u32() as usize;
+                let h = self.take_header();
+                let flag = h[0];
+                let len = u32::from_be_bytes([h[1], h[2], h[3], h[4]]) as usize;
                 let compressed = match flag {
                     0 => false,
                     1 => true,

@@ -56,6 +56,18 @@ struct Out {
     reserved: bool,
 }
 
+impl Out {
+    /// Frames `msg` into `pending`, within the credit (checked by the caller).
+    fn append(&mut self, msg: &[u8]) {
+        let need = 5 + msg.len();
+        self.credit -= need;
+        self.pending.reserve(need);
+        self.pending.put_u8(0);
+        self.pending.put_u32(msg.len() as u32);
+        self.pending.extend_from_slice(msg);
+    }
+}
+
 /// Largest message (framed) whose send is deferred to the end of the poll.
 const DEFER_MAX: usize = 16 * 1024;
 /// Send capacity asked of h2 at a time for deferred messages.
@@ -134,13 +146,26 @@ impl Shared {
             return None;
         }
         let need = 5 + msg.len();
+        {
+            // Credit is granted under the `stream` lock and zeroed under it
+            // before the stream goes (finish, reset), so a message within
+            // it needs only this lock.
+            let mut out = lock(&self.out);
+            if out.pending.len() + need > DEFER_BATCH {
+                // The normal path flushes the batch first.
+                return None;
+            }
+            if out.credit >= need {
+                out.append(msg);
+                return Some(Ok(()));
+            }
+        }
         let mut stream = lock(&self.stream);
         let Some(s) = stream.as_mut() else {
             return Some(Err(Status::cancelled("the call is finished")));
         };
         let mut out = lock(&self.out);
         if out.pending.len() + need > DEFER_BATCH {
-            // The normal path flushes the batch first.
             return None;
         }
         if out.credit < need {
@@ -155,11 +180,7 @@ impl Shared {
             }
             out.credit = cap - out.pending.len();
         }
-        out.credit -= need;
-        out.pending.reserve(need);
-        out.pending.put_u8(0);
-        out.pending.put_u32(msg.len() as u32);
-        out.pending.extend_from_slice(msg);
+        out.append(msg);
         Some(Ok(()))
     }
 
@@ -281,19 +302,46 @@ pub struct ServerReceiver {
 impl ServerReceiver {
     /// The next request message; `Ok(None)` when the client half-closed.
     pub async fn recv(&mut self) -> Result<Option<Bytes>, Status> {
-        Ok(self.recv_message().await?.map(|m| m.data))
+        poll_fn(|cx| self.poll_recv(cx)).await
     }
 
     /// The next request message and whether it was compressed on the wire.
     pub async fn recv_message(&mut self) -> Result<Option<Received>, Status> {
+        poll_fn(|cx| self.poll_message(cx)).await
+    }
+
+    fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Result<Option<Bytes>, Status>> {
+        self.poll_message(cx).map_ok(|m| m.map(|m| m.data))
+    }
+
+    /// A poll function rather than nested `async fn`s: each layer of those
+    /// moved the large `Result<Option<Received>, Status>` once more per
+    /// message.
+    fn poll_message(&mut self, cx: &mut Context<'_>) -> Poll<Result<Option<Received>, Status>> {
         if let Some(m) = self.preread.take() {
-            return Ok(Some(m));
+            return Poll::Ready(Ok(Some(m)));
         }
-        let m = read_message(&mut self.body, &mut self.decoder).await?;
-        if let (Some(o), Some(m)) = (&self.observers, &m) {
-            o.recv(&m.data, m.wire_len);
+        loop {
+            if let Some(m) = self.decoder.next()? {
+                if let Some(o) = &self.observers {
+                    o.recv(&m.data, m.wire_len);
+                }
+                return Poll::Ready(Ok(Some(m)));
+            }
+            let Some(b) = self.body.as_mut() else { return Poll::Ready(Ok(None)) };
+            match std::task::ready!(b.poll_data(cx)) {
+                Some(Ok(chunk)) => {
+                    let _ = b.flow_control().release_capacity(chunk.len());
+                    self.decoder.push(chunk);
+                }
+                Some(Err(e)) => return Poll::Ready(Err(Status::from_h2(&e))),
+                None => {
+                    self.body = None;
+                    self.decoder.finish()?;
+                    return Poll::Ready(Ok(None));
+                }
+            }
         }
-        Ok(m)
     }
 }
 
@@ -395,6 +443,17 @@ impl ServerSender {
 
     /// Sends one message; `compress: false` sends it uncompressed even when the call compresses.
     pub async fn send_with(&mut self, msg: Bytes, compress: bool) -> Result<(), Status> {
+        // The synchronous part is kept out of this future, which is moved
+        // into the caller's state on every send.
+        let Some((head, body)) = self.prepare(msg, compress)? else { return Ok(()) };
+        let _sending = SendingGuard::new(&self.shared);
+        write_parts(&self.shared.stream, head, body, false, false).await.map_err(write_error)
+    }
+
+    /// Opens the response if needed and defers a small message (see
+    /// [`Shared::try_defer`]); otherwise frames it for `write_parts`, after
+    /// flushing the deferred ones. `None` when the message was deferred.
+    fn prepare(&mut self, msg: Bytes, compress: bool) -> Result<Option<(Bytes, Option<Bytes>)>, Status> {
         if !self.opened {
             self.open(Metadata::new())?;
         }
@@ -403,7 +462,7 @@ impl ServerSender {
                 if let (Ok(()), Some(o)) = (&r, self.shared.observers.get()) {
                     o.send(&msg, msg.len());
                 }
-                return r;
+                return r.map(|()| None);
             }
         }
         self.open(Metadata::new())?;
@@ -413,8 +472,7 @@ impl ServerSender {
             o.send(&m, crate::codec::wire_len(&head, &body));
         }
         self.shared.flush();
-        let _sending = SendingGuard::new(&self.shared);
-        write_parts(&self.shared.stream, head, body, false, false).await.map_err(write_error)
+        Ok(Some((head, body)))
     }
 }
 
@@ -476,11 +534,11 @@ impl ServerCall {
     }
     /// The next request message; `Ok(None)` when the client half-closed.
     pub async fn recv(&mut self) -> Result<Option<Bytes>, Status> {
-        self.receiver.recv().await
+        poll_fn(|cx| self.receiver.poll_recv(cx)).await
     }
     /// The next request message and whether it was compressed on the wire.
     pub async fn recv_message(&mut self) -> Result<Option<Received>, Status> {
-        self.receiver.recv_message().await
+        poll_fn(|cx| self.receiver.poll_message(cx)).await
     }
     /// Sends the response headers (at most once).
     pub async fn send_initial_metadata(&mut self, md: Metadata) -> Result<(), Status> {
@@ -488,7 +546,7 @@ impl ServerCall {
     }
     /// Sends one response message.
     pub async fn send(&mut self, msg: Bytes) -> Result<(), Status> {
-        self.sender.send(msg).await
+        self.sender.send_with(msg, true).await
     }
     /// Sends one message, optionally uncompressed.
     pub async fn send_with(&mut self, msg: Bytes, compress: bool) -> Result<(), Status> {
@@ -497,27 +555,6 @@ impl ServerCall {
     /// Splits into the call's facts and its two halves.
     pub fn split(self) -> (Arc<CallInfo>, ServerReceiver, ServerSender) {
         (self.info, self.receiver, self.sender)
-    }
-}
-
-async fn read_message(body: &mut Option<h2::RecvStream>, decoder: &mut Decoder) -> Result<Option<Received>, Status> {
-    loop {
-        if let Some(m) = decoder.next()? {
-            return Ok(Some(m));
-        }
-        let Some(b) = body.as_mut() else { return Ok(None) };
-        match b.data().await {
-            Some(Ok(chunk)) => {
-                let _ = b.flow_control().release_capacity(chunk.len());
-                decoder.push(chunk);
-            }
-            Some(Err(e)) => return Err(Status::from_h2(&e)),
-            None => {
-                *body = None;
-                decoder.finish()?;
-                return Ok(None);
-            }
-        }
     }
 }
 

@@ -2,8 +2,10 @@
 //! h2 handshakes under a deadline, every h2 limit set, keepalive, max idle and
 //! age, graceful and forced shutdown.
 
+use std::future::Future;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::task::Poll;
 
 use bytes::Bytes;
 use tokio::sync::Notify;
@@ -233,6 +235,8 @@ async fn serve_connection(inner: &Arc<ServerInner>, io: Box<dyn Io>, peer: Strin
     let sleep = tokio::time::sleep_until(far());
     tokio::pin!(sleep);
     let mut armed: Option<Instant> = None;
+    // Streams accepted in one turn, before their handlers run (kept for its buffer).
+    let mut batch = Vec::new();
     loop {
         let idle_deadline = match (o.max_connection_idle, idle_since) {
             (Some(d), Some(since)) if !shutting_down => Some(since + d),
@@ -256,25 +260,36 @@ async fn serve_connection(inner: &Arc<ServerInner>, io: Box<dyn Io>, peer: Strin
                     idle_since = Some(Instant::now());
                 }
             }
-            accepted = conn.accept() => match accepted {
-                Some(Ok((req, respond))) => {
+            accepted = conn.accept() => {
+                // Every stream h2 has ready is taken before any is run:
+                // running one buffers its response in h2, and the next
+                // `accept` would write it out alone (a writev per call
+                // instead of one per batch).
+                let mut next = Poll::Ready(accepted);
+                while let Poll::Ready(Some(Ok(stream))) = next {
+                    batch.push(stream);
+                    next = std::future::poll_fn(|cx| Poll::Ready(std::pin::pin!(conn.accept()).poll(cx))).await;
+                }
+                if !batch.is_empty() {
                     idle_since = None;
-                    let inner = inner.clone();
-                    let peer = peer.clone();
-                    let call = super::call::handle_stream(inner, peer, req, respond);
-                    let mut call = Some(call);
                     std::future::poll_fn(|cx| {
-                        handlers.spawn(call.take().expect("polled once"), cx);
-                        std::task::Poll::Ready(())
+                        for (req, respond) in batch.drain(..) {
+                            let call = super::call::handle_stream(inner.clone(), peer.clone(), req, respond);
+                            handlers.spawn(call, cx);
+                        }
+                        Poll::Ready(())
                     })
                     .await;
                 }
-                Some(Err(e)) => {
-                    tracing::debug!(error = %e, "connection error");
-                    break;
+                match next {
+                    Poll::Ready(Some(Err(e))) => {
+                        tracing::debug!(error = %e, "connection error");
+                        break;
+                    }
+                    Poll::Ready(None) => break,
+                    _ => {}
                 }
-                None => break,
-            },
+            }
             (p, ok) = async { pong.as_mut().expect("guarded").await }, if pong.is_some() => {
                 pong = None;
                 ping = Some(p);
