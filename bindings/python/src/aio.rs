@@ -24,10 +24,10 @@ use tokio::task::AbortHandle;
 
 use super::auth::NativeCallCredentials;
 use super::{
-    compression_from, duration_from, md_from_py, md_to_py, status_err, status_tuple, CallQueue, NativeCall,
-    NativeChannel, NativeServerCall, QueueInner,
+    call_options, md_from_py, md_to_py, status_err, status_tuple, CallQueue, NativeCall, NativeChannel,
+    NativeServerCall, QueueInner,
 };
-use grpc_core::surface::{self, CallOptions, IncomingCall, Status};
+use grpc_core::surface::{self, IncomingCall, Status};
 
 /// Turns an operation's result into the Python value (or exception) its
 /// future gets; runs in `drain`, with the GIL.
@@ -208,21 +208,6 @@ where
     Ok(())
 }
 
-fn opts(
-    timeout: Option<f64>,
-    metadata: Option<&Bound<'_, PyAny>>,
-    compression: Option<u8>,
-    wait_for_ready: bool,
-) -> PyResult<CallOptions> {
-    Ok(CallOptions {
-        timeout: duration_from(timeout),
-        metadata: md_from_py(metadata)?,
-        compression: compression_from(compression)?,
-        wait_for_ready,
-        ..Default::default()
-    })
-}
-
 fn none(py: Python<'_>) -> Py<PyAny> {
     py.None()
 }
@@ -256,8 +241,7 @@ pub(crate) fn channel_unary(
     wait_for_ready: bool,
     credentials: Option<PyRef<'_, NativeCallCredentials>>,
 ) -> PyResult<NativeOp> {
-    let mut o = opts(timeout, metadata, compression, wait_for_ready)?;
-    o.credentials = credentials.map(|c| c.creds.clone());
+    let o = call_options(timeout, metadata, compression, wait_for_ready, credentials)?;
     let req = Bytes::copy_from_slice(request);
     let ch = channel.ch.clone();
     let abort = submit(cq, fut, async move { ch.unary(&method, req, o).await }, |py, r| match r {
@@ -293,8 +277,7 @@ pub(crate) fn channel_start(
     first: Option<&[u8]>,
     credentials: Option<PyRef<'_, NativeCallCredentials>>,
 ) -> PyResult<NativeOp> {
-    let mut o = opts(timeout, metadata, compression, wait_for_ready)?;
-    o.credentials = credentials.map(|c| c.creds.clone());
+    let o = call_options(timeout, metadata, compression, wait_for_ready, credentials)?;
     let ch = channel.ch.clone();
     let first = first.map(Bytes::copy_from_slice);
     let op = async move {

@@ -18,7 +18,7 @@ use bytes::Bytes;
 use grpc_core::surface::{
     self, CallHandle, CallInfo, CallOptions, CallReceiver, CallSender, Channel, ChannelOptions, ClientTlsConfig, Code,
     Compression, ConnectivityState, HealthReporter, IncomingCall, ManualResolver, Metadata, MetadataValue, MethodKind,
-    Server, ServerOptions, ServerReceiver, ServerSender, ServerTlsConfig, ServingStatus, Status,
+    Server, ServerOptions, ServerReceiver, ServerSender, ServerTlsConfig, ServingStatus, Status, UnaryResponse,
 };
 use pyo3::create_exception;
 use pyo3::exceptions::{PyException, PyRuntimeError, PyValueError};
@@ -121,6 +121,25 @@ fn compression_from(n: Option<u8>) -> PyResult<Option<Compression>> {
 
 fn duration_from(secs: Option<f64>) -> Option<Duration> {
     secs.filter(|s| s.is_finite()).map(|s| Duration::from_secs_f64(s.max(0.0)))
+}
+
+/// The options of one call, from the arguments every call-starting method
+/// takes (sync and aio).
+pub(crate) fn call_options(
+    timeout: Option<f64>,
+    metadata: Option<&Bound<'_, PyAny>>,
+    compression: Option<u8>,
+    wait_for_ready: bool,
+    credentials: Option<PyRef<'_, auth::NativeCallCredentials>>,
+) -> PyResult<CallOptions> {
+    Ok(CallOptions {
+        timeout: duration_from(timeout),
+        metadata: md_from_py(metadata)?,
+        compression: compression_from(compression)?,
+        wait_for_ready,
+        credentials: credentials.map(|c| c.creds.clone()),
+        ..Default::default()
+    })
 }
 
 fn ms(v: Option<u64>) -> Option<Duration> {
@@ -377,6 +396,15 @@ struct NativeChannel {
     ch: Channel,
 }
 
+impl NativeChannel {
+    /// One unary call, waited for with the GIL released.
+    fn unary_call(&self, py: Python<'_>, method: String, request: &[u8], opts: CallOptions) -> PyResult<UnaryResponse> {
+        let req = Bytes::copy_from_slice(request);
+        let ch = self.ch.clone();
+        wait_parked(py, async move { ch.unary(&method, req, opts).await }).map_err(|st| status_err(py, &st))
+    }
+}
+
 #[pymethods]
 impl NativeChannel {
     #[new]
@@ -462,25 +490,13 @@ impl NativeChannel {
         wait_for_ready: bool,
         credentials: Option<PyRef<'py, auth::NativeCallCredentials>>,
     ) -> PyResult<(Bound<'py, PyBytes>, Bound<'py, PyTuple>, Bound<'py, PyTuple>)> {
-        let opts = CallOptions {
-            timeout: duration_from(timeout),
-            metadata: md_from_py(metadata)?,
-            compression: compression_from(compression)?,
-            wait_for_ready,
-            credentials: credentials.map(|c| c.creds.clone()),
-            ..Default::default()
-        };
-        let req = Bytes::copy_from_slice(request);
-        let ch = self.ch.clone();
-        let r = wait_parked(py, async move { ch.unary(&method, req, opts).await });
-        match r {
-            Ok(resp) => Ok((
-                PyBytes::new(py, &resp.message),
-                md_to_py(py, &resp.initial_metadata)?,
-                md_to_py(py, &resp.trailing_metadata)?,
-            )),
-            Err(st) => Err(status_err(py, &st)),
-        }
+        let opts = call_options(timeout, metadata, compression, wait_for_ready, credentials)?;
+        let resp = self.unary_call(py, method, request, opts)?;
+        Ok((
+            PyBytes::new(py, &resp.message),
+            md_to_py(py, &resp.initial_metadata)?,
+            md_to_py(py, &resp.trailing_metadata)?,
+        ))
     }
 
     /// One unary call, the response message only (the hot path of
@@ -499,20 +515,9 @@ impl NativeChannel {
         wait_for_ready: bool,
         credentials: Option<PyRef<'py, auth::NativeCallCredentials>>,
     ) -> PyResult<Bound<'py, PyBytes>> {
-        let opts = CallOptions {
-            timeout: duration_from(timeout),
-            metadata: md_from_py(metadata)?,
-            compression: compression_from(compression)?,
-            wait_for_ready,
-            credentials: credentials.map(|c| c.creds.clone()),
-            ..Default::default()
-        };
-        let req = Bytes::copy_from_slice(request);
-        let ch = self.ch.clone();
-        match wait_parked(py, async move { ch.unary(&method, req, opts).await }) {
-            Ok(resp) => Ok(PyBytes::new(py, &resp.message)),
-            Err(st) => Err(status_err(py, &st)),
-        }
+        let opts = call_options(timeout, metadata, compression, wait_for_ready, credentials)?;
+        let resp = self.unary_call(py, method, request, opts)?;
+        Ok(PyBytes::new(py, &resp.message))
     }
 
     /// Starts a call of any kind.
@@ -528,14 +533,7 @@ impl NativeChannel {
         wait_for_ready: bool,
         credentials: Option<PyRef<'_, auth::NativeCallCredentials>>,
     ) -> PyResult<NativeCall> {
-        let opts = CallOptions {
-            timeout: duration_from(timeout),
-            metadata: md_from_py(metadata)?,
-            compression: compression_from(compression)?,
-            wait_for_ready,
-            credentials: credentials.map(|c| c.creds.clone()),
-            ..Default::default()
-        };
+        let opts = call_options(timeout, metadata, compression, wait_for_ready, credentials)?;
         let ch = self.ch.clone();
         let r = wait(py, async move { ch.call(&method, opts).await });
         match r {
