@@ -25,7 +25,7 @@ mod wire;
 
 pub use client::{CallOptions, Channel, ChannelOptions, ClientCall, ConnectivityState};
 pub use client::{ManualResolver, ServiceConfig};
-pub use codec::{Compression, Received};
+pub use codec::{Compression, MessageParts, Received};
 pub use error::{Error, ErrorKind};
 pub use metadata::{Metadata, MetadataValue};
 pub use server::{MethodKind, Server, ServerCall, ServerOptions};

@@ -5,6 +5,7 @@ use std::future::Future;
 use bytes::Bytes;
 
 use crate::client::{CallOptions, Channel};
+use crate::codec::{MessageParts, PartsWriter};
 use crate::metadata::Metadata;
 use crate::server::{Handler, ServerCall};
 use crate::status::Status;
@@ -28,6 +29,30 @@ pub fn encode_with(len: usize, fill: impl FnOnce(&mut bytes::BytesMut)) -> Bytes
     fill(&mut buf);
     assert_eq!(buf.len(), len, "encode_with: bytes written vs announced");
     crate::codec::pool::split_message(buf, len)
+}
+
+/// Serializes a message as segments: its `bytes` fields of 16 KiB or more
+/// that are [`Bytes`] (prost-build's `.bytes(..)`) are referenced, not
+/// copied; the rest is encoded into one recycled buffer as [`encode`] does.
+/// Sent with `ServerCall::send_parts`, an echo of a received large field
+/// reaches the socket without a copy. Large `Vec<u8>` fields are copied once
+/// more than with [`encode`] (see [`PartsWriter`]).
+pub fn encode_parts<M: prost::Message>(m: &M) -> MessageParts {
+    encode_parts_with(m.encoded_len(), |buf| m.encode_raw(buf))
+}
+
+/// [`encode_parts`] for any encoder: `fill` appends `len` bytes to the writer,
+/// e.g. `encode_parts_with(m.encoded_len(), |b| m.encode_raw(b))` with
+/// another prost version.
+///
+/// # Panics
+/// If `fill` does not append exactly `len` bytes.
+pub fn encode_parts_with(len: usize, fill: impl FnOnce(&mut PartsWriter)) -> MessageParts {
+    let mut w = PartsWriter::new(crate::codec::pool::buffer(len));
+    fill(&mut w);
+    let parts = w.finish();
+    assert_eq!(parts.len(), len, "encode_parts_with: bytes written vs announced");
+    parts
 }
 
 /// Parses a message; failure is INTERNAL, as in grpc-go.
@@ -81,7 +106,7 @@ where
                 Err(s) => return s,
             };
             match f(req, call.metadata().clone()).await {
-                Ok(resp) => match call.send(encode(&resp)).await {
+                Ok(resp) => match call.send_parts(encode_parts(&resp)).await {
                     Ok(()) => Status::ok(),
                     Err(s) => s,
                 },
@@ -99,6 +124,46 @@ mod tests {
     struct Blob {
         #[prost(bytes = "bytes", tag = "1")]
         data: Bytes,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    struct Mixed {
+        #[prost(string, tag = "1")]
+        name: String,
+        #[prost(bytes = "bytes", tag = "2")]
+        big: Bytes,
+        #[prost(bytes = "vec", tag = "3")]
+        vec: Vec<u8>,
+        #[prost(message, optional, tag = "4")]
+        inner: Option<Blob>,
+    }
+
+    #[test]
+    fn encode_parts_references_large_bytes_fields() {
+        let big = Bytes::from(vec![1u8; 100_000]);
+        let nested = Bytes::from(vec![2u8; 20_000]);
+        let m = Mixed {
+            name: "n".into(),
+            big: big.clone(),
+            vec: vec![3; 50_000],
+            inner: Some(Blob { data: nested.clone() }),
+        };
+        let parts = encode_parts(&m);
+        assert_eq!(parts.len(), prost::Message::encoded_len(&m));
+        assert_eq!(parts.clone().into_bytes(), encode(&m), "same bytes as one buffer");
+        let ptrs: Vec<*const u8> = parts.iter().map(|b| b.as_ptr()).collect();
+        assert!(ptrs.contains(&big.as_ptr()), "the Bytes field is referenced");
+        assert!(ptrs.contains(&nested.as_ptr()), "so is a nested message's");
+        // name+tag | big | tag+len | vec (copied by copy_to_bytes) | inner's tags | nested
+        assert_eq!(parts.segments(), 6);
+        // A message without large fields is one segment from the recycled buffer.
+        let small = encode_parts(&Mixed { name: "x".into(), big: Bytes::from_static(b"abc"), ..Default::default() });
+        assert_eq!(small.segments(), 1);
+        assert_eq!(
+            small.into_bytes(),
+            encode(&Mixed { name: "x".into(), big: Bytes::from_static(b"abc"), ..Default::default() })
+        );
+        assert!(encode_parts(&Mixed::default()).is_empty());
     }
 
     #[test]

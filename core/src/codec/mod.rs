@@ -6,9 +6,11 @@
 //! past the receive limit.
 
 mod compression;
+mod parts;
 pub(crate) mod pool;
 pub use compression::Compression;
 pub(crate) use compression::{accept_encoding_header, parse_accept_encoding};
+pub use parts::{MessageParts, PartsWriter};
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
@@ -95,6 +97,28 @@ pub(crate) fn frame_parts(
     head.put_u8(0);
     head.put_u32(len);
     Ok((head.freeze(), Some(msg)))
+}
+
+/// Frames an uncompressed message of several segments: the 5-byte prefix
+/// with the first segment copied in when it is small, then the segments as
+/// they are (none copied).
+pub(crate) fn frame_segments(msg: MessageParts, max_send: usize) -> Result<(Bytes, Vec<Bytes>), Status> {
+    let n = msg.len();
+    if n > max_send {
+        return Err(too_large_to_send(n, max_send));
+    }
+    let len = u32::try_from(n).map_err(|_| Status::resource_exhausted("message larger than 4 GiB cannot be framed"))?;
+    let (first, mut rest) = msg.into_segments();
+    let small = first.len() < parts::SEGMENT_MIN;
+    let mut head = BytesMut::with_capacity(HEADER_LEN + if small { first.len() } else { 0 });
+    head.put_u8(0);
+    head.put_u32(len);
+    if small {
+        head.extend_from_slice(&first);
+    } else {
+        rest.insert(0, first);
+    }
+    Ok((head.freeze(), rest))
 }
 
 /// The payload size on the wire of a frame from [`frame_parts`] (compressed

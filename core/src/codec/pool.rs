@@ -50,6 +50,14 @@ pub(crate) fn split_message(mut buf: BytesMut, n: usize) -> bytes::Bytes {
     out
 }
 
+/// Keeps `buf` (whose filled part has been split off) as this thread's spare
+/// if its room is pool-sized.
+pub(crate) fn give_back(buf: BytesMut) {
+    if (POOL_MIN..=POOL_MAX).contains(&buf.capacity()) {
+        let _ = SPARE.try_with(|s| s.set(Some(buf)));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

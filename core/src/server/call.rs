@@ -16,7 +16,9 @@ use tokio::sync::Notify;
 
 use super::{Handler, MethodKind, ServerInner};
 use crate::auth::AuthContext;
-use crate::codec::{accept_encoding_header, frame_parts, parse_accept_encoding, Compression, Decoder, Received};
+use crate::codec::{
+    accept_encoding_header, frame_parts, parse_accept_encoding, Compression, Decoder, MessageParts, Received,
+};
 use crate::h2io::{write_parts, WriteError};
 use crate::interceptor::{Observers, ServerCallHead};
 use crate::metadata::{decode_timeout, Metadata};
@@ -450,6 +452,31 @@ impl ServerSender {
         write_parts(&self.shared.stream, head, body, false, false).await.map_err(write_error)
     }
 
+    /// Sends one response message given as segments (see
+    /// [`crate::typed::encode_parts`]): uncompressed, each large segment goes
+    /// to h2 as it is, without being copied into one buffer. A compressed call,
+    /// a small message or one observed by telemetry is joined and sent as
+    /// [`send`](Self::send) would.
+    pub async fn send_parts(&mut self, msg: MessageParts) -> Result<(), Status> {
+        let zero_copy = msg.segments() > 1
+            && msg.len() > DEFER_MAX
+            && !matches!(self.response_compression, Some(c) if c != Compression::Identity)
+            && self.shared.observers.get().is_none();
+        if !zero_copy {
+            return self.send_with(msg.into_bytes(), true).await;
+        }
+        self.open(Metadata::new())?;
+        self.shared.flush();
+        let (head, rest) = crate::codec::frame_segments(msg, self.max_send)?;
+        let _sending = SendingGuard::new(&self.shared);
+        let mut rest = rest.into_iter();
+        write_parts(&self.shared.stream, head, rest.next(), false, false).await.map_err(write_error)?;
+        for b in rest {
+            write_parts(&self.shared.stream, b, None, false, false).await.map_err(write_error)?;
+        }
+        Ok(())
+    }
+
     /// Opens the response if needed and defers a small message (see
     /// [`Shared::try_defer`]); otherwise frames it for `write_parts`, after
     /// flushing the deferred ones. `None` when the message was deferred.
@@ -551,6 +578,10 @@ impl ServerCall {
     /// Sends one message, optionally uncompressed.
     pub async fn send_with(&mut self, msg: Bytes, compress: bool) -> Result<(), Status> {
         self.sender.send_with(msg, compress).await
+    }
+    /// Sends one message given as segments; see [`ServerSender::send_parts`].
+    pub async fn send_parts(&mut self, msg: MessageParts) -> Result<(), Status> {
+        self.sender.send_parts(msg).await
     }
     /// Splits into the call's facts and its two halves.
     pub fn split(self) -> (Arc<CallInfo>, ServerReceiver, ServerSender) {
