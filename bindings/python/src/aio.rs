@@ -288,7 +288,7 @@ pub(crate) fn channel_start(
         Ok(call)
     };
     let abort = submit(cq, fut, op, |py, r: Result<_, Status>| match r {
-        Ok(call) => Ok(Py::new(py, NativeCall::from_call(call))?.into_any()),
+        Ok(call) => Ok(Py::new(py, NativeCall::from_call(call, None))?.into_any()),
         Err(st) => Err(status_err(py, &st)),
     });
     Ok(NativeOp { abort })

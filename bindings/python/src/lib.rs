@@ -389,19 +389,209 @@ fn state_code(s: ConnectivityState) -> u8 {
     }
 }
 
+/// How long the driver thread stays out of a sync channel's runtime after
+/// the last caller left it: a caller that comes back within this finds the
+/// runtime free (no wake-up of the driver to hand it over).
+const DRIVER_LINGER: Duration = Duration::from_millis(2);
+
+/// A sync channel's own `current_thread` runtime (`ChannelOptions::runtime`:
+/// every task of the channel runs on it). A Python thread that waits on the
+/// channel (a unary call, a stream operation) runs the wait with
+/// `Runtime::block_on` on its own thread, the GIL released: it then drives
+/// the connection itself (writes the request, waits in epoll, reads the
+/// response), with no hand-off to a runtime thread and back. While no caller
+/// is inside (for [`DRIVER_LINGER`] after the last one left), a driver
+/// thread holds the runtime so that what no Python thread waits for still
+/// runs (futures and callbacks, which wait on the engine's runtime,
+/// keepalive pings, GOAWAY, the idle timer, DNS refresh); a caller that
+/// arrives while it is inside tells it to leave (`release`).
+#[derive(Debug)]
+struct CallerRt {
+    /// None once the channel is closed; then calls wait on the engine's runtime.
+    rt: Mutex<Option<Arc<tokio::runtime::Runtime>>>,
+    handle: tokio::runtime::Handle,
+    /// Callers inside `block_on`.
+    active: AtomicUsize,
+    /// When the last caller left, in ns since `epoch`.
+    last_exit: std::sync::atomic::AtomicU64,
+    epoch: Instant,
+    /// The driver is inside `block_on` (or about to enter it).
+    driver_in: AtomicBool,
+    /// Makes the driver leave `block_on`.
+    release: tokio::sync::Notify,
+    stop: AtomicBool,
+    driver: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// The process that started the driver (a forked child has no driver
+    /// thread: it neither joins it nor tears the runtime down).
+    pid: u32,
+}
+
+impl CallerRt {
+    fn new() -> PyResult<Arc<CallerRt>> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .thread_name("grpc-core-channel")
+            .build()
+            .map_err(|e| PyRuntimeError::new_err(format!("cannot start the channel's runtime: {e}")))?;
+        let c = Arc::new(CallerRt {
+            handle: rt.handle().clone(),
+            rt: Mutex::new(Some(Arc::new(rt))),
+            active: AtomicUsize::new(0),
+            last_exit: Default::default(),
+            epoch: Instant::now(),
+            driver_in: AtomicBool::new(false),
+            release: tokio::sync::Notify::new(),
+            stop: AtomicBool::new(false),
+            driver: Mutex::new(None),
+            pid: std::process::id(),
+        });
+        let d = c.clone();
+        let t = std::thread::Builder::new()
+            .name("grpc-core-chan-driver".into())
+            .spawn(move || d.drive())
+            .map_err(|e| PyRuntimeError::new_err(format!("cannot start the channel's driver thread: {e}")))?;
+        *c.driver.lock().unwrap_or_else(|e| e.into_inner()) = Some(t);
+        Ok(c)
+    }
+
+    fn runtime(&self) -> Option<Arc<tokio::runtime::Runtime>> {
+        self.rt.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// The driver thread: inside the runtime whenever no caller has been
+    /// for [`DRIVER_LINGER`].
+    fn drive(&self) {
+        while !self.stop.load(Ordering::SeqCst) {
+            let Some(rt) = self.runtime() else { break };
+            // Announce first, then look (a caller increments `active`, then
+            // looks at `driver_in`): one of the two sees the other.
+            self.driver_in.store(true, Ordering::SeqCst);
+            let since = Duration::from_nanos(
+                (self.epoch.elapsed().as_nanos() as u64).saturating_sub(self.last_exit.load(Ordering::SeqCst)),
+            );
+            if self.active.load(Ordering::SeqCst) == 0 && since >= DRIVER_LINGER {
+                rt.block_on(self.release.notified());
+                self.driver_in.store(false, Ordering::SeqCst);
+            } else {
+                self.driver_in.store(false, Ordering::SeqCst);
+                drop(rt);
+                std::thread::park_timeout(DRIVER_LINGER.saturating_sub(since).max(Duration::from_micros(100)));
+            }
+        }
+    }
+
+    /// The runtime, if this thread may enter it with [`block_on`](Self::block_on):
+    /// not once the channel is closed, nor from a thread that is already in a
+    /// runtime (a callback on a runtime thread, a call-credentials plugin).
+    fn here(&self) -> Option<Arc<tokio::runtime::Runtime>> {
+        if tokio::runtime::Handle::try_current().is_ok() {
+            return None;
+        }
+        self.runtime()
+    }
+
+    /// Runs `fut` on this thread inside the channel's runtime `rt` (from [`here`](Self::here)).
+    fn block_on<F: Future>(&self, rt: Arc<tokio::runtime::Runtime>, fut: F) -> F::Output {
+        self.active.fetch_add(1, Ordering::SeqCst);
+        if self.driver_in.load(Ordering::SeqCst) {
+            self.release.notify_one();
+        }
+        struct Leave<'a>(&'a CallerRt);
+        impl Drop for Leave<'_> {
+            fn drop(&mut self) {
+                self.0.last_exit.store(self.0.epoch.elapsed().as_nanos() as u64, Ordering::SeqCst);
+                self.0.active.fetch_sub(1, Ordering::SeqCst);
+            }
+        }
+        let _leave = Leave(self);
+        rt.block_on(fut)
+    }
+
+    /// Stops the driver thread and lets the runtime go (its tasks are
+    /// dropped once the last caller inside has left).
+    fn shutdown(&self) {
+        self.stop.store(true, Ordering::SeqCst);
+        self.release.notify_one();
+        let rt = self.rt.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let t = self.driver.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if std::process::id() != self.pid {
+            // A forked child: the driver thread and the runtime's state
+            // belong to the parent.
+            std::mem::forget(t);
+            std::mem::forget(rt);
+            return;
+        }
+        if let Some(t) = t {
+            t.thread().unpark();
+            let _ = t.join();
+        }
+        // The last handle on the runtime (else the last caller inside drops
+        // it as it leaves): its tasks are dropped, not waited for. Refused
+        // inside another runtime's context (a Python callback on a runtime
+        // thread may close the channel): a plain thread does it then.
+        if let Some(rt) = rt.and_then(|rt| Arc::try_unwrap(rt).ok()) {
+            if tokio::runtime::Handle::try_current().is_ok() {
+                let _ = std::thread::Builder::new()
+                    .name("grpc-core-chan-drop".into())
+                    .spawn(move || rt.shutdown_background());
+            } else {
+                rt.shutdown_background();
+            }
+        }
+    }
+}
+
+/// Runs `fut` with the GIL released: on the calling thread inside the sync
+/// channel's runtime ([`CallerRt::block_on`]) when there is one, else as a
+/// task on the engine's runtime ([`wait`]).
+fn wait_on<F>(py: Python<'_>, crt: Option<&Arc<CallerRt>>, fut: F) -> F::Output
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    match crt.and_then(|c| Some((c, c.here()?))) {
+        Some((crt, rt)) => detach(py, || crt.block_on(rt, fut)),
+        None => wait(py, fut),
+    }
+}
+
 /// A client channel.
 #[pyclass(frozen, module = "grpc_core._native")]
 #[derive(Debug)]
 struct NativeChannel {
     ch: Channel,
+    /// A sync channel's own runtime, driven by the threads that wait on it
+    /// (`caller_driven`); None: the engine's runtime (aio).
+    crt: Option<Arc<CallerRt>>,
+}
+
+impl Drop for NativeChannel {
+    fn drop(&mut self) {
+        if let Some(crt) = &self.crt {
+            crt.shutdown();
+        }
+    }
 }
 
 impl NativeChannel {
+    /// The runtime the channel's tasks run on.
+    fn handle(&self) -> &tokio::runtime::Handle {
+        match &self.crt {
+            Some(c) => &c.handle,
+            None => surface::handle(),
+        }
+    }
+
     /// One unary call, waited for with the GIL released.
     fn unary_call(&self, py: Python<'_>, method: String, request: &[u8], opts: CallOptions) -> PyResult<UnaryResponse> {
         let req = Bytes::copy_from_slice(request);
         let ch = self.ch.clone();
-        wait_parked(py, async move { ch.unary(&method, req, opts).await }).map_err(|st| status_err(py, &st))
+        let fut = async move { ch.unary(&method, req, opts).await };
+        let r = match self.crt.as_ref().and_then(|c| Some((c, c.here()?))) {
+            Some((crt, rt)) => detach(py, || crt.block_on(rt, fut)),
+            None => wait_parked(py, fut),
+        };
+        r.map_err(|st| status_err(py, &st))
     }
 }
 
@@ -412,7 +602,7 @@ impl NativeChannel {
         server_name_override=None, authority=None, user_agent=None, max_recv=None, max_send=None,
         keepalive_time_ms=None, keepalive_timeout_ms=None, keepalive_permit_without_calls=false, compression=None,
         call_credentials=None, allow_insecure_call_credentials=false, service_config=None, manual_resolver=None,
-        idle_timeout_ms=None, dns_refresh_ms=None, telemetry=None))]
+        idle_timeout_ms=None, dns_refresh_ms=None, telemetry=None, caller_driven=false))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         target: &str,
@@ -436,6 +626,7 @@ impl NativeChannel {
         idle_timeout_ms: Option<u64>,
         dns_refresh_ms: Option<u64>,
         telemetry: Option<PyRef<'_, telemetry::NativeTelemetry>>,
+        caller_driven: bool,
     ) -> PyResult<Self> {
         let mut o = ChannelOptions {
             telemetry: telemetry.map(|t| t.otel.clone()),
@@ -470,9 +661,20 @@ impl NativeChannel {
         }
         o.keepalive_permit_without_calls = keepalive_permit_without_calls;
         o.default_compression = compression_from(compression)?;
-        let _rt = surface::handle().enter();
-        let ch = Channel::new(target, o).map_err(|e| PyValueError::new_err(e.message().to_string()))?;
-        Ok(NativeChannel { ch })
+        let crt = if caller_driven { Some(CallerRt::new()?) } else { None };
+        o.runtime = crt.as_ref().map(|c| c.handle.clone());
+        let _rt = o.runtime.clone().unwrap_or_else(|| surface::handle().clone());
+        let _rt = _rt.enter();
+        let ch = Channel::new(target, o).map_err(|e| PyValueError::new_err(e.message().to_string()));
+        match ch {
+            Ok(ch) => Ok(NativeChannel { ch, crt }),
+            Err(e) => {
+                if let Some(c) = crt {
+                    c.shutdown();
+                }
+                Err(e)
+            }
+        }
     }
 
     /// One unary call: returns `(response, initial_metadata, trailing_metadata)`.
@@ -535,9 +737,9 @@ impl NativeChannel {
     ) -> PyResult<NativeCall> {
         let opts = call_options(timeout, metadata, compression, wait_for_ready, credentials)?;
         let ch = self.ch.clone();
-        let r = wait(py, async move { ch.call(&method, opts).await });
+        let r = wait_on(py, self.crt.as_ref(), async move { ch.call(&method, opts).await });
         match r {
-            Ok(call) => Ok(NativeCall::from_call(call)),
+            Ok(call) => Ok(NativeCall::from_call(call, self.crt.clone())),
             Err(st) => Err(status_err(py, &st)),
         }
     }
@@ -554,7 +756,7 @@ impl NativeChannel {
 
     /// Starts connecting if idle.
     fn connect(&self) {
-        let _rt = surface::handle().enter();
+        let _rt = self.handle().enter();
         self.ch.connect();
     }
 
@@ -574,8 +776,25 @@ impl NativeChannel {
     }
 
     /// Closes the channel.
-    fn close(&self) {
-        self.ch.close();
+    fn close(&self, py: Python<'_>) {
+        {
+            let _rt = self.handle().enter();
+            self.ch.close();
+        }
+        let Some(crt) = &self.crt else { return };
+        // Let the runtime run the close (the connections dropped, calls in
+        // flight failed), then stop its driver.
+        let ch = self.ch.clone();
+        wait_on(py, Some(crt), async move {
+            let _ = tokio::time::timeout(Duration::from_secs(1), async {
+                while ch.state() != ConnectivityState::Shutdown {
+                    ch.wait_for_state_change(ch.state(), None).await;
+                }
+            })
+            .await;
+            tokio::task::yield_now().await;
+        });
+        detach(py, || crt.shutdown());
     }
 }
 
@@ -619,16 +838,42 @@ struct NativeCall {
     sender: Arc<tokio::sync::Mutex<CallSender>>,
     receiver: Arc<tokio::sync::Mutex<CallReceiver>>,
     handle: CallHandle,
+    /// A sync channel's runtime: waits run inside it on the calling thread.
+    crt: Option<Arc<CallerRt>>,
 }
 
 impl NativeCall {
-    fn from_call(call: grpc_core::surface::ClientCall) -> Self {
+    fn from_call(call: grpc_core::surface::ClientCall, crt: Option<Arc<CallerRt>>) -> Self {
         let handle = call.handle();
         let (s, r) = call.split();
         NativeCall {
             sender: Arc::new(tokio::sync::Mutex::new(s)),
             receiver: Arc::new(tokio::sync::Mutex::new(r)),
             handle,
+            crt,
+        }
+    }
+
+    /// [`wait_fast`] for this call: the first poll here, then the wait on
+    /// the channel's runtime (sync channel) or the engine's (aio).
+    fn wait<F>(&self, py: Python<'_>, fut: F) -> F::Output
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        match &self.crt {
+            None => wait_fast(py, fut),
+            Some(crt) => {
+                let mut fut = Box::pin(fut);
+                {
+                    let _rt = crt.handle.enter();
+                    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+                    if let std::task::Poll::Ready(v) = fut.as_mut().poll(&mut cx) {
+                        return v;
+                    }
+                }
+                wait_on(py, Some(crt), fut)
+            }
         }
     }
 }
@@ -641,19 +886,19 @@ impl NativeCall {
     fn send(&self, py: Python<'_>, message: &[u8], last: bool) -> bool {
         let msg = Bytes::copy_from_slice(message);
         let s = self.sender.clone();
-        wait_fast(py, async move { s.lock().await.send_with(msg, true, last).await }).is_ok()
+        self.wait(py, async move { s.lock().await.send_with(msg, true, last).await }).is_ok()
     }
 
     /// Half-closes the send side. False if the call is over.
     fn close_send(&self, py: Python<'_>) -> bool {
         let s = self.sender.clone();
-        wait_fast(py, async move { s.lock().await.close_send().await }).is_ok()
+        self.wait(py, async move { s.lock().await.close_send().await }).is_ok()
     }
 
     /// The response headers; raises `RpcStatus` if the call failed first.
     fn initial_metadata<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
         let r = self.receiver.clone();
-        match wait_fast(py, async move { r.lock().await.initial_metadata().await }) {
+        match self.wait(py, async move { r.lock().await.initial_metadata().await }) {
             Ok(md) => md_to_py(py, &md),
             Err(st) => Err(status_err(py, &st)),
         }
@@ -662,7 +907,7 @@ impl NativeCall {
     /// The next message, None at the end of an OK call; raises `RpcStatus`.
     fn recv<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyBytes>>> {
         let r = self.receiver.clone();
-        match wait_fast(py, async move { r.lock().await.recv().await }) {
+        match self.wait(py, async move { r.lock().await.recv().await }) {
             Ok(Some(b)) => Ok(Some(PyBytes::new(py, &b))),
             Ok(None) => Ok(None),
             Err(st) => Err(status_err(py, &st)),
@@ -672,7 +917,7 @@ impl NativeCall {
     /// Drains the responses; returns `(code, details, trailing_metadata)`.
     fn finish<'py>(&self, py: Python<'py>) -> PyResult<StatusTuple<'py>> {
         let r = self.receiver.clone();
-        let st = wait_fast(py, async move { r.lock().await.finish().await });
+        let st = self.wait(py, async move { r.lock().await.finish().await });
         status_tuple(py, &st)
     }
 

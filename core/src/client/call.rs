@@ -449,7 +449,7 @@ async fn open(
     });
     if let Some(d) = deadline {
         let weak = Arc::downgrade(&shared);
-        let t = crate::rt::spawn(async move {
+        let t = inner.opts.spawn(async move {
             tokio::time::sleep_until(d).await;
             if let Some(s) = weak.upgrade() {
                 s.cancel_with(Status::deadline_exceeded("context deadline exceeded"));

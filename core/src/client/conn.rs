@@ -106,7 +106,7 @@ impl Connector {
             subchannels: Mutex::new(Vec::new()),
         });
         let driver = c.clone();
-        crate::rt::spawn(async move { driver.run(rx).await });
+        c.ctx.opts.spawn(async move { driver.run(rx).await });
         Ok(c)
     }
 
@@ -278,7 +278,7 @@ impl Connector {
                 }
             }
             self.publish(ConnectivityState::Connecting, Vec::new(), None);
-            let resolver = self.source.start(self.events.clone(), &self.ctx.opts.backoff);
+            let resolver = self.source.start(self.events.clone(), &self.ctx.opts);
             let health = self.service_config.health_check_service().map(str::to_string);
             let mut policy = Policy::new(self.service_config.lb_policy(), health);
             self.last_pick.store(self.epoch.elapsed().as_millis() as u64, Ordering::Relaxed);

@@ -133,6 +133,15 @@ pub struct ChannelOptions {
     /// Request bytes all calls of the channel keep for replay together
     /// (16 MiB, grpc-go's `retryBufferSize`); beyond it calls commit.
     pub retry_buffer_size: usize,
+    /// The tokio runtime every task of this channel is spawned on (its
+    /// connections, resolver, load balancer, timers, retry drivers); None:
+    /// the engine's runtime (`surface::handle()`). With a `current_thread`
+    /// runtime here, a thread that runs a call with `Runtime::block_on`
+    /// drives the connection's I/O itself (no hand-off to a runtime thread),
+    /// but the channel then makes progress only while some thread is inside
+    /// that runtime's `block_on`: keep one there (a driver thread) whenever
+    /// no caller is.
+    pub runtime: Option<tokio::runtime::Handle>,
 }
 
 impl Default for ChannelOptions {
@@ -163,6 +172,21 @@ impl Default for ChannelOptions {
             dns_refresh_interval: Duration::from_secs(30),
             per_rpc_retry_buffer_size: 256 * 1024,
             retry_buffer_size: 16 * 1024 * 1024,
+            runtime: None,
+        }
+    }
+}
+
+impl ChannelOptions {
+    /// Spawns one of the channel's tasks on its runtime ([`runtime`](Self::runtime)).
+    pub(crate) fn spawn<F>(&self, fut: F) -> tokio::task::JoinHandle<F::Output>
+    where
+        F: std::future::Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        match &self.runtime {
+            Some(h) => h.spawn(fut),
+            None => crate::rt::spawn(fut),
         }
     }
 }

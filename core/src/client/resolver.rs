@@ -12,7 +12,7 @@ use tokio::time::Instant;
 
 use super::conn::Event;
 use super::target::Target;
-use super::BackoffConfig;
+use super::{BackoffConfig, ChannelOptions};
 use crate::error::Error;
 use crate::status::Status;
 use crate::transport::Address;
@@ -120,7 +120,7 @@ impl Source {
     }
 
     /// Starts resolving; results arrive as [`Event::Resolved`].
-    pub(crate) fn start(&self, events: mpsc::UnboundedSender<Event>, backoff: &BackoffConfig) -> Running {
+    pub(crate) fn start(&self, events: mpsc::UnboundedSender<Event>, opts: &ChannelOptions) -> Running {
         let now = Arc::new(Notify::new());
         let task = match self.clone() {
             Source::Static(a) => {
@@ -129,12 +129,12 @@ impl Source {
             }
             Source::Dns { host, port, refresh } => {
                 let now2 = now.clone();
-                let backoff = backoff.clone();
-                Some(crate::rt::spawn(dns(host, port, refresh, backoff, now2, events)))
+                let backoff = opts.backoff.clone();
+                Some(opts.spawn(dns(host, port, refresh, backoff, now2, events)))
             }
             Source::Manual(m) => {
                 let now2 = now.clone();
-                Some(crate::rt::spawn(async move {
+                Some(opts.spawn(async move {
                     let mut rx = m.state.subscribe();
                     loop {
                         let cur = rx.borrow_and_update().clone();

@@ -235,7 +235,7 @@ pub(crate) fn start(
         cmds_open: true,
         transparent_used: false,
     };
-    crate::rt::spawn(driver.run(send_tx, recv_tx));
+    ch.inner.opts.spawn(driver.run(send_tx, recv_tx));
     ClientCall::from_halves(
         CallSender::retrying(RetrySender { cmds: cmd_tx, handoff: send_rx }, Half(ctl.clone())),
         CallReceiver::retrying(recv_rx, Half(ctl)),

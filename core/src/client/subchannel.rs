@@ -105,7 +105,7 @@ impl Subchannel {
         let id = ctx.ids.fetch_add(1, Ordering::Relaxed) + 1;
         let (tx, rx) = mpsc::unbounded_channel();
         let task = Task { id, addr: addr.clone(), ctx: ctx.clone(), health, events, cmd: rx };
-        crate::rt::spawn(task.run());
+        ctx.opts.spawn(task.run());
         Subchannel { id, addr, cmd: tx }
     }
 
@@ -218,7 +218,7 @@ impl Task {
         let (htx, mut hrx) = watch::channel(if self.health.is_some() { Health::Pending } else { Health::Serving });
         let mut health_open = self.health.is_some();
         let health_task =
-            self.health.clone().map(|svc| crate::rt::spawn(health_check::run(send, self.ctx.clone(), svc, htx)));
+            self.health.clone().map(|svc| self.ctx.opts.spawn(health_check::run(send, self.ctx.clone(), svc, htx)));
         let _abort = AbortOnDrop(health_task);
         let publish = |t: &Task, h: &Health| match h {
             Health::Serving => t.report(ConnectivityState::Ready, Some(ready.clone()), None),
@@ -250,7 +250,7 @@ impl Task {
                         // (h2 closes the connection when the last handle and
                         // stream are gone). Closing the channel drops it now.
                         if !*self.ctx.closed.borrow() {
-                            crate::rt::spawn(async move {
+                            self.ctx.opts.spawn(async move {
                                 let _ = conn.await;
                             });
                         }
@@ -259,7 +259,7 @@ impl Task {
                     Some(Cmd::Invalidate(g)) if g == generation => {
                         // No new streams fit on this connection (GOAWAY received):
                         // let its calls finish in the background, connect anew.
-                        crate::rt::spawn(async move {
+                        self.ctx.opts.spawn(async move {
                             let _ = conn.await;
                         });
                         return Ended::Lost;

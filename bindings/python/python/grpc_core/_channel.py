@@ -696,9 +696,12 @@ def _native_channel(
     options: Optional[Sequence[Tuple[str, Any]]],
     credentials: Optional[ChannelCredentials],
     compression: Optional[Compression],
+    caller_driven: bool = True,
 ) -> Tuple[Any, bool]:
-    """The native channel, and whether it traces calls (an OpenTelemetryPlugin is registered)."""
-    kw: dict = {}
+    """The native channel, and whether it traces calls (an OpenTelemetryPlugin is registered).
+    ``caller_driven``: the channel gets its own runtime, which the threads that wait on it
+    drive (sync API); else it runs on the engine's runtime (asyncio)."""
+    kw: dict = {"caller_driven": caller_driven}
     config: Optional[str] = None
     lb_policy: Optional[str] = None
     enable_retries = True
@@ -749,9 +752,11 @@ class Channel:
         options: Optional[Sequence[Tuple[str, Any]]] = None,
         credentials: Optional[ChannelCredentials] = None,
         compression: Optional[Compression] = None,
+        *,
+        _caller_driven: bool = True,
     ) -> None:
         self._target = target
-        self._native, self._tracing = _native_channel(target, options, credentials, compression)
+        self._native, self._tracing = _native_channel(target, options, credentials, compression, _caller_driven)
         self._closed = False
         self._subscriptions: List[Tuple[Callable[[ChannelConnectivity], None], threading.Event]] = []
 

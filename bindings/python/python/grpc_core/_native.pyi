@@ -56,6 +56,7 @@ class NativeChannel:
         idle_timeout_ms: Optional[int] = None,
         dns_refresh_ms: Optional[int] = None,
         telemetry: Optional[NativeTelemetry] = None,
+        caller_driven: bool = False,
     ) -> NativeChannel: ...
     def unary(
         self,

@@ -118,7 +118,7 @@ impl Helper<'_> {
         *self.timers += 1;
         let token = *self.timers;
         let events = self.events.clone();
-        crate::rt::spawn(async move {
+        self.ctx.opts.spawn(async move {
             tokio::time::sleep(after).await;
             let _ = events.send(Event::Timer(token));
         });

@@ -860,7 +860,7 @@ def insecure_channel(
     interceptors: Any = None,
 ) -> Channel:
     """An asyncio plaintext channel."""
-    return Channel(_channel.Channel(target, options, None, compression), interceptors)
+    return Channel(_channel.Channel(target, options, None, compression, _caller_driven=False), interceptors)
 
 
 def secure_channel(
@@ -871,7 +871,7 @@ def secure_channel(
     interceptors: Any = None,
 ) -> Channel:
     """An asyncio TLS channel."""
-    return Channel(_channel.Channel(target, options, credentials, compression), interceptors)
+    return Channel(_channel.Channel(target, options, credentials, compression, _caller_driven=False), interceptors)
 
 
 class ServicerContext(_server.ServicerContext):
