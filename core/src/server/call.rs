@@ -462,9 +462,16 @@ impl ServerSender {
             && msg.len() > DEFER_MAX
             && !matches!(self.response_compression, Some(c) if c != Compression::Identity)
             && self.shared.observers.get().is_none();
-        if !zero_copy {
-            return self.send_with(msg.into_bytes(), true).await;
+        if zero_copy {
+            // Boxed: large messages only, and it keeps this future (moved
+            // into the caller's state on every send) the size of `send_with`'s.
+            Box::pin(self.send_segments(msg)).await
+        } else {
+            self.send_with(msg.into_bytes(), true).await
         }
+    }
+
+    async fn send_segments(&mut self, msg: MessageParts) -> Result<(), Status> {
         self.open(Metadata::new())?;
         self.shared.flush();
         let (head, rest) = crate::codec::frame_segments(msg, self.max_send)?;
