@@ -38,44 +38,28 @@ pub struct Received {
 /// in a single write). `compression` is the call's encoding when this message
 /// is to be compressed.
 pub(crate) fn encode_frame(msg: &[u8], compression: Option<Compression>, max_send: usize) -> Result<Bytes, Status> {
-    let (flag, payload_len);
-    let mut buf;
-    match compression {
-        Some(c) if c != Compression::Identity => {
-            if msg.len() > max_send {
-                return Err(too_large_to_send(msg.len(), max_send));
-            }
-            let compressed =
-                c.compress(msg).map_err(|e| Status::internal(format!("grpc: error while compressing: {e}")))?;
-            flag = 1u8;
-            payload_len = compressed.len();
-            buf = BytesMut::with_capacity(HEADER_LEN + payload_len);
-            buf.put_u8(flag);
-            buf.put_u32(payload_len as u32);
-            buf.extend_from_slice(&compressed);
-        }
-        _ => {
-            if msg.len() > max_send {
-                return Err(too_large_to_send(msg.len(), max_send));
-            }
-            flag = 0u8;
-            payload_len = msg.len();
-            buf = BytesMut::with_capacity(HEADER_LEN + payload_len);
-            buf.put_u8(flag);
-            buf.put_u32(payload_len as u32);
-            buf.extend_from_slice(msg);
-        }
+    let Some(c) = compression.filter(|&c| c != Compression::Identity) else {
+        let mut buf = uncompressed_prefix(msg.len(), max_send, msg.len())?;
+        buf.extend_from_slice(msg);
+        return Ok(buf.freeze());
+    };
+    if msg.len() > max_send {
+        return Err(too_large_to_send(msg.len(), max_send));
     }
-    if payload_len > u32::MAX as usize {
-        return Err(Status::resource_exhausted("message larger than 4 GiB cannot be framed"));
-    }
+    let compressed = c.compress(msg).map_err(|e| Status::internal(format!("grpc: error while compressing: {e}")))?;
+    let len = u32::try_from(compressed.len())
+        .map_err(|_| Status::resource_exhausted("message larger than 4 GiB cannot be framed"))?;
+    let mut buf = BytesMut::with_capacity(HEADER_LEN + compressed.len());
+    buf.put_u8(1);
+    buf.put_u32(len);
+    buf.extend_from_slice(&compressed);
     Ok(buf.freeze())
 }
 
 /// Messages at least this large are sent as the 5-byte prefix plus the
 /// caller's buffer (two DATA frames, no copy); smaller ones are copied into
 /// one buffer so prefix and payload go out as one frame.
-const ZERO_COPY_THRESHOLD: usize = 16 * 1024;
+pub(crate) const ZERO_COPY_THRESHOLD: usize = 16 * 1024;
 
 /// Frames a message: `(prefix_and_maybe_payload, Some(payload))` for large
 /// uncompressed messages (not copied), `(whole_frame, None)` otherwise.
@@ -88,15 +72,20 @@ pub(crate) fn frame_parts(
     if compressed || msg.len() < ZERO_COPY_THRESHOLD {
         return encode_frame(&msg, compression, max_send).map(|f| (f, None));
     }
-    if msg.len() > max_send {
-        return Err(too_large_to_send(msg.len(), max_send));
+    Ok((uncompressed_prefix(msg.len(), max_send, 0)?.freeze(), Some(msg)))
+}
+
+/// The 5-byte prefix of an uncompressed `n`-byte message, with room for
+/// `extra` more bytes; checks the send limit and the 4 GiB frame limit.
+fn uncompressed_prefix(n: usize, max_send: usize, extra: usize) -> Result<BytesMut, Status> {
+    if n > max_send {
+        return Err(too_large_to_send(n, max_send));
     }
-    let len = u32::try_from(msg.len())
-        .map_err(|_| Status::resource_exhausted("message larger than 4 GiB cannot be framed"))?;
-    let mut head = BytesMut::with_capacity(HEADER_LEN);
+    let len = u32::try_from(n).map_err(|_| Status::resource_exhausted("message larger than 4 GiB cannot be framed"))?;
+    let mut head = BytesMut::with_capacity(HEADER_LEN + extra);
     head.put_u8(0);
     head.put_u32(len);
-    Ok((head.freeze(), Some(msg)))
+    Ok(head)
 }
 
 /// Frames an uncompressed message of several segments: the 5-byte prefix
@@ -104,15 +93,9 @@ pub(crate) fn frame_parts(
 /// they are (none copied).
 pub(crate) fn frame_segments(msg: MessageParts, max_send: usize) -> Result<(Bytes, Vec<Bytes>), Status> {
     let n = msg.len();
-    if n > max_send {
-        return Err(too_large_to_send(n, max_send));
-    }
-    let len = u32::try_from(n).map_err(|_| Status::resource_exhausted("message larger than 4 GiB cannot be framed"))?;
     let (first, mut rest) = msg.into_segments();
-    let small = first.len() < parts::SEGMENT_MIN;
-    let mut head = BytesMut::with_capacity(HEADER_LEN + if small { first.len() } else { 0 });
-    head.put_u8(0);
-    head.put_u32(len);
+    let small = first.len() < ZERO_COPY_THRESHOLD;
+    let mut head = uncompressed_prefix(n, max_send, if small { first.len() } else { 0 })?;
     if small {
         head.extend_from_slice(&first);
     } else {

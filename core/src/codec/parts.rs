@@ -5,10 +5,11 @@
 use bytes::buf::UninitSlice;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
-/// Segments at least this large are kept as the caller's buffer; smaller
-/// writes are copied together (a separate DATA frame per tiny piece costs
-/// more than the copy).
-pub(crate) const SEGMENT_MIN: usize = 16 * 1024;
+// Segments at least this large are kept as the caller's buffer; smaller
+// writes are copied together (a separate DATA frame per tiny piece costs
+// more than the copy): the size from which a whole message is sent without
+// a copy too.
+use super::ZERO_COPY_THRESHOLD as SEGMENT_MIN;
 
 /// One serialized message as consecutive segments; sent as if concatenated.
 ///
