@@ -319,25 +319,29 @@ where
     })
 }
 
-/// Like [`wait`], but polls `fut` once here first (the runtime entered, the
-/// GIL held): a stream operation is often ready at once (a message already
-/// received, a send that fits h2's buffer, trailers that came with the last
-/// message), and then no runtime task and no thread hop. Only an operation
-/// that has to wait goes to the runtime.
-fn wait_fast<F>(py: Python<'_>, fut: F) -> F::Output
+/// Like [`wait_on`], but polls `fut` once here first (the call's runtime
+/// entered, the GIL held): a stream operation is often ready at once (a
+/// message already received, a send that fits h2's buffer, trailers that
+/// came with the last message), and then no runtime task and no thread hop.
+/// Only an operation that has to wait goes to the runtime.
+fn wait_fast<F>(py: Python<'_>, crt: Option<&Arc<CallerRt>>, fut: F) -> F::Output
 where
     F: Future + Send + 'static,
     F::Output: Send + 'static,
 {
     let mut fut = Box::pin(fut);
     {
-        let _rt = surface::handle().enter();
+        let rt = match crt {
+            Some(c) => &c.handle,
+            None => surface::handle(),
+        };
+        let _rt = rt.enter();
         let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
         if let std::task::Poll::Ready(v) = fut.as_mut().poll(&mut cx) {
             return v;
         }
     }
-    wait(py, fut)
+    wait_on(py, crt, fut)
 }
 
 /// Wakes a thread parked in [`block_here`].
@@ -541,18 +545,29 @@ impl CallerRt {
     }
 }
 
+/// Runs `fut` with the GIL released on the calling thread inside the sync
+/// channel's runtime ([`CallerRt::block_on`]) when this thread may enter it
+/// ([`CallerRt::here`]); else hands `fut` back.
+fn run_here<F>(py: Python<'_>, crt: Option<&Arc<CallerRt>>, fut: F) -> Result<F::Output, F>
+where
+    F: Future + Send,
+    F::Output: Send,
+{
+    match crt.and_then(|c| Some((c, c.here()?))) {
+        Some((crt, rt)) => Ok(detach(py, || crt.block_on(rt, fut))),
+        None => Err(fut),
+    }
+}
+
 /// Runs `fut` with the GIL released: on the calling thread inside the sync
-/// channel's runtime ([`CallerRt::block_on`]) when there is one, else as a
-/// task on the engine's runtime ([`wait`]).
+/// channel's runtime when there is one ([`run_here`]), else as a task on
+/// the engine's runtime ([`wait`]).
 fn wait_on<F>(py: Python<'_>, crt: Option<&Arc<CallerRt>>, fut: F) -> F::Output
 where
     F: Future + Send + 'static,
     F::Output: Send + 'static,
 {
-    match crt.and_then(|c| Some((c, c.here()?))) {
-        Some((crt, rt)) => detach(py, || crt.block_on(rt, fut)),
-        None => wait(py, fut),
-    }
+    run_here(py, crt, fut).unwrap_or_else(|fut| wait(py, fut))
 }
 
 /// A client channel.
@@ -587,10 +602,7 @@ impl NativeChannel {
         let req = Bytes::copy_from_slice(request);
         let ch = self.ch.clone();
         let fut = async move { ch.unary(&method, req, opts).await };
-        let r = match self.crt.as_ref().and_then(|c| Some((c, c.here()?))) {
-            Some((crt, rt)) => detach(py, || crt.block_on(rt, fut)),
-            None => wait_parked(py, fut),
-        };
+        let r = run_here(py, self.crt.as_ref(), fut).unwrap_or_else(|fut| wait_parked(py, fut));
         r.map_err(|st| status_err(py, &st))
     }
 }
@@ -853,29 +865,6 @@ impl NativeCall {
             crt,
         }
     }
-
-    /// [`wait_fast`] for this call: the first poll here, then the wait on
-    /// the channel's runtime (sync channel) or the engine's (aio).
-    fn wait<F>(&self, py: Python<'_>, fut: F) -> F::Output
-    where
-        F: Future + Send + 'static,
-        F::Output: Send + 'static,
-    {
-        match &self.crt {
-            None => wait_fast(py, fut),
-            Some(crt) => {
-                let mut fut = Box::pin(fut);
-                {
-                    let _rt = crt.handle.enter();
-                    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-                    if let std::task::Poll::Ready(v) = fut.as_mut().poll(&mut cx) {
-                        return v;
-                    }
-                }
-                wait_on(py, Some(crt), fut)
-            }
-        }
-    }
 }
 
 #[pymethods]
@@ -886,19 +875,19 @@ impl NativeCall {
     fn send(&self, py: Python<'_>, message: &[u8], last: bool) -> bool {
         let msg = Bytes::copy_from_slice(message);
         let s = self.sender.clone();
-        self.wait(py, async move { s.lock().await.send_with(msg, true, last).await }).is_ok()
+        wait_fast(py, self.crt.as_ref(), async move { s.lock().await.send_with(msg, true, last).await }).is_ok()
     }
 
     /// Half-closes the send side. False if the call is over.
     fn close_send(&self, py: Python<'_>) -> bool {
         let s = self.sender.clone();
-        self.wait(py, async move { s.lock().await.close_send().await }).is_ok()
+        wait_fast(py, self.crt.as_ref(), async move { s.lock().await.close_send().await }).is_ok()
     }
 
     /// The response headers; raises `RpcStatus` if the call failed first.
     fn initial_metadata<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
         let r = self.receiver.clone();
-        match self.wait(py, async move { r.lock().await.initial_metadata().await }) {
+        match wait_fast(py, self.crt.as_ref(), async move { r.lock().await.initial_metadata().await }) {
             Ok(md) => md_to_py(py, &md),
             Err(st) => Err(status_err(py, &st)),
         }
@@ -907,7 +896,7 @@ impl NativeCall {
     /// The next message, None at the end of an OK call; raises `RpcStatus`.
     fn recv<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyBytes>>> {
         let r = self.receiver.clone();
-        match self.wait(py, async move { r.lock().await.recv().await }) {
+        match wait_fast(py, self.crt.as_ref(), async move { r.lock().await.recv().await }) {
             Ok(Some(b)) => Ok(Some(PyBytes::new(py, &b))),
             Ok(None) => Ok(None),
             Err(st) => Err(status_err(py, &st)),
@@ -917,7 +906,7 @@ impl NativeCall {
     /// Drains the responses; returns `(code, details, trailing_metadata)`.
     fn finish<'py>(&self, py: Python<'py>) -> PyResult<StatusTuple<'py>> {
         let r = self.receiver.clone();
-        let st = self.wait(py, async move { r.lock().await.finish().await });
+        let st = wait_fast(py, self.crt.as_ref(), async move { r.lock().await.finish().await });
         status_tuple(py, &st)
     }
 
