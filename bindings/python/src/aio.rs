@@ -84,7 +84,7 @@ impl CqInner {
     pub(crate) fn push_call(&self, callback: &Arc<Py<PyAny>>, call: IncomingCall) {
         self.push(Item {
             target: Target::Callback(callback.clone()),
-            value: Box::new(move |py| Ok(Py::new(py, NativeServerCall::new(call))?.into_any())),
+            value: Box::new(move |py| Ok(Py::new(py, NativeServerCall::new(call, None))?.into_any())),
         });
     }
 }
@@ -359,7 +359,7 @@ pub(crate) fn queue_attach(queue: &CallQueue, cq: &CompletionQueue, callback: Py
     let q: &QueueInner = &queue.inner;
     let cb = Arc::new(callback);
     let mut g = q.calls.lock().unwrap_or_else(|e| e.into_inner());
-    for c in g.0.drain(..) {
+    for c in g.calls.drain(..) {
         cq.inner.push_call(&cb, c);
     }
     *q.sink.lock().unwrap_or_else(|e| e.into_inner()) = Some((cq.inner.clone(), cb));

@@ -409,6 +409,10 @@ const DRIVER_LINGER: Duration = Duration::from_millis(2);
 /// runs (futures and callbacks, which wait on the engine's runtime,
 /// keepalive pings, GOAWAY, the idle timer, DNS refresh); a caller that
 /// arrives while it is inside tells it to leave (`release`).
+///
+/// A sync server has one too (`ServerOptions::runtime`, see [`CallQueue`]):
+/// there the callers are the pool threads waiting for their next call
+/// (`CallQueue.pull`) or on a call's stream.
 #[derive(Debug)]
 struct CallerRt {
     /// None once the channel is closed; then calls wait on the engine's runtime.
@@ -431,12 +435,13 @@ struct CallerRt {
 }
 
 impl CallerRt {
-    fn new() -> PyResult<Arc<CallerRt>> {
+    /// `what` names its threads (`grpc-core-{what}-driver`): `chan`, `srv`.
+    fn new(what: &str) -> PyResult<Arc<CallerRt>> {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
-            .thread_name("grpc-core-channel")
+            .thread_name(format!("grpc-core-{what}"))
             .build()
-            .map_err(|e| PyRuntimeError::new_err(format!("cannot start the channel's runtime: {e}")))?;
+            .map_err(|e| PyRuntimeError::new_err(format!("cannot start a caller-driven runtime: {e}")))?;
         let c = Arc::new(CallerRt {
             handle: rt.handle().clone(),
             rt: Mutex::new(Some(Arc::new(rt))),
@@ -451,9 +456,9 @@ impl CallerRt {
         });
         let d = c.clone();
         let t = std::thread::Builder::new()
-            .name("grpc-core-chan-driver".into())
+            .name(format!("grpc-core-{what}-driver"))
             .spawn(move || d.drive())
-            .map_err(|e| PyRuntimeError::new_err(format!("cannot start the channel's driver thread: {e}")))?;
+            .map_err(|e| PyRuntimeError::new_err(format!("cannot start a runtime's driver thread: {e}")))?;
         *c.driver.lock().unwrap_or_else(|e| e.into_inner()) = Some(t);
         Ok(c)
     }
@@ -536,7 +541,7 @@ impl CallerRt {
         if let Some(rt) = rt.and_then(|rt| Arc::try_unwrap(rt).ok()) {
             if tokio::runtime::Handle::try_current().is_ok() {
                 let _ = std::thread::Builder::new()
-                    .name("grpc-core-chan-drop".into())
+                    .name("grpc-core-rt-drop".into())
                     .spawn(move || rt.shutdown_background());
             } else {
                 rt.shutdown_background();
@@ -673,7 +678,7 @@ impl NativeChannel {
         }
         o.keepalive_permit_without_calls = keepalive_permit_without_calls;
         o.default_compression = compression_from(compression)?;
-        let crt = if caller_driven { Some(CallerRt::new()?) } else { None };
+        let crt = if caller_driven { Some(CallerRt::new("chan")?) } else { None };
         o.runtime = crt.as_ref().map(|c| c.handle.clone());
         let _rt = o.runtime.clone().unwrap_or_else(|| surface::handle().clone());
         let _rt = _rt.enter();
@@ -919,9 +924,18 @@ impl NativeCall {
 /// Incoming server calls, handed from the runtime to a Python dispatcher thread,
 /// or straight to a pool thread waiting for its next call (`pull`).
 #[derive(Debug, Default)]
+struct Queued {
+    calls: VecDeque<IncomingCall>,
+    closed: bool,
+    /// Pool threads waiting in `pull` on the condvar.
+    pullers: usize,
+    /// Pool threads waiting in `pull` inside the caller-driven runtime.
+    async_pullers: usize,
+}
+
+#[derive(Debug, Default)]
 struct QueueInner {
-    /// The queued calls, closed, and how many pool threads wait in `pull`.
-    calls: Mutex<(VecDeque<IncomingCall>, bool, usize)>,
+    calls: Mutex<Queued>,
     /// The dispatcher's wake-up (`next`).
     ready: Condvar,
     /// The pullers' wake-up: a call goes to a waiting puller first (one
@@ -931,6 +945,13 @@ struct QueueInner {
     sink: Mutex<Option<aio::Sink>>,
     /// The CPU of the last thread that began waiting in `pull` (see `yield_to`).
     puller_cpu: AtomicI32,
+    /// The async pullers' wake-up.
+    pulled_async: tokio::sync::Notify,
+    /// A sync server's own runtime, driven by its pool threads: a thread in
+    /// `pull` waits inside it, so that it reads the next request itself, and
+    /// writes the reply it deferred, with no hand-off to a runtime thread.
+    /// None: the engine's runtime (aio servers).
+    crt: Option<Arc<CallerRt>>,
 }
 
 impl QueueInner {
@@ -946,18 +967,18 @@ impl QueueInner {
         let cv = if puller { &self.pulled } else { &self.ready };
         let call = detach(py, move || {
             if let Some(op) = first {
-                surface::spawn(op);
+                spawn_on(self.crt.as_ref(), op);
             }
             let mut g = self.calls.lock().unwrap_or_else(|e| e.into_inner());
             if puller {
-                g.2 += 1;
+                g.pullers += 1;
                 self.puller_cpu.store(current_cpu(), Ordering::Relaxed);
             }
             let r = loop {
-                if let Some(c) = g.0.pop_front() {
+                if let Some(c) = g.calls.pop_front() {
                     break Some(c);
                 }
-                if g.1 {
+                if g.closed {
                     break None;
                 }
                 match deadline {
@@ -972,11 +993,45 @@ impl QueueInner {
                 }
             };
             if puller {
-                g.2 -= 1;
+                g.pullers -= 1;
             }
             r
         })?;
-        Some(NativeServerCall::new(call))
+        Some(NativeServerCall::new(call, self.crt.clone()))
+    }
+
+    /// `pull` inside the caller-driven runtime: starts `first` there, then
+    /// waits for the next call (driving the server's connections meanwhile).
+    async fn pull_async(&self, deadline: Option<Instant>, first: Option<Deferred>) -> Option<IncomingCall> {
+        if let Some(op) = first {
+            tokio::spawn(op);
+        }
+        struct Leave<'a>(&'a QueueInner);
+        impl Drop for Leave<'_> {
+            fn drop(&mut self) {
+                self.0.calls.lock().unwrap_or_else(|e| e.into_inner()).async_pullers -= 1;
+            }
+        }
+        self.calls.lock().unwrap_or_else(|e| e.into_inner()).async_pullers += 1;
+        let _leave = Leave(self);
+        loop {
+            let notified = self.pulled_async.notified();
+            let mut notified = std::pin::pin!(notified);
+            notified.as_mut().enable();
+            {
+                let mut g = self.calls.lock().unwrap_or_else(|e| e.into_inner());
+                if let Some(c) = g.calls.pop_front() {
+                    return Some(c);
+                }
+                if g.closed {
+                    return None;
+                }
+            }
+            match deadline {
+                None => notified.await,
+                Some(d) => tokio::time::timeout_at(d.into(), notified).await.ok()?,
+            }
+        }
     }
 }
 
@@ -989,9 +1044,13 @@ struct CallQueue {
 
 #[pymethods]
 impl CallQueue {
+    /// `caller_driven`: the servers on this queue run on a runtime of their
+    /// own that the threads in `pull` drive (a sync server; see `QueueInner::crt`).
     #[new]
-    fn new() -> Self {
-        CallQueue::default()
+    #[pyo3(signature = (caller_driven=false))]
+    fn new(caller_driven: bool) -> PyResult<Self> {
+        let crt = if caller_driven { Some(CallerRt::new("srv")?) } else { None };
+        Ok(CallQueue { inner: Arc::new(QueueInner { crt, ..Default::default() }) })
     }
 
     /// The next incoming call; None once the queue is closed and empty, or on timeout.
@@ -1012,20 +1071,39 @@ impl CallQueue {
         after: Option<PyRef<'_, NativeServerCall>>,
     ) -> Option<NativeServerCall> {
         let first = after.and_then(|c| c.take_deferred());
-        self.inner.wait_call(py, timeout, true, first)
+        let q = &self.inner;
+        if let Some((crt, rt)) = q.crt.as_ref().and_then(|c| Some((c, c.here()?))) {
+            let deadline = duration_from(timeout).map(|d| Instant::now() + d);
+            let call = detach(py, || crt.block_on(rt, q.pull_async(deadline, first)))?;
+            return Some(NativeServerCall::new(call, q.crt.clone()));
+        }
+        q.wait_call(py, timeout, true, first)
     }
 
     /// Closes the queue: calls still queued are dropped (UNKNOWN), later ones refused.
     fn close(&self) {
         let dropped = {
             let mut g = self.inner.calls.lock().unwrap_or_else(|e| e.into_inner());
-            g.1 = true;
+            g.closed = true;
             self.inner.sink.lock().unwrap_or_else(|e| e.into_inner()).take();
-            std::mem::take(&mut g.0)
+            std::mem::take(&mut g.calls)
         };
         drop(dropped);
         self.inner.ready.notify_all();
         self.inner.pulled.notify_all();
+        self.inner.pulled_async.notify_waiters();
+        // The servers were shut down before: their runtime can go.
+        if let Some(c) = &self.inner.crt {
+            c.shutdown();
+        }
+    }
+}
+
+impl Drop for CallQueue {
+    fn drop(&mut self) {
+        if let Some(c) = &self.inner.crt {
+            c.shutdown();
+        }
     }
 }
 
@@ -1102,10 +1180,11 @@ impl NativeServer {
         o.max_connection_age = ms(max_connection_age_ms);
         o.max_connection_age_grace = ms(max_connection_age_grace_ms);
         o.default_compression = compression_from(compression)?;
+        o.runtime = queue.inner.crt.as_ref().map(|c| c.handle.clone());
         let q = queue.inner.clone();
         let deliver = move |c: IncomingCall| {
             let mut g = q.calls.lock().unwrap_or_else(|e| e.into_inner());
-            if g.1 {
+            if g.closed {
                 drop(g);
                 drop(c);
                 return;
@@ -1114,10 +1193,12 @@ impl NativeServer {
                 cq.push_call(cb, c);
                 return;
             }
-            g.0.push_back(c);
-            let pullers = g.2;
+            g.calls.push_back(c);
+            let (pullers, async_pullers) = (g.pullers, g.async_pullers);
             drop(g);
-            if pullers > 0 {
+            if async_pullers > 0 {
+                q.pulled_async.notify_one();
+            } else if pullers > 0 {
                 q.pulled.notify_one();
                 yield_to(q.puller_cpu.load(Ordering::Relaxed));
             } else {
@@ -1217,9 +1298,19 @@ struct NativeServerCall {
     /// A reply `reply(defer=True)` left for `CallQueue.pull(after=...)` (or
     /// `flush`, or the drop of this object) to start.
     deferred: Mutex<Option<Deferred>>,
+    /// The sync server's runtime the call lives on (None: the engine's).
+    crt: Option<Arc<CallerRt>>,
 }
 
 type Deferred = std::pin::Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// Starts `op` as a task on the server's runtime.
+fn spawn_on(crt: Option<&Arc<CallerRt>>, op: Deferred) {
+    match crt {
+        Some(c) => drop(c.handle.spawn(op)),
+        None => drop(surface::spawn(op)),
+    }
+}
 
 impl std::fmt::Debug for NativeServerCall {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -1230,13 +1321,13 @@ impl std::fmt::Debug for NativeServerCall {
 impl Drop for NativeServerCall {
     fn drop(&mut self) {
         if let Some(op) = self.take_deferred() {
-            surface::spawn(op);
+            spawn_on(self.crt.as_ref(), op);
         }
     }
 }
 
 impl NativeServerCall {
-    fn new(mut call: IncomingCall) -> Self {
+    fn new(mut call: IncomingCall, crt: Option<Arc<CallerRt>>) -> Self {
         let receiver = call.take_receiver();
         let sender = call.take_sender();
         NativeServerCall {
@@ -1245,6 +1336,7 @@ impl NativeServerCall {
             sender: Arc::new(tokio::sync::Mutex::new(sender)),
             call: Arc::new(Mutex::new(call)),
             deferred: Mutex::new(None),
+            crt,
         }
     }
 
@@ -1278,7 +1370,7 @@ impl NativeServerCall {
     /// twice (and, on a busy core, wrote twice). Nothing to report back: if
     /// the call ended first, nothing is sent, as a failed send would.
     pub(crate) fn spawn_reply(&self, message: &[u8], compress: bool, md: Metadata) {
-        surface::spawn(self.reply_op(message, compress, md));
+        spawn_on(self.crt.as_ref(), self.reply_op(message, compress, md));
     }
 
     /// The task [`spawn_reply`](Self::spawn_reply) runs.
@@ -1295,7 +1387,11 @@ impl NativeServerCall {
             let _receiver = r.lock().await.take();
             let Some(mut sender) = s.lock().await.take() else { return Err(Status::internal("no sender")) };
             sender.send_with(msg, compress).await?;
-            whole.lock().unwrap_or_else(|e| e.into_inner()).finish(Status::ok().with_metadata(md));
+            // The trailers from this task, behind the message (one write),
+            // then the handler side is let go (its status changes nothing).
+            let st = Status::ok().with_metadata(md);
+            sender.finish(&st);
+            whole.lock().unwrap_or_else(|e| e.into_inner()).finish(st);
             Ok(())
         });
         Box::pin(async move {
@@ -1303,13 +1399,25 @@ impl NativeServerCall {
         })
     }
 
-    /// Runs `fut` here unless the call ends first (then CANCELLED).
+    /// Runs `fut` here unless the call ends first (then CANCELLED): on a
+    /// sync server's runtime, this thread drives it while it waits
+    /// ([`run_here`]) unless `fut` is ready at once.
     fn run<T, F>(&self, py: Python<'_>, fut: F) -> Result<T, Status>
     where
         F: Future<Output = Result<T, Status>> + Send + 'static,
         T: Send + 'static,
     {
-        block_here(py, self.guarded(fut))
+        let fut = self.guarded(fut);
+        if self.crt.is_none() {
+            return block_here(py, fut);
+        }
+        let mut fut = Box::pin(fut);
+        if let std::task::Poll::Ready(v) =
+            fut.as_mut().poll(&mut std::task::Context::from_waker(std::task::Waker::noop()))
+        {
+            return v;
+        }
+        run_here(py, self.crt.as_ref(), fut).unwrap_or_else(|fut| block_here(py, fut))
     }
 }
 
@@ -1441,10 +1549,10 @@ impl NativeServerCall {
         let op = self.reply_op(message, compress, md);
         if defer {
             if let Some(earlier) = self.deferred.lock().unwrap_or_else(|e| e.into_inner()).replace(op) {
-                surface::spawn(earlier);
+                spawn_on(self.crt.as_ref(), earlier);
             }
         } else {
-            surface::spawn(op);
+            spawn_on(self.crt.as_ref(), op);
         }
         Ok(true)
     }
@@ -1452,7 +1560,7 @@ impl NativeServerCall {
     /// Starts a deferred reply now (see `reply`).
     fn flush(&self) {
         if let Some(op) = self.take_deferred() {
-            surface::spawn(op);
+            spawn_on(self.crt.as_ref(), op);
         }
     }
 

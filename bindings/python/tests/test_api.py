@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from concurrent import futures
-from typing import Any
+from typing import Any, List
 
 import pytest
 
@@ -429,6 +429,38 @@ def test_pool_threads_take_calls_and_stay_usable() -> None:
     t0 = time.monotonic()
     pool.shutdown(wait=True)
     assert time.monotonic() - t0 < 2
+
+
+def test_server_runs_while_every_pool_thread_is_in_python() -> None:
+    """The sync server's pool threads drive its connections while they wait for calls;
+    with its only pool thread busy in a handler (not waiting on the call), the server
+    still sees the call's deadline pass and still takes the next call."""
+    s = grpc_core.server(futures.ThreadPoolExecutor(1))
+    seen: List[float] = []
+
+    def hold(request: bytes, context: Any) -> bytes:
+        t0 = time.monotonic()
+        while context.is_active() and time.monotonic() - t0 < 10:
+            time.sleep(0.005)
+        seen.append(time.monotonic() - t0)
+        return request
+
+    s.add_generic_rpc_handlers(
+        [grpc_core.method_handlers_generic_handler("b.B", {
+            "Hold": grpc_core.unary_unary_rpc_method_handler(hold),
+            "U": grpc_core.unary_unary_rpc_method_handler(lambda r, c: r),
+        })]
+    )
+    port = s.add_insecure_port("127.0.0.1:0")
+    s.start()
+    with grpc_core.insecure_channel(f"127.0.0.1:{port}") as ch:
+        for _ in range(3):
+            with pytest.raises(grpc_core.RpcError) as ei:
+                ch.unary_unary("/b.B/Hold")(b"x", timeout=0.3)
+            assert ei.value.code() is grpc_core.StatusCode.DEADLINE_EXCEEDED
+            assert ch.unary_unary("/b.B/U")(b"next", timeout=10) == b"next"
+    s.stop(None).wait(5)
+    assert len(seen) == 3 and max(seen) < 9, seen
 
 
 def test_server_interceptor() -> None:

@@ -101,6 +101,14 @@ pub struct ServerOptions {
     /// OpenTelemetry metrics and spans for every call (off); runs before
     /// the other interceptors.
     pub telemetry: Option<crate::telemetry::OpenTelemetry>,
+    /// The tokio runtime the server's tasks run on (its accept loops, and
+    /// under them every connection and handler task); None: the engine's
+    /// runtime (`surface::handle()`). With a `current_thread` runtime here
+    /// the server makes progress only while some thread is inside that
+    /// runtime's `block_on`: the threads that wait for calls can drive it
+    /// themselves (the Python binding's sync server does), with one thread
+    /// there whenever none is.
+    pub runtime: Option<tokio::runtime::Handle>,
 }
 
 impl Default for ServerOptions {
@@ -126,6 +134,7 @@ impl Default for ServerOptions {
             max_connection_age_grace: None,
             default_compression: None,
             telemetry: None,
+            runtime: None,
         }
     }
 }
@@ -296,11 +305,19 @@ impl Server {
             return Err(Error::new(ErrorKind::Shutdown, "server is shut down"));
         }
         let address = parse_listen_addr(addr)?;
-        let listener =
-            Listener::bind(&address).await.map_err(|e| Error::new(ErrorKind::Io, format!("bind {addr}: {e}")))?;
+        // The socket is registered with the runtime that accepts on it.
+        let listener = {
+            let _rt = self.inner.opts.runtime.as_ref().map(|rt| rt.enter());
+            Listener::bind(&address)
+        }
+        .map_err(|e| Error::new(ErrorKind::Io, format!("bind {addr}: {e}")))?;
         let local = listener.local_addr()?;
         let inner = self.inner.clone();
-        let task = crate::rt::spawn(conn::accept_loop(inner, listener));
+        let accept = conn::accept_loop(inner, listener);
+        let task = match &self.inner.opts.runtime {
+            Some(rt) => rt.spawn(accept),
+            None => crate::rt::spawn(accept),
+        };
         self.inner.listeners.lock().unwrap_or_else(|e| e.into_inner()).push(task);
         Ok(local)
     }

@@ -130,7 +130,9 @@ pub(crate) enum Listener {
 }
 
 impl Listener {
-    pub(crate) async fn bind(addr: &Address) -> io::Result<Listener> {
+    /// Binds and listens; the socket is registered with the runtime this
+    /// thread is in (enter the one that will accept on it).
+    pub(crate) fn bind(addr: &Address) -> io::Result<Listener> {
         match addr {
             Address::Tcp(a) => {
                 let sock =

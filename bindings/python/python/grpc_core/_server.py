@@ -320,6 +320,11 @@ def _pool_closing(pool: Any) -> bool:
 class Server:
     """A gRPC server (grpc.Server). Build it with ``grpc_core.server(...)``."""
 
+    # The pool threads waiting for their next call drive the server's connections
+    # themselves (its own runtime; see CallQueue in the native module). The aio
+    # server hands calls to its loop from the engine's runtime instead.
+    _caller_driven = True
+
     def __init__(
         self,
         thread_pool: Optional[futures.Executor],
@@ -348,7 +353,7 @@ class Server:
         self._max_rpcs = maximum_concurrent_rpcs
         self._active = 0
         self._active_lock = threading.Lock()
-        self._queue = _native.CallQueue()
+        self._queue = _native.CallQueue(self._caller_driven)
         self._natives: List[Any] = []
         self._ports: List[Tuple[str, Optional[ServerCredentials], int]] = []
         self._state = "new"

@@ -952,6 +952,7 @@ class Server(_server.Server):
 
     _loop: Optional[asyncio.AbstractEventLoop] = None
     _loop_cq: Any = None
+    _caller_driven = False
 
     async def start(self) -> None:  # type: ignore[override]
         with self._state_lock:
