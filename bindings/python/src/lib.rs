@@ -1000,11 +1000,15 @@ impl QueueInner {
         Some(NativeServerCall::new(call, self.crt.clone()))
     }
 
-    /// `pull` inside the caller-driven runtime: starts `first` there, then
+    /// `pull` inside the caller-driven runtime: runs `first` there, then
     /// waits for the next call (driving the server's connections meanwhile).
     async fn pull_async(&self, deadline: Option<Instant>, first: Option<Deferred>) -> Option<IncomingCall> {
-        if let Some(op) = first {
-            tokio::spawn(op);
+        // A reply is usually done in one poll (a send into h2's buffer):
+        // then it needs no task.
+        if let Some(mut op) = first {
+            if std::future::poll_fn(|cx| std::task::Poll::Ready(op.as_mut().poll(cx).is_pending())).await {
+                tokio::spawn(op);
+            }
         }
         struct Leave<'a>(&'a QueueInner);
         impl Drop for Leave<'_> {

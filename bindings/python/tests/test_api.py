@@ -463,6 +463,49 @@ def test_server_runs_while_every_pool_thread_is_in_python() -> None:
     assert len(seen) == 3 and max(seen) < 9, seen
 
 
+def test_handler_lookup_order_and_dynamic_generic_handlers() -> None:
+    """Registered methods come before generic handlers, the first generic handler that
+    has a method wins, handlers added after a call are seen, and a generic handler of
+    the application's own still sees each call's method and metadata."""
+
+    def reply(text: bytes) -> Any:
+        return grpc_core.unary_unary_rpc_method_handler(lambda r, c: text)
+
+    class Routed(grpc_core.GenericRpcHandler):
+        def service(self, details: Any) -> Any:
+            md = dict(details.invocation_metadata)
+            if details.method == "/s.S/C":
+                return reply(b"routed:" + md.get("x-route", "none").encode())
+            return None
+
+    for custom in (False, True):
+        s = grpc_core.server(futures.ThreadPoolExecutor(2))
+        first = grpc_core.method_handlers_generic_handler("s.S", {"A": reply(b"g1")})
+        second = grpc_core.method_handlers_generic_handler("s.S", {"A": reply(b"g2"), "B": reply(b"g2b")})
+        s.add_generic_rpc_handlers([Routed(), first, second] if custom else [first, second])
+        s.add_registered_method_handlers("s.S", {"B": reply(b"registered")})
+        port = s.add_insecure_port("127.0.0.1:0")
+        s.start()
+        with grpc_core.insecure_channel(f"127.0.0.1:{port}") as ch:
+            assert ch.unary_unary("/s.S/A")(b"", timeout=5) == b"g1"
+            assert ch.unary_unary("/s.S/B")(b"", timeout=5) == b"registered"
+            with pytest.raises(grpc_core.RpcError) as ei:
+                ch.unary_unary("/s.S/D")(b"", timeout=5)
+            assert ei.value.code() is grpc_core.StatusCode.UNIMPLEMENTED
+            s.add_generic_rpc_handlers([grpc_core.method_handlers_generic_handler("s.S", {"D": reply(b"late")})])
+            assert ch.unary_unary("/s.S/D")(b"", timeout=5) == b"late"
+            s.add_registered_method_handlers("s.S", {"A": reply(b"registered late")})
+            assert ch.unary_unary("/s.S/A")(b"", timeout=5) == b"registered late"
+            c = ch.unary_unary("/s.S/C")
+            if custom:
+                assert c(b"", metadata=(("x-route", "a"),), timeout=5) == b"routed:a"
+                assert c(b"", metadata=(("x-route", "b"),), timeout=5) == b"routed:b"
+            else:
+                with pytest.raises(grpc_core.RpcError):
+                    c(b"", timeout=5)
+        s.stop(None).wait(5)
+
+
 def test_server_interceptor() -> None:
     seen = []
 

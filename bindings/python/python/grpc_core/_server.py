@@ -336,6 +336,8 @@ class Server:
     ) -> None:
         self._pool = thread_pool or futures.ThreadPoolExecutor(max_workers=10)
         self._generic: List[GenericRpcHandler] = list(handlers or ())
+        # See _handler_for; None: not built (or handlers changed since).
+        self._by_method: Optional[Dict[str, RpcMethodHandler]] = None
         self._registered: Dict[str, RpcMethodHandler] = {}
         self._interceptors = list(interceptors or ())
         self._kw: Dict[str, Any] = {}
@@ -368,10 +370,12 @@ class Server:
             if not hasattr(h, "service"):
                 raise AttributeError(f'"{h}" must conform to grpc.GenericRpcHandler type but does not have "service" method!')
         self._generic.extend(generic_rpc_handlers)
+        self._by_method = None
 
     def add_registered_method_handlers(self, service_name: str, method_handlers: Dict[str, RpcMethodHandler]) -> None:
         for method, handler in method_handlers.items():
             self._registered[f"/{service_name}/{method}"] = handler
+        self._by_method = None
         if "telemetry" in self._kw and self._natives and self._state == "new":
             self._rebind()  # the engine names registered methods in its metrics (see _bind)
 
@@ -529,6 +533,21 @@ class Server:
                 return handler
         return None
 
+    def _handler_for(self, method: str) -> Optional[RpcMethodHandler]:
+        """The handler for ``method`` when the lookup depends on the method alone (no
+        interceptors, and every generic handler is a ``method_handlers_generic_handler``
+        table): one dict, built once, and no HandlerCallDetails (nor metadata) per call.
+        None: ask ``_find``/``_lookup`` (the handler may depend on more, or not exist)."""
+        table = self._by_method
+        if table is None:
+            table = {}
+            if not self._interceptors and all(type(g) is _DictionaryGenericHandler for g in self._generic):
+                for g in reversed(self._generic):  # the first generic handler that has it wins
+                    table.update(g._methods)  # type: ignore[attr-defined]
+                table.update(self._registered)  # registered methods come before generic ones
+            self._by_method = table
+        return table.get(method)
+
     def _find(self, details: HandlerCallDetails) -> Optional[RpcMethodHandler]:
         if not self._interceptors:
             return self._lookup(details)
@@ -577,7 +596,7 @@ class Server:
             if nxt is None:
                 return
             call = nxt
-            if not self._admit(call):
+            if self._max_rpcs is not None and not self._admit(call):
                 return
 
     def _release(self) -> None:
@@ -593,14 +612,18 @@ class Server:
             _LOGGER.exception("Exception serving %s", call.method)
             call.finish(StatusCode.INTERNAL.value[0], "internal error in grpc_core")
         finally:
-            _observability._detach(token)
-            self._release()
+            if token is not None:
+                _observability._detach(token)
+            if self._max_rpcs is not None:
+                self._release()
 
     def _serve_call(self, call: Any, defer: bool = False) -> None:
         ctx = ServicerContext(call, self)
         ctx._defer = defer
         try:
-            handler = self._find(_HandlerCallDetails(call.method, ctx.invocation_metadata()))
+            handler = self._handler_for(call.method) or self._find(
+                _HandlerCallDetails(call.method, ctx.invocation_metadata())
+            )
         except Exception as e:  # noqa: BLE001
             _LOGGER.exception("Exception servicing handler")
             call.finish(StatusCode.UNKNOWN.value[0], f"Exception servicing handler: {e}")

@@ -1007,8 +1007,10 @@ class Server(_server.Server):
     async def _serve_async_in_context(self, call: Any) -> None:
         ctx = ServicerContext(call, self)
         try:
-            details = _server._HandlerCallDetails(call.method, ctx.invocation_metadata())
-            handler = self._lookup(details) if not self._interceptors else await self._find_async(details)
+            handler = self._handler_for(call.method)
+            if handler is None:
+                details = _server._HandlerCallDetails(call.method, ctx.invocation_metadata())
+                handler = self._lookup(details) if not self._interceptors else await self._find_async(details)
         except Exception as e:  # noqa: BLE001
             call.finish(StatusCode.UNKNOWN.value[0], f"Exception servicing handler: {e}")
             return
