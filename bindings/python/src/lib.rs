@@ -1084,8 +1084,10 @@ impl CallQueue {
         q.wait_call(py, timeout, true, first)
     }
 
-    /// Closes the queue: calls still queued are dropped (UNKNOWN), later ones refused.
-    fn close(&self) {
+    /// Closes the queue: calls still queued are dropped (UNKNOWN), later ones
+    /// refused; a sync server's runtime is stopped (after its servers were shut
+    /// down), without the GIL: a task on it may be waiting for the GIL.
+    fn close(&self, py: Python<'_>) {
         let dropped = {
             let mut g = self.inner.calls.lock().unwrap_or_else(|e| e.into_inner());
             g.closed = true;
@@ -1096,17 +1098,18 @@ impl CallQueue {
         self.inner.ready.notify_all();
         self.inner.pulled.notify_all();
         self.inner.pulled_async.notify_waiters();
-        // The servers were shut down before: their runtime can go.
         if let Some(c) = &self.inner.crt {
-            c.shutdown();
+            detach(py, || c.shutdown());
         }
     }
 }
 
+/// A queue dropped unclosed (a server never stopped) stops its runtime from
+/// a plain thread: this one holds the GIL, which a task there may wait for.
 impl Drop for CallQueue {
     fn drop(&mut self) {
-        if let Some(c) = &self.inner.crt {
-            c.shutdown();
+        if let Some(c) = self.inner.crt.clone() {
+            let _ = std::thread::Builder::new().name("grpc-core-rt-drop".into()).spawn(move || c.shutdown());
         }
     }
 }

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+import os
 import threading
 import time
 from concurrent import futures
@@ -504,6 +506,39 @@ def test_handler_lookup_order_and_dynamic_generic_handlers() -> None:
                 with pytest.raises(grpc_core.RpcError):
                     c(b"", timeout=5)
         s.stop(None).wait(5)
+
+
+def _server_driver_threads() -> int:
+    """The sync servers' runtime driver threads of this process (Linux names them)."""
+    n = 0
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{tid}/comm") as f:
+                n += f.read().startswith("grpc-core-srv-d")
+        except OSError:
+            pass
+    return n
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="needs /proc")
+def test_sync_server_runtime_threads_end_with_the_server() -> None:
+    """Each sync server has one runtime driver thread; it ends when the server stops,
+    and when a server that never stopped is garbage-collected."""
+    before = _server_driver_threads()
+    stopped = grpc_core.server(futures.ThreadPoolExecutor(1))
+    stopped.add_insecure_port("127.0.0.1:0")
+    stopped.start()
+    dropped = [grpc_core.server(futures.ThreadPoolExecutor(1)) for _ in range(3)]
+    for s in dropped:
+        s.add_insecure_port("127.0.0.1:0")
+    assert _server_driver_threads() == before + 4
+    stopped.stop(None).wait(5)
+    del dropped, s
+    gc.collect()
+    deadline = time.monotonic() + 5
+    while _server_driver_threads() > before and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert _server_driver_threads() == before
 
 
 def test_server_interceptor() -> None:
