@@ -4,7 +4,10 @@
 //! a batch arrives (one byte per batch, as grpcio's aio poller does); the
 //! loop's reader callback (`loop.add_reader(cq.fileno(), cq.drain)`) then
 //! resolves every asyncio future that is ready in one pass, with the GIL
-//! taken once. No Python thread waits on the engine.
+//! taken once. No Python thread waits on the engine. Results produced in a
+//! turn of a loop-driven runtime on the loop's own thread (the aio server's,
+//! `looprt`) skip the socket: the turn's caller resolves them right after
+//! ([`Inline`]).
 //!
 //! The operations are free functions (`channel_unary(cq, fut, channel, ...)`)
 //! rather than methods: a pyclass has one `#[pymethods]` block.
@@ -24,7 +27,7 @@ use tokio::task::AbortHandle;
 
 use super::auth::NativeCallCredentials;
 use super::{
-    call_options, md_from_py, md_to_py, status_err, status_tuple, CallQueue, NativeCall, NativeChannel,
+    call_options, md_from_py, md_to_py, status_err, status_tuple, CallQueue, CallerRt, NativeCall, NativeChannel,
     NativeServerCall, QueueInner,
 };
 use grpc_core::surface::{self, IncomingCall, Status};
@@ -64,8 +67,40 @@ impl std::fmt::Debug for CqInner {
     }
 }
 
+/// A runtime turn on an asyncio loop's thread (`looprt`): the results
+/// pushed to a completion queue from this thread meanwhile write no wake-up
+/// byte; [`finish`](Self::finish) processes them right after the turn (and
+/// a turn that unwinds writes the bytes after all).
+pub(crate) struct Inline(());
+
+thread_local! {
+    static INLINE: std::cell::RefCell<Option<Vec<Arc<CqInner>>>> = const { std::cell::RefCell::new(None) };
+}
+
+impl Inline {
+    pub(crate) fn begin() -> Inline {
+        INLINE.with(|c| *c.borrow_mut() = Some(Vec::new()));
+        Inline(())
+    }
+
+    /// Ends the turn's collection and resolves what it collected.
+    pub(crate) fn finish(self, py: Python<'_>) -> usize {
+        let cqs = INLINE.with(|c| c.borrow_mut().take()).unwrap_or_default();
+        std::mem::forget(self);
+        cqs.iter().map(|cq| cq.process(py)).sum()
+    }
+}
+
+impl Drop for Inline {
+    fn drop(&mut self) {
+        for cq in INLINE.try_with(|c| c.borrow_mut().take()).ok().flatten().unwrap_or_default() {
+            let _ = (&cq.tx).write(&[1]);
+        }
+    }
+}
+
 impl CqInner {
-    fn push(&self, item: Item) {
+    fn push(self: &Arc<Self>, item: Item) {
         let first = {
             let mut g = self.items.lock().unwrap_or_else(|e| e.into_inner());
             g.push(item);
@@ -73,7 +108,18 @@ impl CqInner {
         };
         // Only the first result of a batch writes: the loop reads the byte
         // before it takes the batch, so no result is ever left unannounced.
-        if first {
+        // A push from a turn on the loop's thread is processed after the turn.
+        let collected = first
+            && INLINE
+                .try_with(|c| match c.borrow_mut().as_mut() {
+                    Some(v) => {
+                        v.push(self.clone());
+                        true
+                    }
+                    None => false,
+                })
+                .unwrap_or(false);
+        if first && !collected {
             let _ = (&self.tx).write(&[1]);
             // The loop thread just woken waits for this CPU if it last ran
             // here: let it run now (see `yield_to`).
@@ -81,10 +127,15 @@ impl CqInner {
         }
     }
 
-    pub(crate) fn push_call(&self, callback: &Arc<Py<PyAny>>, call: IncomingCall) {
+    pub(crate) fn push_call(
+        self: &Arc<Self>,
+        callback: &Arc<Py<PyAny>>,
+        call: IncomingCall,
+        crt: Option<Arc<CallerRt>>,
+    ) {
         self.push(Item {
             target: Target::Callback(callback.clone()),
-            value: Box::new(move |py| Ok(Py::new(py, NativeServerCall::new(call, None))?.into_any())),
+            value: Box::new(move |py| Ok(Py::new(py, NativeServerCall::new(call, crt))?.into_any())),
         });
     }
 }
@@ -121,7 +172,14 @@ impl CompletionQueue {
         if matches!((&self.inner.rx).read(&mut buf), Ok(n) if n == buf.len()) {
             while matches!((&self.inner.rx).read(&mut buf), Ok(n) if n > 0) {}
         }
-        let items = std::mem::take(&mut *self.inner.items.lock().unwrap_or_else(|e| e.into_inner()));
+        self.inner.process(py)
+    }
+}
+
+impl CqInner {
+    /// Resolves every result waiting (with the GIL); returns how many.
+    pub(crate) fn process(&self, py: Python<'_>) -> usize {
+        let items = std::mem::take(&mut *self.items.lock().unwrap_or_else(|e| e.into_inner()));
         let n = items.len();
         for item in items {
             let value = (item.value)(py);
@@ -360,7 +418,7 @@ pub(crate) fn queue_attach(queue: &CallQueue, cq: &CompletionQueue, callback: Py
     let cb = Arc::new(callback);
     let mut g = q.calls.lock().unwrap_or_else(|e| e.into_inner());
     for c in g.calls.drain(..) {
-        cq.inner.push_call(&cb, c);
+        cq.inner.push_call(&cb, c, q.crt.clone());
     }
     *q.sink.lock().unwrap_or_else(|e| e.into_inner()) = Some((cq.inner.clone(), cb));
 }
@@ -441,7 +499,7 @@ pub(crate) fn scall_reply(
 ) -> PyResult<()> {
     let _ = cq;
     let md = md_from_py(trailing_metadata)?;
-    call.spawn_reply(message, compress, md);
+    call.spawn_reply(py, message, compress, md);
     fut.bind(py).call_method1(intern!(py, "set_result"), (true,))?;
     Ok(())
 }

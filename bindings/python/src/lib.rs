@@ -28,6 +28,7 @@ use pyo3::types::{PyBytes, PyList, PyString, PyTuple};
 mod aio;
 mod auth;
 mod logs;
+mod looprt;
 mod telemetry;
 
 create_exception!(
@@ -432,17 +433,24 @@ struct CallerRt {
     /// The process that started the driver (a forked child has no driver
     /// thread: it neither joins it nor tears the runtime down).
     pid: u32,
+    /// A loop-driven runtime's epoll descriptor (a duplicate; see `looprt`).
+    epfd: Option<std::os::fd::OwnedFd>,
+    /// The thread of the loop that drives it (the last to run `drive`).
+    loop_thread: Mutex<Option<std::thread::ThreadId>>,
 }
 
 impl CallerRt {
-    /// `what` names its threads (`grpc-core-{what}-driver`): `chan`, `srv`.
-    fn new(what: &str) -> PyResult<Arc<CallerRt>> {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .thread_name(format!("grpc-core-{what}"))
-            .build()
-            .map_err(|e| PyRuntimeError::new_err(format!("cannot start a caller-driven runtime: {e}")))?;
+    /// `what` names its threads (`grpc-core-{what}-driver`): `chan`, `srv`,
+    /// `aio`. `loop_driven`: an asyncio loop runs turns of it (`looprt`).
+    fn new(what: &str, loop_driven: bool) -> PyResult<Arc<CallerRt>> {
+        let mut b = tokio::runtime::Builder::new_current_thread();
+        b.enable_all().thread_name(format!("grpc-core-{what}"));
+        let built = if loop_driven { looprt::build(&mut b) } else { b.build().map(|rt| (rt, None)) };
+        let (rt, epfd) =
+            built.map_err(|e| PyRuntimeError::new_err(format!("cannot start a caller-driven runtime: {e}")))?;
         let c = Arc::new(CallerRt {
+            epfd,
+            loop_thread: Mutex::new(None),
             handle: rt.handle().clone(),
             rt: Mutex::new(Some(Arc::new(rt))),
             active: AtomicUsize::new(0),
@@ -678,7 +686,7 @@ impl NativeChannel {
         }
         o.keepalive_permit_without_calls = keepalive_permit_without_calls;
         o.default_compression = compression_from(compression)?;
-        let crt = if caller_driven { Some(CallerRt::new("chan")?) } else { None };
+        let crt = if caller_driven { Some(CallerRt::new("chan", false)?) } else { None };
         o.runtime = crt.as_ref().map(|c| c.handle.clone());
         let _rt = o.runtime.clone().unwrap_or_else(|| surface::handle().clone());
         let _rt = _rt.enter();
@@ -1050,11 +1058,37 @@ struct CallQueue {
 impl CallQueue {
     /// `caller_driven`: the servers on this queue run on a runtime of their
     /// own that the threads in `pull` drive (a sync server; see `QueueInner::crt`).
+    /// `loop_driven` (an aio server): that runtime is driven by turns of the
+    /// asyncio loop the server runs on (`drive`, see `looprt`).
     #[new]
-    #[pyo3(signature = (caller_driven=false))]
-    fn new(caller_driven: bool) -> PyResult<Self> {
-        let crt = if caller_driven { Some(CallerRt::new("srv")?) } else { None };
+    #[pyo3(signature = (caller_driven=false, loop_driven=false))]
+    fn new(caller_driven: bool, loop_driven: bool) -> PyResult<Self> {
+        let crt = match (caller_driven, loop_driven) {
+            (_, true) => Some(CallerRt::new("aio", true)?),
+            (true, false) => Some(CallerRt::new("srv", false)?),
+            (false, false) => None,
+        };
         Ok(CallQueue { inner: Arc::new(QueueInner { crt, ..Default::default() }) })
+    }
+
+    /// A loop-driven queue's runtime descriptor for `loop.add_reader(fd,
+    /// queue.drive)`; None: the runtime runs on its own thread alone.
+    fn runtime_fd(&self) -> Option<i32> {
+        looprt::raw(&self.inner.crt.as_ref()?.epfd)
+    }
+
+    /// Runs one turn of the runtime on this (the loop's) thread, then hands
+    /// what that turn produced (calls for `queue_attach`'s callback, results)
+    /// to the loop at once. Returns how many results were handed over.
+    fn drive(&self, py: Python<'_>) -> usize {
+        let q = &self.inner;
+        let Some(crt) = &q.crt else { return 0 };
+        let Some(fd) = looprt::raw(&crt.epfd) else { return 0 };
+        let Some(rt) = crt.here() else { return 0 };
+        *crt.loop_thread.lock().unwrap_or_else(|e| e.into_inner()) = Some(std::thread::current().id());
+        let inline = aio::Inline::begin();
+        detach(py, || looprt::turn(crt, rt, fd, None));
+        inline.finish(py)
     }
 
     /// The next incoming call; None once the queue is closed and empty, or on timeout.
@@ -1197,7 +1231,7 @@ impl NativeServer {
                 return;
             }
             if let Some((cq, cb)) = &*q.sink.lock().unwrap_or_else(|e| e.into_inner()) {
-                cq.push_call(cb, c);
+                cq.push_call(cb, c, q.crt.clone());
                 return;
             }
             g.calls.push_back(c);
@@ -1376,8 +1410,28 @@ impl NativeServerCall {
     /// flush, where sending them from this thread woke the connection task
     /// twice (and, on a busy core, wrote twice). Nothing to report back: if
     /// the call ended first, nothing is sent, as a failed send would.
-    pub(crate) fn spawn_reply(&self, message: &[u8], compress: bool, md: Metadata) {
-        spawn_on(self.crt.as_ref(), self.reply_op(message, compress, md));
+    /// On a loop-driven runtime (the aio server's), from the loop's thread,
+    /// the reply runs in a turn of the runtime right here instead (see
+    /// `looprt`): written before this returns, no wake-up.
+    pub(crate) fn spawn_reply(&self, py: Python<'_>, message: &[u8], compress: bool, md: Metadata) {
+        self.start(py, self.reply_op(message, compress, md));
+    }
+
+    /// Starts `op` on the call's runtime: in a turn right here on a
+    /// loop-driven runtime from the loop's thread (what the turn hands to
+    /// the loop is processed here too), else as a task.
+    fn start(&self, py: Python<'_>, op: Deferred) {
+        if let Some(crt) = &self.crt {
+            let on_loop =
+                *crt.loop_thread.lock().unwrap_or_else(|e| e.into_inner()) == Some(std::thread::current().id());
+            if let (Some(fd), true, Some(rt)) = (looprt::raw(&crt.epfd), on_loop, crt.here()) {
+                let inline = aio::Inline::begin();
+                detach(py, || looprt::turn(crt, rt, fd, Some(op)));
+                inline.finish(py);
+                return;
+            }
+        }
+        spawn_on(self.crt.as_ref(), op);
     }
 
     /// The task [`spawn_reply`](Self::spawn_reply) runs.
@@ -1547,6 +1601,7 @@ impl NativeServerCall {
     #[pyo3(signature = (message, compress=true, trailing_metadata=None, defer=false))]
     fn reply(
         &self,
+        py: Python<'_>,
         message: &[u8],
         compress: bool,
         trailing_metadata: Option<&Bound<'_, PyAny>>,
@@ -1559,7 +1614,7 @@ impl NativeServerCall {
                 spawn_on(self.crt.as_ref(), earlier);
             }
         } else {
-            spawn_on(self.crt.as_ref(), op);
+            self.start(py, op);
         }
         Ok(true)
     }

@@ -5,6 +5,7 @@ aio server's context API, against our servers and grpcio's aio client."""
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 import time
 from typing import Any, List
@@ -91,6 +92,54 @@ def test_aio_calls_take_no_thread_each() -> None:
             assert streams == [[b"w0", b"w1", b"w2"]] * 50
             assert threading.active_count() <= before, "calls started threads"
         await s.stop(None)
+
+    asyncio.run(main())
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc")
+def test_aio_server_runtime_runs_in_turns_of_its_loop() -> None:
+    """The aio server's runtime is driven by the loop that started it (its epoll
+    descriptor is one of the loop's readers): calls, streams and many calls at once
+    are served; a deadline passes on the server while the loop only sleeps; a sync
+    client in another thread is served while the loop waits on it; stop unregisters
+    the descriptor."""
+    import time
+
+    seen: List[Any] = []
+
+    async def slow(request: bytes, context: Any) -> bytes:
+        context.add_callback(lambda: seen.append(time.monotonic()))
+        await asyncio.sleep(5)
+        return request
+
+    async def main() -> None:
+        s, port, _ = await _ctx_server()
+        s.add_generic_rpc_handlers([grpc_core.method_handlers_generic_handler("slow.S", {
+            "Slow": grpc_core.unary_unary_rpc_method_handler(slow),
+        })])
+        fd = s._drive_fd
+        assert isinstance(fd, int)
+        assert os.readlink(f"/proc/self/fd/{fd}") == "anon_inode:[eventpoll]"
+        loop = asyncio.get_running_loop()
+        async with aio.insecure_channel(f"127.0.0.1:{port}") as ch:
+            results = await asyncio.gather(*(ch.unary_unary(U)(b"%d" % i) for i in range(200)))
+            assert results == [b"u:%d" % i for i in range(200)]
+            assert [m async for m in ch.unary_stream(SS)(b"4")] == [b"w0", b"w1", b"w2", b"w3"]
+            t0 = time.monotonic()
+            with pytest.raises(aio.AioRpcError) as ei:
+                await ch.unary_unary("/slow.S/Slow")(b"x", timeout=0.2)
+            assert ei.value.code() is grpc_core.StatusCode.DEADLINE_EXCEEDED
+        # A sync client on another thread, the loop waiting for it in an executor.
+        def sync_calls() -> List[bytes]:
+            with grpc_core.insecure_channel(f"127.0.0.1:{port}") as sch:
+                return [sch.unary_unary(U)(b"s%d" % i, timeout=5) for i in range(20)]
+
+        assert await loop.run_in_executor(None, sync_calls) == [b"u:s%d" % i for i in range(20)]
+        while not seen and time.monotonic() - t0 < 5:
+            await asyncio.sleep(0.05)
+        assert seen and seen[0] - t0 < 3, "the server did not see the deadline pass"
+        await s.stop(None)
+        assert s._drive_fd is None
 
     asyncio.run(main())
 

@@ -322,8 +322,9 @@ class Server:
 
     # The pool threads waiting for their next call drive the server's connections
     # themselves (its own runtime; see CallQueue in the native module). The aio
-    # server hands calls to its loop from the engine's runtime instead.
+    # server's runtime is driven by its event loop instead (_loop_driven).
     _caller_driven = True
+    _loop_driven = False
 
     def __init__(
         self,
@@ -355,7 +356,7 @@ class Server:
         self._max_rpcs = maximum_concurrent_rpcs
         self._active = 0
         self._active_lock = threading.Lock()
-        self._queue = _native.CallQueue(self._caller_driven)
+        self._queue = _native.CallQueue(self._caller_driven, self._loop_driven)
         self._natives: List[Any] = []
         self._ports: List[Tuple[str, Optional[ServerCredentials], int]] = []
         self._state = "new"

@@ -8,6 +8,13 @@ queue (``_native.CompletionQueue``): a socket the loop watches with
 ``drain`` resolves them all with the GIL taken once. Handlers and request
 iterators run on the loop; only ``stop`` and ``channel_ready`` wait on a
 worker thread.
+
+The server is driven by its loop: its connections live on a runtime of its
+own whose epoll descriptor the loop watches (``CallQueue.drive``, a turn of
+that runtime on the loop's thread: requests are read and replies written
+there, and the calls a turn receives go to the loop without a wake-up), with
+a thread of its own that takes over while the loop has not run a turn for
+2 ms (see ``src/looprt.rs``).
 """
 
 from __future__ import annotations
@@ -913,7 +920,8 @@ class ServicerContext(_server.ServicerContext):
     async def _reply(self, data: bytes) -> None:  # type: ignore[override]
         compress, self._compress_next = self._compress_next, True
         # What scall_reply does, without its (at once resolved) future: the
-        # reply is one task on the runtime, nothing to wait for here.
+        # reply is written in a turn of the server's runtime right here (or is
+        # one task there), nothing to wait for.
         self._native.reply(data, compress, self._trailing)
         self._run_callbacks()
 
@@ -952,7 +960,8 @@ class Server(_server.Server):
 
     _loop: Optional[asyncio.AbstractEventLoop] = None
     _loop_cq: Any = None
-    _caller_driven = False
+    _loop_driven = True
+    _drive_fd: Optional[int] = None
 
     async def start(self) -> None:  # type: ignore[override]
         with self._state_lock:
@@ -962,12 +971,20 @@ class Server(_server.Server):
         self._loop = asyncio.get_running_loop()
         self._loop_cq = _cq(self._loop)
         _native.queue_attach(self._queue, self._loop_cq, self._on_call)
+        # The server's runtime runs in turns of this loop whenever it has I/O
+        # or tasks ready (see CallQueue.drive); a thread of its own otherwise.
+        self._drive_fd = self._queue.runtime_fd()
+        if self._drive_fd is not None:
+            self._loop.add_reader(self._drive_fd, self._queue.drive)
         for n in self._natives:
             n.start()
 
     async def stop(self, grace: Optional[float]) -> None:  # type: ignore[override]
         ev = super().stop(grace)
         await _run(ev.wait)
+        if self._drive_fd is not None and self._loop is not None and not self._loop.is_closed():
+            self._loop.remove_reader(self._drive_fd)
+            self._drive_fd = None
 
     async def wait_for_termination(self, timeout: Optional[float] = None) -> bool:  # type: ignore[override]
         return bool(await _run(super().wait_for_termination, timeout))
