@@ -219,19 +219,55 @@ impl NativeOp {
     }
 }
 
-/// Runs `op` on the core's runtime; its output, through `convert`, resolves `fut`.
-fn submit<F, T, C>(cq: &CompletionQueue, fut: Py<PyAny>, op: F, convert: C) -> AbortHandle
+/// Runs `op` as a task; its output, through `convert`, resolves `fut`. The
+/// task runs on the engine's runtime, or on `crt` (a loop-driven runtime,
+/// `looprt`): from its loop's thread a turn runs at once, so the operation
+/// starts (a request written) before this returns.
+fn submit<F, T, C>(
+    py: Python<'_>,
+    crt: Option<&Arc<CallerRt>>,
+    cq: &CompletionQueue,
+    fut: Py<PyAny>,
+    op: F,
+    convert: C,
+) -> AbortHandle
 where
     F: std::future::Future<Output = T> + Send + 'static,
     T: Send + 'static,
     C: FnOnce(Python<'_>, T) -> PyResult<Py<PyAny>> + Send + 'static,
 {
-    let inner = cq.inner.clone();
-    surface::spawn(async move {
+    // A task dropped unfinished (its runtime shut down with a loop-driven
+    // channel's close, or the operation aborted) still resolves `fut`:
+    // CANCELLED (skipped if `fut` is already done).
+    struct Resolve {
+        cq: Arc<CqInner>,
+        fut: Option<Py<PyAny>>,
+    }
+    impl Drop for Resolve {
+        fn drop(&mut self) {
+            if let Some(fut) = self.fut.take() {
+                let st = Status::cancelled("the call's runtime is gone");
+                self.cq.push(Item { target: Target::Future(fut), value: Box::new(move |py| Err(status_err(py, &st))) });
+            }
+        }
+    }
+    let mut resolve = Resolve { cq: cq.inner.clone(), fut: Some(fut) };
+    let task = async move {
         let v = op.await;
-        inner.push(Item { target: Target::Future(fut), value: Box::new(move |py| convert(py, v)) });
-    })
-    .abort_handle()
+        if let Some(fut) = resolve.fut.take() {
+            resolve.cq.push(Item { target: Target::Future(fut), value: Box::new(move |py| convert(py, v)) });
+        }
+    };
+    match crt.filter(|c| c.epfd.is_some()) {
+        Some(c) => {
+            let abort = c.handle.spawn(task).abort_handle();
+            if c.on_loop() {
+                let _ = c.turn(py, None);
+            }
+            abort
+        }
+        None => surface::spawn(task).abort_handle(),
+    }
 }
 
 /// Like [`submit`], but polls `op` once here first, with the GIL: the
@@ -239,15 +275,26 @@ where
 /// was read with the headers, a message that fits h2's send buffer), and
 /// then `fut` is resolved before this returns: no task, no loop wake-up.
 /// Only an operation that has to wait goes to the runtime.
-fn submit_now<F, T, C>(py: Python<'_>, cq: &CompletionQueue, fut: Py<PyAny>, op: F, convert: C) -> PyResult<()>
+fn submit_now<F, T, C>(
+    py: Python<'_>,
+    crt: Option<&Arc<CallerRt>>,
+    cq: &CompletionQueue,
+    fut: Py<PyAny>,
+    op: F,
+    convert: C,
+) -> PyResult<()>
 where
     F: std::future::Future<Output = T> + Send + 'static,
     T: Send + 'static,
     C: FnOnce(Python<'_>, T) -> PyResult<Py<PyAny>> + Send + 'static,
 {
+    let crt = crt.filter(|c| c.epfd.is_some());
     let mut op = Box::pin(op);
     let polled = {
-        let _rt = surface::handle().enter();
+        let _rt = match crt {
+            Some(c) => c.handle.enter(),
+            None => surface::handle().enter(),
+        };
         let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
         op.as_mut().poll(&mut cx)
     };
@@ -260,7 +307,7 @@ where
             };
         }
         std::task::Poll::Pending => {
-            submit(cq, fut, op, convert);
+            submit(py, crt, cq, fut, op, convert);
         }
     }
     Ok(())
@@ -288,6 +335,7 @@ fn message_or_status(py: Python<'_>, r: Result<Option<Bytes>, Status>) -> PyResu
     credentials=None))]
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn channel_unary(
+    py: Python<'_>,
     cq: &CompletionQueue,
     fut: Py<PyAny>,
     channel: &NativeChannel,
@@ -302,17 +350,18 @@ pub(crate) fn channel_unary(
     let o = call_options(timeout, metadata, compression, wait_for_ready, credentials)?;
     let req = Bytes::copy_from_slice(request);
     let ch = channel.ch.clone();
-    let abort = submit(cq, fut, async move { ch.unary(&method, req, o).await }, |py, r| match r {
-        Ok(resp) => Ok((
-            PyBytes::new(py, &resp.message),
-            md_to_py(py, &resp.initial_metadata)?,
-            md_to_py(py, &resp.trailing_metadata)?,
-        )
-            .into_pyobject(py)?
-            .into_any()
-            .unbind()),
-        Err(st) => Err(status_err(py, &st)),
-    });
+    let abort =
+        submit(py, channel.crt.as_ref(), cq, fut, async move { ch.unary(&method, req, o).await }, |py, r| match r {
+            Ok(resp) => Ok((
+                PyBytes::new(py, &resp.message),
+                md_to_py(py, &resp.initial_metadata)?,
+                md_to_py(py, &resp.trailing_metadata)?,
+            )
+                .into_pyobject(py)?
+                .into_any()
+                .unbind()),
+            Err(st) => Err(status_err(py, &st)),
+        });
     Ok(NativeOp { abort })
 }
 
@@ -324,6 +373,7 @@ pub(crate) fn channel_unary(
     credentials=None))]
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn channel_start(
+    py: Python<'_>,
     cq: &CompletionQueue,
     fut: Py<PyAny>,
     channel: &NativeChannel,
@@ -345,8 +395,9 @@ pub(crate) fn channel_start(
         }
         Ok(call)
     };
-    let abort = submit(cq, fut, op, |py, r: Result<_, Status>| match r {
-        Ok(call) => Ok(Py::new(py, NativeCall::from_call(call, None))?.into_any()),
+    let crt = channel.crt.clone();
+    let abort = submit(py, channel.crt.as_ref(), cq, fut, op, move |py, r: Result<_, Status>| match r {
+        Ok(call) => Ok(Py::new(py, NativeCall::from_call(call, crt))?.into_any()),
         Err(st) => Err(status_err(py, &st)),
     });
     Ok(NativeOp { abort })
@@ -365,16 +416,21 @@ pub(crate) fn call_send(
 ) -> PyResult<()> {
     let msg = Bytes::copy_from_slice(message);
     let s = call.sender.clone();
-    submit_now(py, cq, fut, async move { s.lock().await.send_with(msg, true, last).await.is_ok() }, |py, ok| {
-        Ok(pyo3::types::PyBool::new(py, ok).to_owned().into_any().unbind())
-    })
+    submit_now(
+        py,
+        call.crt.as_ref(),
+        cq,
+        fut,
+        async move { s.lock().await.send_with(msg, true, last).await.is_ok() },
+        |py, ok| Ok(pyo3::types::PyBool::new(py, ok).to_owned().into_any().unbind()),
+    )
 }
 
 /// Half-closes: True, or False if the call is over.
 #[pyfunction]
 pub(crate) fn call_close_send(py: Python<'_>, cq: &CompletionQueue, fut: Py<PyAny>, call: &NativeCall) -> PyResult<()> {
     let s = call.sender.clone();
-    submit_now(py, cq, fut, async move { s.lock().await.close_send().await.is_ok() }, |py, ok| {
+    submit_now(py, call.crt.as_ref(), cq, fut, async move { s.lock().await.close_send().await.is_ok() }, |py, ok| {
         Ok(pyo3::types::PyBool::new(py, ok).to_owned().into_any().unbind())
     })
 }
@@ -388,24 +444,31 @@ pub(crate) fn call_initial_metadata(
     call: &NativeCall,
 ) -> PyResult<()> {
     let r = call.receiver.clone();
-    submit_now(py, cq, fut, async move { r.lock().await.initial_metadata().await }, |py, r| match r {
-        Ok(md) => Ok(md_to_py(py, &md)?.into_any().unbind()),
-        Err(st) => Err(status_err(py, &st)),
-    })
+    submit_now(
+        py,
+        call.crt.as_ref(),
+        cq,
+        fut,
+        async move { r.lock().await.initial_metadata().await },
+        |py, r| match r {
+            Ok(md) => Ok(md_to_py(py, &md)?.into_any().unbind()),
+            Err(st) => Err(status_err(py, &st)),
+        },
+    )
 }
 
 /// The next message, None at the end of an OK call, or `RpcStatus`.
 #[pyfunction]
 pub(crate) fn call_recv(py: Python<'_>, cq: &CompletionQueue, fut: Py<PyAny>, call: &NativeCall) -> PyResult<()> {
     let r = call.receiver.clone();
-    submit_now(py, cq, fut, async move { r.lock().await.recv().await }, message_or_status)
+    submit_now(py, call.crt.as_ref(), cq, fut, async move { r.lock().await.recv().await }, message_or_status)
 }
 
 /// Drains the responses: `(code, details, trailing_metadata)`.
 #[pyfunction]
 pub(crate) fn call_finish(py: Python<'_>, cq: &CompletionQueue, fut: Py<PyAny>, call: &NativeCall) -> PyResult<()> {
     let r = call.receiver.clone();
-    submit_now(py, cq, fut, async move { r.lock().await.finish().await }, |py, st| {
+    submit_now(py, call.crt.as_ref(), cq, fut, async move { r.lock().await.finish().await }, |py, st| {
         Ok(status_tuple(py, &st)?.into_pyobject(py)?.into_any().unbind())
     })
 }
@@ -438,7 +501,7 @@ pub(crate) fn scall_recv(
             None => Ok(None),
         }
     });
-    submit_now(py, cq, fut, op, message_or_status)
+    submit_now(py, call.crt.as_ref(), cq, fut, op, message_or_status)
 }
 
 /// Sends one response; `RpcStatus` if the call is over.
@@ -460,7 +523,7 @@ pub(crate) fn scall_send(
             None => Err(Status::internal("no sender")),
         }
     });
-    submit_now(py, cq, fut, op, unit_or_status)
+    submit_now(py, call.crt.as_ref(), cq, fut, op, unit_or_status)
 }
 
 /// Sends the response headers.
@@ -480,7 +543,7 @@ pub(crate) fn scall_send_initial_metadata(
             None => Err(Status::internal("no sender")),
         }
     });
-    submit_now(py, cq, fut, op, unit_or_status)
+    submit_now(py, call.crt.as_ref(), cq, fut, op, unit_or_status)
 }
 
 /// Sends the one response of a unary call and ends it OK, as one task on the
@@ -506,9 +569,9 @@ pub(crate) fn scall_reply(
 
 /// Resolves (None) once the call is over.
 #[pyfunction]
-pub(crate) fn scall_wait_done(cq: &CompletionQueue, fut: Py<PyAny>, call: &NativeServerCall) {
+pub(crate) fn scall_wait_done(py: Python<'_>, cq: &CompletionQueue, fut: Py<PyAny>, call: &NativeServerCall) {
     let done = call.lock_call().done();
-    submit(cq, fut, done, |py, ()| Ok(none(py)));
+    submit(py, call.crt.as_ref(), cq, fut, done, |py, ()| Ok(none(py)));
 }
 
 /// Adds the asyncio functions and classes to `_native`.

@@ -507,6 +507,31 @@ impl CallerRt {
         self.runtime()
     }
 
+    /// Whether this thread is the loop thread of this loop-driven runtime.
+    fn on_loop(&self) -> bool {
+        self.epfd.is_some()
+            && *self.loop_thread.lock().unwrap_or_else(|e| e.into_inner()) == Some(std::thread::current().id())
+    }
+
+    /// A turn of this loop-driven runtime on this thread (`looprt`), `first`
+    /// run in it; what the turn hands to asyncio loops is resolved right
+    /// after. `first` comes back if this thread cannot enter the runtime.
+    fn turn(&self, py: Python<'_>, first: Option<Deferred>) -> Result<usize, Option<Deferred>> {
+        let (Some(fd), Some(rt)) = (looprt::raw(&self.epfd), self.here()) else { return Err(first) };
+        let inline = aio::Inline::begin();
+        detach(py, || looprt::turn(self, rt, fd, first));
+        Ok(inline.finish(py))
+    }
+
+    /// The loop's reader callback (`drive`): records the loop's thread and runs a turn.
+    fn drive_from_loop(&self, py: Python<'_>) -> usize {
+        if self.epfd.is_none() {
+            return 0;
+        }
+        *self.loop_thread.lock().unwrap_or_else(|e| e.into_inner()) = Some(std::thread::current().id());
+        self.turn(py, None).unwrap_or(0)
+    }
+
     /// Runs `fut` on this thread inside the channel's runtime `rt` (from [`here`](Self::here)).
     fn block_on<F: Future>(&self, rt: Arc<tokio::runtime::Runtime>, fut: F) -> F::Output {
         self.active.fetch_add(1, Ordering::SeqCst);
@@ -627,7 +652,7 @@ impl NativeChannel {
         server_name_override=None, authority=None, user_agent=None, max_recv=None, max_send=None,
         keepalive_time_ms=None, keepalive_timeout_ms=None, keepalive_permit_without_calls=false, compression=None,
         call_credentials=None, allow_insecure_call_credentials=false, service_config=None, manual_resolver=None,
-        idle_timeout_ms=None, dns_refresh_ms=None, telemetry=None, caller_driven=false))]
+        idle_timeout_ms=None, dns_refresh_ms=None, telemetry=None, caller_driven=false, loop_driven=false))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         target: &str,
@@ -652,6 +677,7 @@ impl NativeChannel {
         dns_refresh_ms: Option<u64>,
         telemetry: Option<PyRef<'_, telemetry::NativeTelemetry>>,
         caller_driven: bool,
+        loop_driven: bool,
     ) -> PyResult<Self> {
         let mut o = ChannelOptions {
             telemetry: telemetry.map(|t| t.otel.clone()),
@@ -686,7 +712,11 @@ impl NativeChannel {
         }
         o.keepalive_permit_without_calls = keepalive_permit_without_calls;
         o.default_compression = compression_from(compression)?;
-        let crt = if caller_driven { Some(CallerRt::new("chan", false)?) } else { None };
+        let crt = match (caller_driven, loop_driven) {
+            (_, true) => Some(CallerRt::new("aio", true)?),
+            (true, false) => Some(CallerRt::new("chan", false)?),
+            (false, false) => None,
+        };
         o.runtime = crt.as_ref().map(|c| c.handle.clone());
         let _rt = o.runtime.clone().unwrap_or_else(|| surface::handle().clone());
         let _rt = _rt.enter();
@@ -770,6 +800,17 @@ impl NativeChannel {
     }
 
     /// The connectivity state: 0 idle, 1 connecting, 2 ready, 3 transient failure, 4 shutdown.
+    /// A loop-driven channel's runtime descriptor for `loop.add_reader(fd,
+    /// channel.drive)` (see `CallQueue.runtime_fd`); None otherwise.
+    fn runtime_fd(&self) -> Option<i32> {
+        looprt::raw(&self.crt.as_ref()?.epfd)
+    }
+
+    /// A turn of a loop-driven channel's runtime on the loop's thread (see `CallQueue.drive`).
+    fn drive(&self, py: Python<'_>) -> usize {
+        self.crt.as_ref().map_or(0, |c| c.drive_from_loop(py))
+    }
+
     fn state(&self) -> u8 {
         state_code(self.ch.state())
     }
@@ -1081,14 +1122,7 @@ impl CallQueue {
     /// what that turn produced (calls for `queue_attach`'s callback, results)
     /// to the loop at once. Returns how many results were handed over.
     fn drive(&self, py: Python<'_>) -> usize {
-        let q = &self.inner;
-        let Some(crt) = &q.crt else { return 0 };
-        let Some(fd) = looprt::raw(&crt.epfd) else { return 0 };
-        let Some(rt) = crt.here() else { return 0 };
-        *crt.loop_thread.lock().unwrap_or_else(|e| e.into_inner()) = Some(std::thread::current().id());
-        let inline = aio::Inline::begin();
-        detach(py, || looprt::turn(crt, rt, fd, None));
-        inline.finish(py)
+        self.inner.crt.as_ref().map_or(0, |c| c.drive_from_loop(py))
     }
 
     /// The next incoming call; None once the queue is closed and empty, or on timeout.
@@ -1421,17 +1455,16 @@ impl NativeServerCall {
     /// loop-driven runtime from the loop's thread (what the turn hands to
     /// the loop is processed here too), else as a task.
     fn start(&self, py: Python<'_>, op: Deferred) {
-        if let Some(crt) = &self.crt {
-            let on_loop =
-                *crt.loop_thread.lock().unwrap_or_else(|e| e.into_inner()) == Some(std::thread::current().id());
-            if let (Some(fd), true, Some(rt)) = (looprt::raw(&crt.epfd), on_loop, crt.here()) {
-                let inline = aio::Inline::begin();
-                detach(py, || looprt::turn(crt, rt, fd, Some(op)));
-                inline.finish(py);
-                return;
-            }
+        let op = match &self.crt {
+            Some(crt) if crt.on_loop() => match crt.turn(py, Some(op)) {
+                Ok(_) => return,
+                Err(op) => op,
+            },
+            _ => Some(op),
+        };
+        if let Some(op) = op {
+            spawn_on(self.crt.as_ref(), op);
         }
-        spawn_on(self.crt.as_ref(), op);
     }
 
     /// The task [`spawn_reply`](Self::spawn_reply) runs.

@@ -144,6 +144,31 @@ def test_aio_server_runtime_runs_in_turns_of_its_loop() -> None:
     asyncio.run(main())
 
 
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc")
+def test_aio_channel_runtime_runs_in_turns_of_its_loop(ours: Any) -> None:
+    """A channel made in a running loop runs in that loop's turns (its runtime's epoll
+    descriptor is a reader of the loop until close); one made outside a loop runs on the
+    engine's runtime; both serve every call kind, and closing with a call in flight ends
+    that call."""
+    port, _ = ours
+    outside = aio.insecure_channel(f"127.0.0.1:{port}")
+    assert outside._drive_fd is None
+
+    async def main() -> None:
+        for ch in (aio.insecure_channel(f"127.0.0.1:{port}"), outside):
+            if ch is not outside:
+                fd = ch._drive_fd
+                assert isinstance(fd, int)
+                assert os.readlink(f"/proc/self/fd/{fd}") == "anon_inode:[eventpoll]"
+            got = await asyncio.gather(*(ch.unary_unary(U)(b"%d" % i, timeout=10) for i in range(100)))
+            assert len(got) == 100
+            assert len([m async for m in ch.unary_stream(SS)(b"3", timeout=10)]) == 3
+            await ch.close()
+            assert ch._drive_fd is None
+
+    asyncio.run(main())
+
+
 def test_aio_client_streaming_calls_against_sync_server(ours: Any) -> None:
     port, _ = ours
 
