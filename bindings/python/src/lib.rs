@@ -1586,6 +1586,26 @@ impl NativeServerCall {
         }
     }
 
+    /// The next request if it is here already (bytes, or None once the client
+    /// half-closed), else False: nothing waits (the aio server then awaits
+    /// `scall_recv`). Raises `RpcStatus` if the call is over.
+    fn try_recv<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let r = self.receiver.clone();
+        let fut = self.guarded(async move {
+            match r.lock().await.as_mut() {
+                Some(r) => r.recv().await,
+                None => Ok(None),
+            }
+        });
+        let mut fut = std::pin::pin!(fut);
+        match fut.as_mut().poll(&mut std::task::Context::from_waker(std::task::Waker::noop())) {
+            std::task::Poll::Pending => Ok(pyo3::types::PyBool::new(py, false).to_owned().into_any()),
+            std::task::Poll::Ready(Ok(Some(b))) => Ok(PyBytes::new(py, &b).into_any()),
+            std::task::Poll::Ready(Ok(None)) => Ok(py.None().into_bound(py)),
+            std::task::Poll::Ready(Err(st)) => Err(status_err(py, &st)),
+        }
+    }
+
     /// Sends the response headers (once).
     fn send_initial_metadata(&self, py: Python<'_>, metadata: &Bound<'_, PyAny>) -> PyResult<()> {
         let md = md_from_py(Some(metadata))?;

@@ -958,13 +958,6 @@ class ServicerContext(_server.ServicerContext):
         compress, self._compress_next = self._compress_next, True
         await _op(_native.scall_send, self._native, data, compress)
 
-    async def _reply(self, data: bytes) -> None:  # type: ignore[override]
-        compress, self._compress_next = self._compress_next, True
-        # What scall_reply does, without its (at once resolved) future: the
-        # reply is written in a turn of the server's runtime right here (or is
-        # one task there), nothing to wait for.
-        self._native.reply(data, compress, self._trailing)
-        self._run_callbacks()
 
     def add_callback(self, callback: Callable[[], None]) -> bool:
         """Runs ``callback`` on the loop when the call ends."""
@@ -1053,7 +1046,7 @@ class Server(_server.Server):
 
     def _on_call(self, call: Any) -> None:
         assert self._loop is not None
-        self._loop.create_task(self._serve_async(call))
+        self._loop.create_task(self._serve_async(call) if self._tracing else self._serve_async_in_context(call))
 
     async def _serve_async(self, call: Any) -> None:
         token = _observability._attach(call) if self._tracing else None
@@ -1082,11 +1075,14 @@ class Server(_server.Server):
             if handler.request_streaming:
                 request: Any = _AsyncRequests(ctx)
             else:
-                # _op(scall_recv, call) on the loop this task runs on, known here.
-                assert self._loop is not None
-                fut = self._loop.create_future()
-                _native.scall_recv(self._loop_cq, fut, call)
-                data = await fut
+                # The request is usually here already (read with the headers);
+                # else _op(scall_recv, call) on the loop this task runs on.
+                data = call.try_recv()
+                if data is False:
+                    assert self._loop is not None
+                    fut = self._loop.create_future()
+                    _native.scall_recv(self._loop_cq, fut, call)
+                    data = await fut
                 if data is None:
                     ctx._finish(StatusCode.INTERNAL, "Missing request message")
                     return
@@ -1125,7 +1121,10 @@ class Server(_server.Server):
                         ctx._finish(StatusCode.INTERNAL, "Exception serializing response!")
                         return
                     if ctx._code is None and not ctx._details and not ctx._cancelled:
-                        await ctx._reply(data)
+                        # What scall_reply does, without its (at once resolved)
+                        # future: the reply is written in a turn of the server's
+                        # runtime right here (or is one task there).
+                        ctx._reply(data)
                         return
                     compress, ctx._compress_next = ctx._compress_next, True
                     await _op(_native.scall_send, call, data, compress)
