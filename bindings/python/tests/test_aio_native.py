@@ -169,6 +169,24 @@ def test_aio_channel_runtime_runs_in_turns_of_its_loop(ours: Any) -> None:
     asyncio.run(main())
 
 
+def test_aio_server_unary_request_that_comes_after_its_headers() -> None:
+    """A unary handler whose request message arrives well after the call's headers (a
+    client-streaming client on a unary method) still gets it: the server waits for it."""
+
+    async def main() -> None:
+        s, port, _ = await _ctx_server()
+        async with aio.insecure_channel(f"127.0.0.1:{port}") as ch:
+
+            async def late() -> Any:
+                await asyncio.sleep(0.3)
+                yield b"late"
+
+            assert await ch.stream_unary(U)(late(), timeout=10) == b"u:late"
+        await s.stop(None)
+
+    asyncio.run(main())
+
+
 def test_aio_client_streaming_calls_against_sync_server(ours: Any) -> None:
     port, _ = ours
 
