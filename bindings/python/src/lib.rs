@@ -413,7 +413,9 @@ const DRIVER_LINGER: Duration = Duration::from_millis(2);
 ///
 /// A sync server has one too (`ServerOptions::runtime`, see [`CallQueue`]):
 /// there the callers are the pool threads waiting for their next call
-/// (`CallQueue.pull`) or on a call's stream.
+/// (`CallQueue.pull`) or on a call's stream. The aio server and an aio
+/// channel made in a running loop have a loop-driven one (`epfd`): the
+/// loop's thread runs turns of it (`looprt`).
 #[derive(Debug)]
 struct CallerRt {
     /// None once the channel is closed; then calls wait on the engine's runtime.
@@ -996,10 +998,11 @@ struct QueueInner {
     puller_cpu: AtomicI32,
     /// The async pullers' wake-up.
     pulled_async: tokio::sync::Notify,
-    /// A sync server's own runtime, driven by its pool threads: a thread in
-    /// `pull` waits inside it, so that it reads the next request itself, and
-    /// writes the reply it deferred, with no hand-off to a runtime thread.
-    /// None: the engine's runtime (aio servers).
+    /// The servers' own runtime. A sync server's is driven by its pool
+    /// threads: a thread in `pull` waits inside it, so that it reads the next
+    /// request itself, and writes the reply it deferred, with no hand-off to
+    /// a runtime thread. An aio server's is driven by turns of its loop
+    /// (`drive`, `looprt`). None: the engine's runtime.
     crt: Option<Arc<CallerRt>>,
 }
 
@@ -1153,7 +1156,7 @@ impl CallQueue {
     }
 
     /// Closes the queue: calls still queued are dropped (UNKNOWN), later ones
-    /// refused; a sync server's runtime is stopped (after its servers were shut
+    /// refused; the servers' runtime is stopped (after the servers were shut
     /// down), without the GIL: a task on it may be waiting for the GIL.
     fn close(&self, py: Python<'_>) {
         let dropped = {
@@ -1373,7 +1376,7 @@ struct NativeServerCall {
     /// A reply `reply(defer=True)` left for `CallQueue.pull(after=...)` (or
     /// `flush`, or the drop of this object) to start.
     deferred: Mutex<Option<Deferred>>,
-    /// The sync server's runtime the call lives on (None: the engine's).
+    /// The server's runtime the call lives on (None: the engine's).
     crt: Option<Arc<CallerRt>>,
 }
 
