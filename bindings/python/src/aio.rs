@@ -140,22 +140,56 @@ impl CqInner {
     }
 }
 
-/// The completion queue of one asyncio event loop.
+/// The completion queue of one asyncio event loop, and (`loop_driven`) the
+/// runtime the aio channels made in that loop share, driven by its turns
+/// (`looprt`).
 #[pyclass(frozen, module = "grpc_core._native")]
 #[derive(Debug)]
 pub(crate) struct CompletionQueue {
     inner: Arc<CqInner>,
+    crt: Option<Arc<CallerRt>>,
+}
+
+impl CompletionQueue {
+    /// The loop's runtime, if it has one.
+    pub(crate) fn runtime(&self) -> Option<Arc<CallerRt>> {
+        self.crt.clone()
+    }
+}
+
+/// The loop is gone: its runtime stops (from a plain thread: this one may
+/// hold the GIL, which a task there may wait for).
+impl Drop for CompletionQueue {
+    fn drop(&mut self) {
+        if let Some(c) = self.crt.take() {
+            let _ = std::thread::Builder::new().name("grpc-core-rt-drop".into()).spawn(move || c.shutdown());
+        }
+    }
 }
 
 #[pymethods]
 impl CompletionQueue {
     #[new]
-    fn new() -> PyResult<Self> {
+    #[pyo3(signature = (loop_driven=false))]
+    fn new(loop_driven: bool) -> PyResult<Self> {
         let (tx, rx) = UnixStream::pair().map_err(|e| PyRuntimeError::new_err(e.to_string()))?;
         tx.set_nonblocking(true).map_err(|e| PyRuntimeError::new_err(e.to_string()))?;
         rx.set_nonblocking(true).map_err(|e| PyRuntimeError::new_err(e.to_string()))?;
         let loop_cpu = AtomicI32::new(super::current_cpu());
-        Ok(CompletionQueue { inner: Arc::new(CqInner { items: Mutex::new(Vec::new()), loop_cpu, tx, rx }) })
+        let crt = if loop_driven { Some(super::CallerRt::new("aio", true)?) } else { None };
+        Ok(CompletionQueue { inner: Arc::new(CqInner { items: Mutex::new(Vec::new()), loop_cpu, tx, rx }), crt })
+    }
+
+    /// The loop runtime's descriptor, for `loop.add_reader(fd, cq.drive)`;
+    /// None: no loop runtime (or its descriptor was not found: its driver
+    /// thread runs it alone).
+    fn runtime_fd(&self) -> Option<i32> {
+        super::looprt::raw(&self.crt.as_ref()?.epfd)
+    }
+
+    /// A turn of the loop runtime on the loop's thread (see `CallQueue.drive`).
+    fn drive(&self, py: Python<'_>) -> usize {
+        self.crt.as_ref().map_or(0, |c| c.drive_from_loop(py))
     }
 
     /// The descriptor that is readable while results wait.

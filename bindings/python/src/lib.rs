@@ -413,9 +413,10 @@ const DRIVER_LINGER: Duration = Duration::from_millis(2);
 ///
 /// A sync server has one too (`ServerOptions::runtime`, see [`CallQueue`]):
 /// there the callers are the pool threads waiting for their next call
-/// (`CallQueue.pull`) or on a call's stream. The aio server and an aio
-/// channel made in a running loop have a loop-driven one (`epfd`): the
-/// loop's thread runs turns of it (`looprt`).
+/// (`CallQueue.pull`) or on a call's stream. The aio server has a
+/// loop-driven one (`epfd`), and each asyncio loop one its aio channels
+/// share (`aio::CompletionQueue`): the loop's thread runs turns of it
+/// (`looprt`).
 #[derive(Debug)]
 struct CallerRt {
     /// None once the channel is closed; then calls wait on the engine's runtime.
@@ -616,13 +617,16 @@ where
 struct NativeChannel {
     ch: Channel,
     /// A sync channel's own runtime, driven by the threads that wait on it
-    /// (`caller_driven`); None: the engine's runtime (aio).
+    /// (`caller_driven`), or the runtime of the asyncio loop the channel was
+    /// made in (`loop_cq`, shared); None: the engine's runtime.
     crt: Option<Arc<CallerRt>>,
+    /// `crt` is the channel's own (stopped with it).
+    owns_rt: bool,
 }
 
 impl Drop for NativeChannel {
     fn drop(&mut self) {
-        if let Some(crt) = &self.crt {
+        if let (Some(crt), true) = (&self.crt, self.owns_rt) {
             crt.shutdown();
         }
     }
@@ -654,7 +658,7 @@ impl NativeChannel {
         server_name_override=None, authority=None, user_agent=None, max_recv=None, max_send=None,
         keepalive_time_ms=None, keepalive_timeout_ms=None, keepalive_permit_without_calls=false, compression=None,
         call_credentials=None, allow_insecure_call_credentials=false, service_config=None, manual_resolver=None,
-        idle_timeout_ms=None, dns_refresh_ms=None, telemetry=None, caller_driven=false, loop_driven=false))]
+        idle_timeout_ms=None, dns_refresh_ms=None, telemetry=None, caller_driven=false, loop_cq=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         target: &str,
@@ -679,7 +683,7 @@ impl NativeChannel {
         dns_refresh_ms: Option<u64>,
         telemetry: Option<PyRef<'_, telemetry::NativeTelemetry>>,
         caller_driven: bool,
-        loop_driven: bool,
+        loop_cq: Option<PyRef<'_, aio::CompletionQueue>>,
     ) -> PyResult<Self> {
         let mut o = ChannelOptions {
             telemetry: telemetry.map(|t| t.otel.clone()),
@@ -714,19 +718,21 @@ impl NativeChannel {
         }
         o.keepalive_permit_without_calls = keepalive_permit_without_calls;
         o.default_compression = compression_from(compression)?;
-        let crt = match (caller_driven, loop_driven) {
-            (_, true) => Some(CallerRt::new("aio", true)?),
-            (true, false) => Some(CallerRt::new("chan", false)?),
-            (false, false) => None,
+        let shared = loop_cq.and_then(|cq| cq.runtime());
+        let owns_rt = shared.is_none() && caller_driven;
+        let crt = match shared {
+            Some(c) => Some(c),
+            None if caller_driven => Some(CallerRt::new("chan", false)?),
+            None => None,
         };
         o.runtime = crt.as_ref().map(|c| c.handle.clone());
         let _rt = o.runtime.clone().unwrap_or_else(|| surface::handle().clone());
         let _rt = _rt.enter();
         let ch = Channel::new(target, o).map_err(|e| PyValueError::new_err(e.message().to_string()));
         match ch {
-            Ok(ch) => Ok(NativeChannel { ch, crt }),
+            Ok(ch) => Ok(NativeChannel { ch, crt, owns_rt }),
             Err(e) => {
-                if let Some(c) = crt {
+                if let (Some(c), true) = (crt, owns_rt) {
                     c.shutdown();
                 }
                 Err(e)
@@ -802,15 +808,10 @@ impl NativeChannel {
     }
 
     /// The connectivity state: 0 idle, 1 connecting, 2 ready, 3 transient failure, 4 shutdown.
-    /// A loop-driven channel's runtime descriptor for `loop.add_reader(fd,
-    /// channel.drive)` (see `CallQueue.runtime_fd`); None otherwise.
+    /// The descriptor of the loop runtime this channel runs on (its loop's,
+    /// see `CompletionQueue.runtime_fd`); None otherwise.
     fn runtime_fd(&self) -> Option<i32> {
         looprt::raw(&self.crt.as_ref()?.epfd)
-    }
-
-    /// A turn of a loop-driven channel's runtime on the loop's thread (see `CallQueue.drive`).
-    fn drive(&self, py: Python<'_>) -> usize {
-        self.crt.as_ref().map_or(0, |c| c.drive_from_loop(py))
     }
 
     fn state(&self) -> u8 {
@@ -849,7 +850,8 @@ impl NativeChannel {
             let _rt = self.handle().enter();
             self.ch.close();
         }
-        let Some(crt) = &self.crt else { return };
+        // A loop's shared runtime runs the close in its next turns.
+        let Some(crt) = self.crt.as_ref().filter(|_| self.owns_rt) else { return };
         // Let the runtime run the close (the connections dropped, calls in
         // flight failed), then stop its driver.
         let ch = self.ch.clone();

@@ -146,25 +146,27 @@ def test_aio_server_runtime_runs_in_turns_of_its_loop() -> None:
 
 @pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc")
 def test_aio_channel_runtime_runs_in_turns_of_its_loop(ours: Any) -> None:
-    """A channel made in a running loop runs in that loop's turns (its runtime's epoll
-    descriptor is a reader of the loop until close); one made outside a loop runs on the
-    engine's runtime; both serve every call kind, and closing with a call in flight ends
-    that call."""
+    """The channels made in a running loop share that loop's runtime (its epoll
+    descriptor is a reader of the loop); one made outside a loop runs on the engine's
+    runtime; both serve every call kind, and closing one channel leaves the others of
+    the loop working."""
     port, _ = ours
     outside = aio.insecure_channel(f"127.0.0.1:{port}")
-    assert outside._drive_fd is None
+    assert outside._sync._native.runtime_fd() is None
 
     async def main() -> None:
-        for ch in (aio.insecure_channel(f"127.0.0.1:{port}"), outside):
-            if ch is not outside:
-                fd = ch._drive_fd
-                assert isinstance(fd, int)
-                assert os.readlink(f"/proc/self/fd/{fd}") == "anon_inode:[eventpoll]"
+        fd = aio._cq().runtime_fd()
+        assert isinstance(fd, int)
+        assert os.readlink(f"/proc/self/fd/{fd}") == "anon_inode:[eventpoll]"
+        first, second = aio.insecure_channel(f"127.0.0.1:{port}"), aio.insecure_channel(f"127.0.0.1:{port}")
+        assert first._sync._native.runtime_fd() == fd == second._sync._native.runtime_fd()
+        for ch in (first, outside, second):
             got = await asyncio.gather(*(ch.unary_unary(U)(b"%d" % i, timeout=10) for i in range(100)))
             assert len(got) == 100
             assert len([m async for m in ch.unary_stream(SS)(b"3", timeout=10)]) == 3
             await ch.close()
-            assert ch._drive_fd is None
+            with pytest.raises(Exception):
+                await ch.unary_unary(U)(b"closed", timeout=10)
 
     asyncio.run(main())
 

@@ -697,13 +697,14 @@ def _native_channel(
     credentials: Optional[ChannelCredentials],
     compression: Optional[Compression],
     caller_driven: bool = True,
-    loop_driven: bool = False,
+    loop_cq: Any = None,
 ) -> Tuple[Any, bool]:
     """The native channel, and whether it traces calls (an OpenTelemetryPlugin is registered).
     ``caller_driven``: the channel gets its own runtime, which the threads that wait on it
-    drive (sync API); ``loop_driven``: its own runtime, driven by an asyncio loop's turns
-    (``aio``, see NativeChannel.drive); neither: the engine's runtime."""
-    kw: dict = {"caller_driven": caller_driven, "loop_driven": loop_driven}
+    drive (sync API); ``loop_cq``: the channel runs on the runtime of that asyncio loop's
+    completion queue, driven by the loop's turns (``aio``, see CompletionQueue.drive);
+    neither: the engine's runtime."""
+    kw: dict = {"caller_driven": caller_driven, "loop_cq": loop_cq}
     config: Optional[str] = None
     lb_policy: Optional[str] = None
     enable_retries = True
@@ -756,12 +757,10 @@ class Channel:
         compression: Optional[Compression] = None,
         *,
         _caller_driven: bool = True,
-        _loop_driven: bool = False,
+        _loop_cq: Any = None,
     ) -> None:
         self._target = target
-        self._native, self._tracing = _native_channel(
-            target, options, credentials, compression, _caller_driven, _loop_driven
-        )
+        self._native, self._tracing = _native_channel(target, options, credentials, compression, _caller_driven, _loop_cq)
         self._closed = False
         self._subscriptions: List[Tuple[Callable[[ChannelConnectivity], None], threading.Event]] = []
 

@@ -100,8 +100,13 @@ def _cq(loop: Optional[asyncio.AbstractEventLoop] = None) -> Any:
         return last[1]
     cq = _CQS.get(loop)
     if cq is None:
-        cq = _native.CompletionQueue()
+        # Also the runtime the aio channels made in this loop share, run in
+        # turns of the loop (CompletionQueue.drive, src/looprt.rs).
+        cq = _native.CompletionQueue(True)
         loop.add_reader(cq.fileno(), cq.drain)
+        fd = cq.runtime_fd()
+        if fd is not None:
+            loop.add_reader(fd, cq.drive)
         _CQS[loop] = cq
     _last = (weakref.ref(loop), cq)
     return cq
@@ -806,12 +811,12 @@ def _intercepted(multi: Any, kind: str, request: Any, timeout: Optional[float], 
     return _InterceptedCall(interceptors, method_name, details, request, invoke)
 
 
-def _in_loop() -> bool:
+def _loop_cq() -> Any:
+    """The running loop's completion queue (its channels' runtime), or None outside a loop."""
     try:
-        asyncio.get_running_loop()
-        return True
+        return _cq()
     except RuntimeError:
-        return False
+        return None
 
 
 class Channel:
@@ -819,13 +824,6 @@ class Channel:
 
     def __init__(self, sync: _channel.Channel, interceptors: Optional[Sequence[Any]] = None) -> None:
         self._sync = sync
-        # A channel made in a running loop runs in that loop's turns (see
-        # NativeChannel.drive); it is one of the loop's readers until closed.
-        self._loop: Optional[asyncio.AbstractEventLoop] = None
-        self._drive_fd: Optional[int] = sync._native.runtime_fd()
-        if self._drive_fd is not None:
-            self._loop = asyncio.get_running_loop()
-            self._loop.add_reader(self._drive_fd, sync._native.drive)
         self._interceptors = list(interceptors or ())
         for i in self._interceptors:
             if not isinstance(i, ClientInterceptor):
@@ -866,28 +864,7 @@ class Channel:
             await _run(native.wait_for_state_change, want, 1.0)
 
     async def close(self, grace: Optional[float] = None) -> None:
-        self._unwatch()
         self._sync.close()
-
-    def _unwatch(self) -> None:
-        fd, loop, self._drive_fd = self._drive_fd, self._loop, None
-        if fd is None or loop is None or loop.is_closed():
-            return
-        try:
-            running = asyncio.get_running_loop()
-        except RuntimeError:
-            running = None
-        if running is loop:
-            loop.remove_reader(fd)
-        else:  # from another thread (or a finalizer): the loop removes it, the channel alive until then
-            native = self._sync._native
-            loop.call_soon_threadsafe(lambda: (loop.remove_reader(fd), native))
-
-    def __del__(self) -> None:
-        try:
-            self._unwatch()
-        except Exception:  # noqa: BLE001 - best effort (a closed or finished loop)
-            pass
 
     async def __aenter__(self) -> "Channel":
         return self
@@ -904,7 +881,7 @@ def insecure_channel(
 ) -> Channel:
     """An asyncio plaintext channel."""
     return Channel(
-        _channel.Channel(target, options, None, compression, _caller_driven=False, _loop_driven=_in_loop()), interceptors
+        _channel.Channel(target, options, None, compression, _caller_driven=False, _loop_cq=_loop_cq()), interceptors
     )
 
 
@@ -917,7 +894,7 @@ def secure_channel(
 ) -> Channel:
     """An asyncio TLS channel."""
     return Channel(
-        _channel.Channel(target, options, credentials, compression, _caller_driven=False, _loop_driven=_in_loop()),
+        _channel.Channel(target, options, credentials, compression, _caller_driven=False, _loop_cq=_loop_cq()),
         interceptors,
     )
 
