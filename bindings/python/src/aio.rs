@@ -162,7 +162,7 @@ impl CompletionQueue {
 impl Drop for CompletionQueue {
     fn drop(&mut self) {
         if let Some(c) = self.crt.take() {
-            let _ = std::thread::Builder::new().name("grpc-core-rt-drop".into()).spawn(move || c.shutdown());
+            c.shutdown_elsewhere();
         }
     }
 }
@@ -324,15 +324,7 @@ where
 {
     let crt = crt.filter(|c| c.epfd.is_some());
     let mut op = Box::pin(op);
-    let polled = {
-        let _rt = match crt {
-            Some(c) => c.handle.enter(),
-            None => surface::handle().enter(),
-        };
-        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-        op.as_mut().poll(&mut cx)
-    };
-    match polled {
+    match super::poll_once(crt, op.as_mut()) {
         std::task::Poll::Ready(v) => {
             let f = fut.bind(py);
             match convert(py, v) {

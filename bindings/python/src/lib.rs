@@ -331,18 +331,28 @@ where
     F::Output: Send + 'static,
 {
     let mut fut = Box::pin(fut);
-    {
-        let rt = match crt {
-            Some(c) => &c.handle,
-            None => surface::handle(),
-        };
-        let _rt = rt.enter();
-        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-        if let std::task::Poll::Ready(v) = fut.as_mut().poll(&mut cx) {
-            return v;
-        }
+    if let std::task::Poll::Ready(v) = poll_once(crt, fut.as_mut()) {
+        return v;
     }
     wait_on(py, crt, fut)
+}
+
+/// The runtime `crt` is (None: the engine's).
+fn runtime_handle(crt: Option<&Arc<CallerRt>>) -> &tokio::runtime::Handle {
+    match crt {
+        Some(c) => &c.handle,
+        None => surface::handle(),
+    }
+}
+
+/// Polls `fut` once, inside `crt`'s runtime (None: the engine's), with a
+/// waker that does nothing: the first look of the poll-then-wait paths.
+fn poll_once<F: Future + ?Sized>(
+    crt: Option<&Arc<CallerRt>>,
+    fut: std::pin::Pin<&mut F>,
+) -> std::task::Poll<F::Output> {
+    let _rt = runtime_handle(crt).enter();
+    fut.poll(&mut std::task::Context::from_waker(std::task::Waker::noop()))
 }
 
 /// Wakes a thread parked in [`block_here`].
@@ -552,6 +562,13 @@ impl CallerRt {
         rt.block_on(fut)
     }
 
+    /// [`shutdown`](Self::shutdown) from a plain thread of its own, for an
+    /// owner dropped on a thread that may hold the GIL (a task on the
+    /// runtime may be waiting for it).
+    fn shutdown_elsewhere(self: Arc<Self>) {
+        let _ = std::thread::Builder::new().name("grpc-core-rt-drop".into()).spawn(move || self.shutdown());
+    }
+
     /// Stops the driver thread and lets the runtime go (its tasks are
     /// dropped once the last caller inside has left).
     fn shutdown(&self) {
@@ -635,10 +652,7 @@ impl Drop for NativeChannel {
 impl NativeChannel {
     /// The runtime the channel's tasks run on.
     fn handle(&self) -> &tokio::runtime::Handle {
-        match &self.crt {
-            Some(c) => &c.handle,
-            None => surface::handle(),
-        }
+        runtime_handle(self.crt.as_ref())
     }
 
     /// One unary call, waited for with the GIL released.
@@ -726,8 +740,7 @@ impl NativeChannel {
             None => None,
         };
         o.runtime = crt.as_ref().map(|c| c.handle.clone());
-        let _rt = o.runtime.clone().unwrap_or_else(|| surface::handle().clone());
-        let _rt = _rt.enter();
+        let _rt = runtime_handle(crt.as_ref()).enter();
         let ch = Channel::new(target, o).map_err(|e| PyValueError::new_err(e.message().to_string()));
         match ch {
             Ok(ch) => Ok(NativeChannel { ch, crt, owns_rt }),
@@ -1182,7 +1195,7 @@ impl CallQueue {
 impl Drop for CallQueue {
     fn drop(&mut self) {
         if let Some(c) = self.inner.crt.clone() {
-            let _ = std::thread::Builder::new().name("grpc-core-rt-drop".into()).spawn(move || c.shutdown());
+            c.shutdown_elsewhere();
         }
     }
 }
@@ -1386,10 +1399,7 @@ type Deferred = std::pin::Pin<Box<dyn Future<Output = ()> + Send>>;
 
 /// Starts `op` as a task on the server's runtime.
 fn spawn_on(crt: Option<&Arc<CallerRt>>, op: Deferred) {
-    match crt {
-        Some(c) => drop(c.handle.spawn(op)),
-        None => drop(surface::spawn(op)),
-    }
+    drop(runtime_handle(crt).spawn(op));
 }
 
 impl std::fmt::Debug for NativeServerCall {
