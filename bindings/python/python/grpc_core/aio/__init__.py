@@ -971,6 +971,7 @@ class Server(_server.Server):
 
     _loop: Optional[asyncio.AbstractEventLoop] = None
     _loop_cq: Any = None
+    _caller_driven = False
     _loop_driven = True
     _drive_fd: Optional[int] = None
 
