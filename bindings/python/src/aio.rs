@@ -243,13 +243,16 @@ impl CqInner {
 #[pyclass(frozen, module = "grpc_core._native")]
 #[derive(Debug)]
 pub(crate) struct NativeOp {
-    abort: AbortHandle,
+    /// None: the operation ended in the turn that started it.
+    abort: Option<AbortHandle>,
 }
 
 #[pymethods]
 impl NativeOp {
     fn cancel(&self) {
-        self.abort.abort();
+        if let Some(a) = &self.abort {
+            a.abort();
+        }
     }
 }
 
@@ -264,7 +267,7 @@ fn submit<F, T, C>(
     fut: Py<PyAny>,
     op: F,
     convert: C,
-) -> AbortHandle
+) -> Option<AbortHandle>
 where
     F: std::future::Future<Output = T> + Send + 'static,
     T: Send + 'static,
@@ -292,15 +295,16 @@ where
             resolve.cq.push(Item { target: Target::Future(fut), value: Box::new(move |py| convert(py, v)) });
         }
     };
+    let task: super::Deferred = Box::pin(task);
     match crt.filter(|c| c.epfd.is_some()) {
-        Some(c) => {
-            let abort = c.handle.spawn(task).abort_handle();
-            if c.on_loop() {
-                let _ = c.turn(py, None);
-            }
-            abort
-        }
-        None => surface::spawn(task).abort_handle(),
+        // From the loop's thread: started in a turn right here (spawned
+        // from inside it if it has to wait: no wake-up of the runtime).
+        Some(c) if c.on_loop() => match c.turn(py, false, Some(task)) {
+            Ok((_, abort)) => abort,
+            Err(task) => task.map(|t| c.handle.spawn(t).abort_handle()),
+        },
+        Some(c) => Some(c.handle.spawn(task).abort_handle()),
+        None => Some(surface::spawn(task).abort_handle()),
     }
 }
 

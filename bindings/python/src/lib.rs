@@ -352,7 +352,7 @@ fn poll_once<F: Future + ?Sized>(
     fut: std::pin::Pin<&mut F>,
 ) -> std::task::Poll<F::Output> {
     let _rt = runtime_handle(crt).enter();
-    fut.poll(&mut std::task::Context::from_waker(std::task::Waker::noop()))
+    fut.poll(&mut std::task::Context::from_waker(&noop_waker()))
 }
 
 /// Wakes a thread parked in [`block_here`].
@@ -378,8 +378,7 @@ where
     F::Output: Send,
 {
     let mut fut = std::pin::pin!(fut);
-    if let std::task::Poll::Ready(v) = fut.as_mut().poll(&mut std::task::Context::from_waker(std::task::Waker::noop()))
-    {
+    if let std::task::Poll::Ready(v) = fut.as_mut().poll(&mut std::task::Context::from_waker(&noop_waker())) {
         return v;
     }
     detach(py, move || {
@@ -527,13 +526,19 @@ impl CallerRt {
     }
 
     /// A turn of this loop-driven runtime on this thread (`looprt`), `first`
-    /// run in it; what the turn hands to asyncio loops is resolved right
-    /// after. `first` comes back if this thread cannot enter the runtime.
-    fn turn(&self, py: Python<'_>, first: Option<Deferred>) -> Result<usize, Option<Deferred>> {
+    /// run in it (the abort handle of its task if it has to wait after the
+    /// turn); what the turn hands to asyncio loops is resolved right after.
+    /// `first` comes back if this thread cannot enter the runtime.
+    fn turn(
+        &self,
+        py: Python<'_>,
+        readable: bool,
+        first: Option<Deferred>,
+    ) -> Result<(usize, Option<tokio::task::AbortHandle>), Option<Deferred>> {
         let (Some(fd), Some(rt)) = (looprt::raw(&self.epfd), self.here()) else { return Err(first) };
         let inline = aio::Inline::begin();
-        detach(py, || looprt::turn(self, rt, fd, first));
-        Ok(inline.finish(py))
+        let spawned = detach(py, || looprt::turn(self, rt, fd, readable, first));
+        Ok((inline.finish(py), spawned))
     }
 
     /// The loop's reader callback (`drive`): records the loop's thread and runs a turn.
@@ -542,7 +547,7 @@ impl CallerRt {
             return 0;
         }
         *self.loop_thread.lock().unwrap_or_else(|e| e.into_inner()) = Some(std::thread::current().id());
-        self.turn(py, None).unwrap_or(0)
+        self.turn(py, true, None).map_or(0, |(n, _)| n)
     }
 
     /// Runs `fut` on this thread inside the channel's runtime `rt` (from [`here`](Self::here)).
@@ -1397,6 +1402,19 @@ struct NativeServerCall {
 
 type Deferred = std::pin::Pin<Box<dyn Future<Output = ()> + Send>>;
 
+/// A waker that does nothing, for a poll whose wake-up nobody waits for (a
+/// future polled once here, then handed to a runtime that polls it again).
+/// `Waker::noop` is Rust 1.85; the workspace's rust-version is 1.80.
+fn noop_waker() -> std::task::Waker {
+    use std::task::{RawWaker, RawWakerVTable, Waker};
+    fn raw() -> RawWaker {
+        RawWaker::new(std::ptr::null(), &VTABLE)
+    }
+    static VTABLE: RawWakerVTable = RawWakerVTable::new(|_| raw(), |_| {}, |_| {}, |_| {});
+    // SAFETY: every function of the vtable ignores the (null) data pointer.
+    unsafe { Waker::from_raw(raw()) }
+}
+
 /// Starts `op` as a task on the server's runtime.
 fn spawn_on(crt: Option<&Arc<CallerRt>>, op: Deferred) {
     drop(runtime_handle(crt).spawn(op));
@@ -1471,7 +1489,7 @@ impl NativeServerCall {
     /// the loop is processed here too), else as a task.
     fn start(&self, py: Python<'_>, op: Deferred) {
         let op = match &self.crt {
-            Some(crt) if crt.on_loop() => match crt.turn(py, Some(op)) {
+            Some(crt) if crt.on_loop() => match crt.turn(py, false, Some(op)) {
                 Ok(_) => return,
                 Err(op) => op,
             },
@@ -1521,9 +1539,7 @@ impl NativeServerCall {
             return block_here(py, fut);
         }
         let mut fut = Box::pin(fut);
-        if let std::task::Poll::Ready(v) =
-            fut.as_mut().poll(&mut std::task::Context::from_waker(std::task::Waker::noop()))
-        {
+        if let std::task::Poll::Ready(v) = fut.as_mut().poll(&mut std::task::Context::from_waker(&noop_waker())) {
             return v;
         }
         run_here(py, self.crt.as_ref(), fut).unwrap_or_else(|fut| block_here(py, fut))
@@ -1613,7 +1629,7 @@ impl NativeServerCall {
             }
         });
         let mut fut = std::pin::pin!(fut);
-        match fut.as_mut().poll(&mut std::task::Context::from_waker(std::task::Waker::noop())) {
+        match fut.as_mut().poll(&mut std::task::Context::from_waker(&noop_waker())) {
             std::task::Poll::Pending => Ok(pyo3::types::PyBool::new(py, false).to_owned().into_any()),
             std::task::Poll::Ready(Ok(Some(b))) => Ok(PyBytes::new(py, &b).into_any()),
             std::task::Poll::Ready(Ok(None)) => Ok(py.None().into_bound(py)),

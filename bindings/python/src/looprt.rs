@@ -31,6 +31,8 @@ use std::rc::Rc;
 use std::sync::{Arc, Mutex};
 use std::task::{Poll, Waker};
 
+use tokio::task::AbortHandle;
+
 use super::CallerRt;
 
 /// The descriptors of this process whose link reads `kind`.
@@ -96,6 +98,10 @@ fn readable(fd: RawFd) -> bool {
 /// The turn this thread is running, if any.
 struct Turn {
     epfd: RawFd,
+    /// The next park skips the look at the descriptor: the turn was started
+    /// because it was readable (`drive`), so tokio polls its I/O at once
+    /// (without blocking) instead of after a `poll` that would say so.
+    fresh: Cell<bool>,
     idle: Cell<bool>,
     waker: RefCell<Option<Waker>>,
 }
@@ -110,8 +116,12 @@ fn on_park() {
     let _ = TURN.try_with(|t| {
         let Ok(t) = t.try_borrow() else { return };
         let Some(turn) = &*t else { return };
-        if !readable(turn.epfd) {
-            turn.idle.set(true);
+        // Waking the turn's future keeps tokio from blocking: it polls its
+        // I/O once with no timeout, then polls the future, which ends the
+        // turn if `idle`.
+        let fresh = turn.fresh.replace(false);
+        if fresh || !readable(turn.epfd) {
+            turn.idle.set(!fresh);
             if let Some(w) = &*turn.waker.borrow() {
                 w.wake_by_ref();
             }
@@ -120,11 +130,20 @@ fn on_park() {
 }
 
 /// Runs one turn of `rt` (from `crt.here()`) on this thread; `epfd` is the
-/// runtime's epoll descriptor. `first` runs in it (polled at once; a task
-/// if it has to wait).
-pub(crate) fn turn(crt: &CallerRt, rt: Arc<tokio::runtime::Runtime>, epfd: RawFd, first: Option<super::Deferred>) {
+/// runtime's epoll descriptor, `readable` whether it was just seen readable.
+/// `first` runs in it: polled at once, and spawned from inside the turn if
+/// it has to wait (no wake-up of the runtime); the abort handle of that
+/// task is returned.
+pub(crate) fn turn(
+    crt: &CallerRt,
+    rt: Arc<tokio::runtime::Runtime>,
+    epfd: RawFd,
+    readable: bool,
+    first: Option<super::Deferred>,
+) -> Option<AbortHandle> {
     let mut first = first;
-    let turn = Rc::new(Turn { epfd, idle: Cell::new(false), waker: RefCell::new(None) });
+    let mut spawned = None;
+    let turn = Rc::new(Turn { epfd, fresh: Cell::new(readable), idle: Cell::new(false), waker: RefCell::new(None) });
     TURN.with(|t| *t.borrow_mut() = Some(turn.clone()));
     struct Clear;
     impl Drop for Clear {
@@ -138,7 +157,7 @@ pub(crate) fn turn(crt: &CallerRt, rt: Arc<tokio::runtime::Runtime>, epfd: RawFd
         std::future::poll_fn(|cx| {
             if let Some(mut op) = first.take() {
                 if op.as_mut().poll(cx).is_pending() {
-                    tokio::spawn(op);
+                    spawned = Some(tokio::spawn(op).abort_handle());
                 }
             }
             if turn.idle.get() {
@@ -148,6 +167,7 @@ pub(crate) fn turn(crt: &CallerRt, rt: Arc<tokio::runtime::Runtime>, epfd: RawFd
             Poll::Pending
         }),
     );
+    spawned
 }
 
 /// The raw descriptor of a runtime's epoll duplicate.

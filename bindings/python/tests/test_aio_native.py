@@ -171,6 +171,34 @@ def test_aio_channel_runtime_runs_in_turns_of_its_loop(ours: Any) -> None:
     asyncio.run(main())
 
 
+def test_aio_loop_turn_with_nothing_ready_returns(ours: Any) -> None:
+    """A turn the loop starts when the runtime's descriptor is no longer readable
+    (another turn took its events first) returns at once: the first look skips the
+    readiness check but only polls the runtime's I/O without blocking. Hundreds of such
+    turns, with a connection and its timers on the runtime, all return; a turn that
+    blocked would hold the loop thread (the test thread gives up on it)."""
+    port, _ = ours
+    done: List[int] = []
+
+    def run() -> None:
+        async def main() -> None:
+            async with aio.insecure_channel(f"127.0.0.1:{port}") as ch:
+                assert await ch.unary_unary(U)(b"warm", timeout=10)
+                cq = aio._cq()
+                for _ in range(500):
+                    cq.drive()
+                done.append(1)
+                assert await ch.unary_unary(U)(b"after", timeout=10)
+                done.append(2)
+
+        asyncio.run(main())
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    t.join(60)
+    assert done == [1, 2]
+
+
 def test_aio_server_unary_request_that_comes_after_its_headers() -> None:
     """A unary handler whose request message arrives well after the call's headers (a
     client-streaming client on a unary method) still gets it: the server waits for it."""
