@@ -4,7 +4,9 @@
 #   make interop-python the Python interop client and server (bindings/python/interop),
 #                      sync and aio, against grpc-go's, plaintext and TLS, via run-matrix.sh
 #   make demo-python   runs the Python greeter (examples/python) over grpc_core
-#   make bench-python  CPU-µs per unary call, grpc_core vs grpcio, in one run
+#   make bench-python  CPU-µs per unary call, grpc_core vs grpcio, in one run (client and
+#                      server in one process), then per side, unary and streaming, with the
+#                      raw-socket floor (bench/python/binding_bench.py)
 # The venv and its PyPI packages install themselves; run again at will.
 PYTHON ?= python3
 PY_VENV := $(CURDIR)/.venv-python
@@ -57,5 +59,6 @@ interop-python: python-dev
 demo-python: python-dev
 	timeout --kill-after=5 120 $(PY) examples/python/greeter.py
 
-bench-python: python-dev
+bench-python: python-dev bench-build
 	timeout --kill-after=5 300 $(PY) examples/python/bench_unary.py
+	timeout --kill-after=5 900 $(PY) bench/python/binding_bench.py --reps 2

@@ -19,6 +19,12 @@ has both) and target/release/bench-server and bench-driver (cargo build --releas
 
 The measured process runs on core 0, its peer on core 1 (taskset), as in bench/run.py.
 The best (lowest CPU) of `--reps` runs is kept.
+
+With the client side, a reference row (`--floor`, on by default) measures what no
+library can go below on this machine: the same client loop over a raw TCP socket to an
+echo peer (the request's 111 bytes, echoed), sync (blocking send and recv) and asyncio
+(a reader callback resolving one future per call: the loop iterations every asyncio
+client pays), without HTTP/2 or gRPC.
 """
 
 from __future__ import annotations
@@ -192,7 +198,92 @@ async def _client_aio(lib: Any, target: str, shape: str, duration: float) -> Tup
         return time.process_time() - cpu0, n
 
 
+# ---- the floor: a raw TCP echo, no HTTP/2 ---------------------------------------------
+
+REQUEST_BYTES = 111  # what grpc_core's client writes for one unary call (HEADERS + DATA)
+
+
+def echo() -> None:
+    """The floor's peer: echoes every connection's bytes (a thread per connection)."""
+    import socket
+
+    ls = socket.socket()
+    ls.bind(("127.0.0.1", 0))
+    ls.listen()
+    sys.stdout.write(f"PORT {ls.getsockname()[1]}\n")
+    sys.stdout.flush()
+
+    def serve(c: Any) -> None:
+        c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        while True:
+            d = c.recv(65536)
+            if not d:
+                return
+            c.sendall(d)
+
+    while True:
+        c, _ = ls.accept()
+        threading.Thread(target=serve, args=(c,), daemon=True).start()
+
+
+def _floor(api: str, target: str, duration: float) -> Tuple[float, int]:
+    import socket
+
+    host, port = target.rsplit(":", 1)
+    s = socket.create_connection((host, int(port)))
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    msg = b"x" * REQUEST_BYTES
+
+    def call_sync() -> None:
+        s.sendall(msg)
+        got = 0
+        while got < REQUEST_BYTES:
+            got += len(s.recv(65536))
+
+    if api == "sync":
+        for _ in range(300):
+            call_sync()
+        n = 0
+        cpu0, stop = time.process_time(), time.perf_counter() + duration
+        while time.perf_counter() < stop:
+            call_sync()
+            n += 1
+        return time.process_time() - cpu0, n
+
+    async def run() -> Tuple[float, int]:
+        loop = asyncio.get_running_loop()
+        s.setblocking(False)
+        state: Dict[str, Any] = {"got": 0, "fut": None}
+
+        def readable() -> None:
+            state["got"] += len(s.recv(65536))
+            if state["got"] >= REQUEST_BYTES and state["fut"] is not None:
+                state["got"], fut, state["fut"] = 0, state["fut"], None
+                fut.set_result(None)
+
+        async def call() -> None:
+            state["fut"] = fut = loop.create_future()
+            s.send(msg)
+            await fut
+
+        loop.add_reader(s.fileno(), readable)
+        for _ in range(300):
+            await call()
+        n = 0
+        cpu0, stop = time.process_time(), time.perf_counter() + duration
+        while time.perf_counter() < stop:
+            await call()
+            n += 1
+        return time.process_time() - cpu0, n
+
+    return asyncio.run(run())
+
+
 def client(lib_name: str, api: str, shape: str, target: str, duration: float) -> None:
+    if lib_name == "socket":
+        cpu, n = _floor(api, target, duration)
+        print(json.dumps({"cpu_us_per_call": cpu / max(n, 1) * 1e6, "calls": n}))
+        return
     lib = _lib(lib_name)
     if api == "sync":
         cpu, n = _client_sync(lib, target, shape, duration)
@@ -268,8 +359,9 @@ def main() -> None:
     s = sub.add_parser("serve")
     s.add_argument("--lib", choices=["grpc_core", "grpcio"], required=True)
     s.add_argument("--api", choices=["sync", "aio"], required=True)
+    sub.add_parser("echo")
     c = sub.add_parser("client")
-    c.add_argument("--lib", choices=["grpc_core", "grpcio"], required=True)
+    c.add_argument("--lib", choices=["grpc_core", "grpcio", "socket"], required=True)
     c.add_argument("--api", choices=["sync", "aio"], required=True)
     c.add_argument("--shape", choices=["unary", "stream"], required=True)
     c.add_argument("--target", required=True)
@@ -280,33 +372,43 @@ def main() -> None:
     ap.add_argument("--apis", default="sync,aio")
     ap.add_argument("--shapes", default="unary,stream")
     ap.add_argument("--json", help="also write the numbers here")
+    ap.add_argument("--no-floor", dest="floor", action="store_false", help="skip the raw-socket reference row")
     args = ap.parse_args()
     if args.cmd == "serve":
         return serve(args.lib, args.api)
     if args.cmd == "client":
         return client(args.lib, args.api, args.shape, args.target, args.duration)
+    if args.cmd == "echo":
+        return echo()
 
     sides = args.only.split(",")
     cells = [(side, api, shape) for side in sides for api in args.apis.split(",") for shape in args.shapes.split(",")]
     best: Dict[Tuple[str, str, str, str], float] = {}
     rust: Optional[subprocess.Popen] = None
-    target = ""
+    peer: Optional[subprocess.Popen] = None
+    target = echo_target = ""
+    floor = args.floor and "client" in sides and "unary" in args.shapes.split(",")
     if "client" in sides:
         rust, port = _start(_taskset(1) + [os.path.join(RELEASE, "bench-server"), "--port", "0"])
         target = f"127.0.0.1:{port}"
     try:
+        if floor:
+            peer, port = _start(_taskset(1) + [sys.executable, __file__, "echo"])
+            echo_target = f"127.0.0.1:{port}"
         for _ in range(args.reps):
             for side, api, shape in cells:
-                for lib in ("grpc_core", "grpcio"):  # alternated, so both see the same load
+                libs = ["grpc_core", "grpcio"] + (["socket"] if floor and side == "client" and shape == "unary" else [])
+                for lib in libs:  # alternated, so all see the same load
                     if side == "server":
                         v = measure_server(lib, api, shape, args.duration)
                     else:
-                        v = measure_client(lib, api, shape, args.duration, target)
+                        v = measure_client(lib, api, shape, args.duration, echo_target if lib == "socket" else target)
                     key = (side, api, shape, lib)
                     best[key] = min(best.get(key, v), v)
     finally:
-        if rust is not None:
-            _stop(rust)
+        for p in (rust, peer):
+            if p is not None:
+                _stop(p)
     unit = {"unary": "call", "stream": "msg"}
     print(f"| side   | api  | shape  | grpc_core CPU-µs | grpcio CPU-µs | grpcio / grpc_core |")
     print(f"|--------|------|--------|-----------------:|--------------:|-------------------:|")
@@ -317,6 +419,17 @@ def main() -> None:
         print(
             f"| {side:<6} | {api:<4} | {shape:<6} | {ours:>11.1f}/{unit[shape]:<4} | {theirs:>13.1f} | {theirs / ours:>17.2f}× |"
         )
+    floors = [(api, best[("client", api, "unary", "socket")]) for api in args.apis.split(",")
+              if ("client", api, "unary", "socket") in best]
+    if floors:
+        print()
+        print("Floor (same run): the client unary loop over a raw TCP echo, no HTTP/2 or gRPC.")
+        print("| api  | raw socket CPU-µs/call | grpcio / 3 | grpc_core over the floor |")
+        print("|------|-----------------------:|-----------:|-------------------------:|")
+        for api, v in floors:
+            ours, theirs = best[("client", api, "unary", "grpc_core")], best[("client", api, "unary", "grpcio")]
+            rows.append({"side": "client", "api": api, "shape": "unary", "floor": v})
+            print(f"| {api:<4} | {v:>22.1f} | {theirs / 3:>10.1f} | {ours - v:>24.1f} |")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(rows, f, indent=1)

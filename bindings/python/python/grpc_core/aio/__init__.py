@@ -282,39 +282,60 @@ class _UnaryResponseCall(_Call):
         if self._fut is not None and not self._fut.done():
             self._fut.cancel()
 
+    def _resolved(self, result: Any) -> None:
+        """Records the outcome of the native operation: ``(data, initial, trailing)``."""
+        if self._status is None:
+            data, initial, trailing = result
+            self._initial = metadata_from_native(initial)
+            try:
+                self._response = data if self._deserializer is None else self._deserializer(data)
+                status = _Status(StatusCode.OK, "", metadata_from_native(trailing)) if trailing else _OK
+            except Exception:  # noqa: BLE001
+                status = _Status(StatusCode.INTERNAL, "Exception deserializing response!", ())
+            self._set_status(status)
+
+    def _failed(self, e: BaseException) -> None:
+        """Records how the native operation failed: an ``RpcStatus``."""
+        status = _status_from_native(e.args)
+        self._initial = status.initial
+        self._set_status(status)
+
     async def _wait_status(self) -> _Status:
         if self._status is None:
             assert self._fut is not None
             try:
-                data, initial, trailing = await self._fut
+                result = await self._fut
             except _native.RpcStatus as e:
-                status = _status_from_native(e.args)
-                self._initial = status.initial
-                self._set_status(status)
+                self._failed(e)
             except asyncio.CancelledError:
                 if self._status is None:  # the awaiting task was cancelled: so is the call
                     self.cancel()
                     raise
             else:
-                if self._status is None:
-                    self._initial = metadata_from_native(initial)
-                    try:
-                        self._response = data if self._deserializer is None else self._deserializer(data)
-                        status = _Status(StatusCode.OK, "", metadata_from_native(trailing)) if trailing else _OK
-                    except Exception:  # noqa: BLE001
-                        status = _Status(StatusCode.INTERNAL, "Exception deserializing response!", ())
-                    self._set_status(status)
+                self._resolved(result)
         assert self._status is not None
         return self._status
 
-    async def _result(self) -> Any:
-        s = await self._wait_status()
+    def __await__(self) -> Generator[Any, None, Any]:
+        # What ``await self._wait_status()`` then a look at the status do,
+        # without the two coroutine objects per call.
+        if self._status is None:
+            assert self._fut is not None
+            try:
+                result = yield from self._fut
+            except _native.RpcStatus as e:
+                self._failed(e)
+            except asyncio.CancelledError:
+                if self._status is None:
+                    self.cancel()
+                    raise
+            else:
+                self._resolved(result)
+        s = self._status
+        assert s is not None
         if s.code is StatusCode.OK:
             return self._response
         raise self._error()
-
-    def __await__(self) -> Generator[Any, None, Any]:
-        return self._result().__await__()
 
 
 class _StreamCall(_Call):
@@ -549,7 +570,10 @@ class UnaryUnaryMultiCallable(_MultiCallable):
         wait_for_ready: Optional[bool] = None,
         compression: Optional[Compression] = None,
     ) -> Any:
-        return self._invoke(request, timeout, metadata, credentials, wait_for_ready, compression)
+        if self._interceptors:
+            return self._invoke(request, timeout, metadata, credentials, wait_for_ready, compression)
+        return _UnaryResponseCall(request, self._channel, self._method, timeout, metadata, credentials, wait_for_ready,
+                                  compression, self._serializer, self._deserializer)
 
 
 class UnaryStreamMultiCallable(_MultiCallable):
