@@ -13,7 +13,7 @@ PY_VENV := $(CURDIR)/.venv-python
 PY := $(PY_VENV)/bin/python
 PY_STAMP := $(PY_VENV)/.deps-stamp
 PY_DEPS := maturin pytest grpcio grpcio-tools grpcio-reflection grpcio-health-checking protobuf mypy \
-	opentelemetry-api==1.39.1 opentelemetry-sdk==1.39.1
+	opentelemetry-api==1.39.1 opentelemetry-sdk==1.39.1 uvloop==0.23.0
 
 .PHONY: test-python interop-python demo-python bench-python python-dev python-wheel
 

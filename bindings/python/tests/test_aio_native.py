@@ -96,13 +96,38 @@ def test_aio_calls_take_no_thread_each() -> None:
     asyncio.run(main())
 
 
+LOOPS = ["asyncio", "uvloop"]
+
+
+def _run_on(kind: str, main: Any) -> None:
+    """Runs ``main()`` to completion on a new loop of ``kind``: asyncio's own, or
+    uvloop's (libuv; ``add_reader`` is all the loop-driven runtimes need of a loop)."""
+    if kind == "asyncio":
+        asyncio.run(main())
+        return
+    import uvloop
+
+    loop = uvloop.new_event_loop()
+    try:
+        loop.run_until_complete(main())
+    finally:  # what asyncio.run does at the end: the tasks left are cancelled first
+        left = asyncio.all_tasks(loop)
+        for t in left:
+            t.cancel()
+        if left:
+            loop.run_until_complete(asyncio.gather(*left, return_exceptions=True))
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        loop.close()
+
+
 @pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc")
-def test_aio_server_runtime_runs_in_turns_of_its_loop() -> None:
+@pytest.mark.parametrize("kind", LOOPS)
+def test_aio_server_runtime_runs_in_turns_of_its_loop(kind: str) -> None:
     """The aio server's runtime is driven by the loop that started it (its epoll
     descriptor is one of the loop's readers): calls, streams and many calls at once
     are served; a deadline passes on the server while the loop only sleeps; a sync
     client in another thread is served while the loop waits on it; stop unregisters
-    the descriptor."""
+    the descriptor. The same on uvloop's loop."""
     import time
 
     seen: List[Any] = []
@@ -121,6 +146,11 @@ def test_aio_server_runtime_runs_in_turns_of_its_loop() -> None:
         assert isinstance(fd, int)
         assert os.readlink(f"/proc/self/fd/{fd}") == "anon_inode:[eventpoll]"
         loop = asyncio.get_running_loop()
+        # The loop runs the turns: the reader fires (counted here) and drives the queue.
+        drives: List[int] = []
+        queue = s._queue
+        loop.remove_reader(fd)
+        loop.add_reader(fd, lambda: drives.append(queue.drive()))
         async with aio.insecure_channel(f"127.0.0.1:{port}") as ch:
             results = await asyncio.gather(*(ch.unary_unary(U)(b"%d" % i) for i in range(200)))
             assert results == [b"u:%d" % i for i in range(200)]
@@ -138,26 +168,34 @@ def test_aio_server_runtime_runs_in_turns_of_its_loop() -> None:
         while not seen and time.monotonic() - t0 < 5:
             await asyncio.sleep(0.05)
         assert seen and seen[0] - t0 < 3, "the server did not see the deadline pass"
+        assert len(drives) > 0 and sum(drives) > 0, "the loop did not run the server's runtime"
         await s.stop(None)
         assert s._drive_fd is None
 
-    asyncio.run(main())
+    _run_on(kind, main)
 
 
 @pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc")
-def test_aio_channel_runtime_runs_in_turns_of_its_loop(ours: Any) -> None:
+@pytest.mark.parametrize("kind", LOOPS)
+def test_aio_channel_runtime_runs_in_turns_of_its_loop(ours: Any, kind: str) -> None:
     """The channels made in a running loop share that loop's runtime (its epoll
     descriptor is a reader of the loop); one made outside a loop runs on the engine's
     runtime; both serve every call kind, and closing one channel leaves the others of
-    the loop working."""
+    the loop working. The same on uvloop's loop."""
     port, _ = ours
     outside = aio.insecure_channel(f"127.0.0.1:{port}")
     assert outside._sync._native.runtime_fd() is None
 
     async def main() -> None:
-        fd = aio._cq().runtime_fd()
+        cq = aio._cq()
+        fd = cq.runtime_fd()
         assert isinstance(fd, int)
         assert os.readlink(f"/proc/self/fd/{fd}") == "anon_inode:[eventpoll]"
+        # The loop runs the turns: the reader fires (counted here) and drives the runtime.
+        drives: List[int] = []
+        loop = asyncio.get_running_loop()
+        loop.remove_reader(fd)
+        loop.add_reader(fd, lambda: drives.append(cq.drive()))
         first, second = aio.insecure_channel(f"127.0.0.1:{port}"), aio.insecure_channel(f"127.0.0.1:{port}")
         assert first._sync._native.runtime_fd() == fd == second._sync._native.runtime_fd()
         for ch in (first, outside, second):
@@ -167,8 +205,9 @@ def test_aio_channel_runtime_runs_in_turns_of_its_loop(ours: Any) -> None:
             await ch.close()
             with pytest.raises(Exception):
                 await ch.unary_unary(U)(b"closed", timeout=10)
+        assert len(drives) > 0 and sum(drives) > 0, "the loop did not run the channels' runtime"
 
-    asyncio.run(main())
+    _run_on(kind, main)
 
 
 def test_aio_loop_turn_with_nothing_ready_returns(ours: Any) -> None:
