@@ -20,7 +20,7 @@ has both) and target/release/bench-server and bench-driver (cargo build --releas
 The measured process runs on core 0, its peer on core 1 (taskset), as in bench/run.py.
 The best (lowest CPU) of `--reps` runs is kept.
 
-With the client side, a reference row (`--floor`, on by default) measures what no
+With the client side, a reference row (on by default; `--no-floor` skips it) measures what no
 library can go below on this machine: the same client loop over a raw TCP socket to an
 echo peer (the request's 111 bytes, echoed), sync (blocking send and recv) and asyncio
 (a reader callback resolving one future per call: the loop iterations every asyncio
