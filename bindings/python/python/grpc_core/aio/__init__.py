@@ -1048,7 +1048,9 @@ class Server(_server.Server):
 
     def _on_call(self, call: Any) -> None:
         assert self._loop is not None
-        self._loop.create_task(self._serve_async(call) if self._tracing else self._serve_async_in_context(call))
+        # Named: an unnamed task formats "Task-<n>" for itself, each call.
+        self._loop.create_task(self._serve_async(call) if self._tracing else self._serve_async_in_context(call),
+                               name="grpc_core.aio server call")
 
     async def _serve_async(self, call: Any) -> None:
         token = _observability._attach(call) if self._tracing else None
