@@ -30,7 +30,7 @@ use super::{
     call_options, md_from_py, md_to_py, status_err, status_tuple, CallQueue, CallerRt, NativeCall, NativeChannel,
     NativeServerCall, QueueInner,
 };
-use grpc_core::surface::{self, IncomingCall, Status};
+use grpc_core::surface::{IncomingCall, Status};
 
 /// Turns an operation's result into the Python value (or exception) its
 /// future gets; runs in `drain`, with the GIL.
@@ -295,17 +295,9 @@ where
             resolve.cq.push(Item { target: Target::Future(fut), value: Box::new(move |py| convert(py, v)) });
         }
     };
-    let task: super::Deferred = Box::pin(task);
-    match crt.filter(|c| c.epfd.is_some()) {
-        // From the loop's thread: started in a turn right here (spawned
-        // from inside it if it has to wait: no wake-up of the runtime).
-        Some(c) if c.on_loop() => match c.turn(py, false, Some(task)) {
-            Ok((_, abort)) => abort,
-            Err(task) => task.map(|t| c.handle.spawn(t).abort_handle()),
-        },
-        Some(c) => Some(c.handle.spawn(task).abort_handle()),
-        None => Some(surface::spawn(task).abort_handle()),
-    }
+    // From the loop's thread: started in a turn right here (spawned from
+    // inside it if it has to wait: no wake-up of the runtime).
+    super::start_on(py, crt.filter(|c| c.epfd.is_some()), Box::pin(task))
 }
 
 /// Like [`submit`], but polls `op` once here first, with the GIL: the

@@ -825,13 +825,13 @@ impl NativeChannel {
         }
     }
 
-    /// The connectivity state: 0 idle, 1 connecting, 2 ready, 3 transient failure, 4 shutdown.
     /// The descriptor of the loop runtime this channel runs on (its loop's,
     /// see `CompletionQueue.runtime_fd`); None otherwise.
     fn runtime_fd(&self) -> Option<i32> {
         looprt::raw(&self.crt.as_ref()?.epfd)
     }
 
+    /// The connectivity state: 0 idle, 1 connecting, 2 ready, 3 transient failure, 4 shutdown.
     fn state(&self) -> u8 {
         state_code(self.ch.state())
     }
@@ -1420,6 +1420,22 @@ fn spawn_on(crt: Option<&Arc<CallerRt>>, op: Deferred) {
     drop(runtime_handle(crt).spawn(op));
 }
 
+/// Starts `op` on `crt`'s runtime (None: the engine's): in a turn right here
+/// when this is the loop thread of a loop-driven runtime (polled at once,
+/// spawned from inside the turn if it has to wait; what the turn hands to
+/// the loop is processed here too), else as a task. The abort handle of its
+/// task, if it has one once this returns.
+fn start_on(py: Python<'_>, crt: Option<&Arc<CallerRt>>, op: Deferred) -> Option<tokio::task::AbortHandle> {
+    let op = match crt {
+        Some(c) if c.on_loop() => match c.turn(py, false, Some(op)) {
+            Ok((_, abort)) => return abort,
+            Err(op) => op?,
+        },
+        _ => op,
+    };
+    Some(runtime_handle(crt).spawn(op).abort_handle())
+}
+
 impl std::fmt::Debug for NativeServerCall {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("NativeServerCall").field("info", &self.info).finish_non_exhaustive()
@@ -1484,20 +1500,9 @@ impl NativeServerCall {
         self.start(py, self.reply_op(message, compress, md));
     }
 
-    /// Starts `op` on the call's runtime: in a turn right here on a
-    /// loop-driven runtime from the loop's thread (what the turn hands to
-    /// the loop is processed here too), else as a task.
+    /// Starts `op` on the call's runtime ([`start_on`]).
     fn start(&self, py: Python<'_>, op: Deferred) {
-        let op = match &self.crt {
-            Some(crt) if crt.on_loop() => match crt.turn(py, false, Some(op)) {
-                Ok(_) => return,
-                Err(op) => op,
-            },
-            _ => Some(op),
-        };
-        if let Some(op) = op {
-            spawn_on(self.crt.as_ref(), op);
-        }
+        start_on(py, self.crt.as_ref(), op);
     }
 
     /// The task [`spawn_reply`](Self::spawn_reply) runs.
@@ -1539,7 +1544,7 @@ impl NativeServerCall {
             return block_here(py, fut);
         }
         let mut fut = Box::pin(fut);
-        if let std::task::Poll::Ready(v) = fut.as_mut().poll(&mut std::task::Context::from_waker(&noop_waker())) {
+        if let std::task::Poll::Ready(v) = poll_once(self.crt.as_ref(), fut.as_mut()) {
             return v;
         }
         run_here(py, self.crt.as_ref(), fut).unwrap_or_else(|fut| block_here(py, fut))
@@ -1629,7 +1634,7 @@ impl NativeServerCall {
             }
         });
         let mut fut = std::pin::pin!(fut);
-        match fut.as_mut().poll(&mut std::task::Context::from_waker(&noop_waker())) {
+        match poll_once(self.crt.as_ref(), fut.as_mut()) {
             std::task::Poll::Pending => Ok(pyo3::types::PyBool::new(py, false).to_owned().into_any()),
             std::task::Poll::Ready(Ok(Some(b))) => Ok(PyBytes::new(py, &b).into_any()),
             std::task::Poll::Ready(Ok(None)) => Ok(py.None().into_bound(py)),
