@@ -25,6 +25,7 @@ import collections
 import inspect
 import logging
 import time
+import types
 import weakref
 from concurrent import futures
 from typing import Any, AsyncIterator, Callable, Generator, Optional, Sequence, Tuple
@@ -300,11 +301,15 @@ class _UnaryResponseCall(_Call):
         self._initial = status.initial
         self._set_status(status)
 
-    async def _wait_status(self) -> _Status:
+    @types.coroutine
+    def _settle(self) -> Generator[Any, None, None]:
+        """Waits for the native operation and records how the call ended. A
+        generator (awaitable as a coroutine), so that ``await call`` runs
+        with no coroutine object of its own."""
         if self._status is None:
             assert self._fut is not None
             try:
-                result = await self._fut
+                result = yield from self._fut
             except _native.RpcStatus as e:
                 self._failed(e)
             except asyncio.CancelledError:
@@ -313,24 +318,14 @@ class _UnaryResponseCall(_Call):
                     raise
             else:
                 self._resolved(result)
+
+    async def _wait_status(self) -> _Status:
+        await self._settle()
         assert self._status is not None
         return self._status
 
     def __await__(self) -> Generator[Any, None, Any]:
-        # What ``await self._wait_status()`` then a look at the status do,
-        # without the two coroutine objects per call.
-        if self._status is None:
-            assert self._fut is not None
-            try:
-                result = yield from self._fut
-            except _native.RpcStatus as e:
-                self._failed(e)
-            except asyncio.CancelledError:
-                if self._status is None:
-                    self.cancel()
-                    raise
-            else:
-                self._resolved(result)
+        yield from self._settle()
         s = self._status
         assert s is not None
         if s.code is StatusCode.OK:
@@ -958,7 +953,6 @@ class ServicerContext(_server.ServicerContext):
         data = message if self._serializer is None else self._serializer(message)
         compress, self._compress_next = self._compress_next, True
         await _op(_native.scall_send, self._native, data, compress)
-
 
     def add_callback(self, callback: Callable[[], None]) -> bool:
         """Runs ``callback`` on the loop when the call ends."""
