@@ -98,12 +98,17 @@ async fn one_stream(
     };
     let msg = crate::typed::encode(&HealthCheckRequest { service: service.to_string() });
     let frame = encode_frame(&msg, None, usize::MAX).expect("small message");
-    if let Err(e) = stream.send_data(frame, true) {
-        return End::Failed { status: Status::from_h2(&e), got_response: false };
-    }
+    // A server without the health service may answer (trailers-only
+    // UNIMPLEMENTED) and close the stream before the request is queued; the
+    // send then fails with "inactive stream" and the answer is in the
+    // response, so a failed send only counts when there is no response.
+    let sent = stream.send_data(frame, true);
     let resp = match resp.await {
         Ok(r) => r,
-        Err(e) => return End::Failed { status: Status::from_h2(&e), got_response: false },
+        Err(e) => {
+            let e = sent.err().unwrap_or(e);
+            return End::Failed { status: Status::from_h2(&e), got_response: false };
+        }
     };
     let (parts, mut body) = resp.into_parts();
     if body.is_end_stream() {
