@@ -312,6 +312,13 @@ def test_aio_client_streaming_calls_against_sync_server(ours: Any) -> None:
             call.add_done_callback(done.append)
             assert await call == b"echo:cb"
             assert done == [call] and call.done()
+            call.add_done_callback(done.append)  # after the end: runs at once
+            assert done == [call, call]
+            assert call.time_remaining() is None  # no timeout, no deadline
+            timed = ch.unary_unary(U)(b"t", timeout=30)
+            assert 25 < timed.time_remaining() <= 30
+            assert await timed == b"echo:t" and await timed.code() is grpc_core.StatusCode.OK
+            assert 0 < timed.time_remaining() <= 30
 
     asyncio.run(main())
 

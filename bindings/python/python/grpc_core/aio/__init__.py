@@ -161,37 +161,49 @@ class AioRpcError(RpcError):
 _OK = _Status(StatusCode.OK, "", ())
 
 
-def _deadline(timeout: Optional[float]) -> Optional[float]:
-    return None if timeout is None else time.time() + timeout
-
-
 class _Call:
-    """What every asyncio call offers: metadata, status, cancel, callbacks."""
+    """What every asyncio call offers: metadata, status, cancel, callbacks.
+
+    Per-call state that most calls never change (no deadline, no callbacks,
+    not cancelled, no credentials) starts as class attributes, so a unary
+    call object is a few attribute stores."""
+
+    _deadline: Optional[float] = None
+    _status: Optional[_Status] = None
+    _initial: Optional[Tuple[Any, ...]] = None
+    _callbacks: Optional[list] = None
+    _cancelled = False
+    _op: Any = None
+    _creds: Any = None
 
     def __init__(self, channel: _channel.Channel, method: str, timeout: Optional[float], metadata: Any,
                  credentials: Any, wait_for_ready: Optional[bool], compression: Optional[Compression],
                  serializer: Any, deserializer: Any) -> None:
-        self._deadline = _deadline(timeout)
+        native_ch, metadata = self._begin(channel, timeout, metadata, credentials, serializer, deserializer)
+        self._args = (native_ch, method, timeout, metadata, compression_to_native(compression), bool(wait_for_ready))
+
+    def _begin(self, channel: _channel.Channel, timeout: Optional[float], metadata: Any, credentials: Any,
+               serializer: Any, deserializer: Any) -> Tuple[Any, Any]:
+        """Records what every call keeps (codecs, deadline, credentials); gives
+        the open native channel and the metadata to send."""
+        native_ch = channel._checked()
         self._serializer = serializer
         self._deserializer = deserializer
-        self._status: Optional[_Status] = None
-        self._initial: Optional[Tuple[Any, ...]] = None
-        self._callbacks: list = []
-        self._cancelled = False
-        self._op: Any = None
-        native_ch = channel._checked()
+        if timeout is not None:
+            self._deadline = time.time() + timeout
+        if credentials is not None:
+            self._creds = credentials._native
         if channel._tracing:
             metadata = _observability._inject(metadata)
-        self._creds = None if credentials is None else credentials._native
-        self._args = (native_ch, method, timeout, metadata, compression_to_native(compression), bool(wait_for_ready))
+        return native_ch, metadata
 
     # -- ending --------------------------------------------------------------
     def _set_status(self, status: _Status) -> None:
         if self._status is not None:
             return
         self._status = status
-        callbacks, self._callbacks = self._callbacks, []
-        for cb in callbacks:
+        callbacks, self._callbacks = self._callbacks, None
+        for cb in callbacks or ():
             try:
                 cb(self)
             except Exception:  # noqa: BLE001 - logged like grpcio
@@ -254,6 +266,8 @@ class _Call:
 
     def add_done_callback(self, callback: Callable[[Any], None]) -> None:
         if self._status is None:
+            if self._callbacks is None:
+                self._callbacks = []
             self._callbacks.append(callback)
         else:
             callback(self)
@@ -262,20 +276,24 @@ class _Call:
 class _UnaryResponseCall(_Call):
     """A unary-unary call: ``await call`` gives the response (one engine operation)."""
 
-    def __init__(self, request: Any, *args: Any) -> None:
-        super().__init__(*args)
-        self._response: Any = None
-        self._fut: "Optional[asyncio.Future[Any]]" = None
+    _response: Any = None
+    _fut: "Optional[asyncio.Future[Any]]" = None
+
+    def __init__(self, request: Any, channel: _channel.Channel, method: str, timeout: Optional[float],
+                 metadata: Any, credentials: Any, wait_for_ready: Optional[bool],
+                 compression: Optional[Compression], serializer: Any, deserializer: Any) -> None:
+        # _Call.__init__ without the argument tuple: the one operation starts here.
+        native_ch, metadata = self._begin(channel, timeout, metadata, credentials, serializer, deserializer)
         try:
-            payload = request if self._serializer is None else self._serializer(request)
+            payload = request if serializer is None else serializer(request)
         except Exception:  # noqa: BLE001
             _LOGGER.exception("Exception serializing request!")
             self._set_status(_Status(StatusCode.INTERNAL, "Exception serializing request!", ()))
             return
-        ch, method, timeout, md, comp, wfr = self._args
         loop = asyncio.get_running_loop()
         self._fut = fut = loop.create_future()
-        self._op = _native.channel_unary(_cq(loop), fut, ch, method, payload, timeout, md, comp, wfr, self._creds)
+        self._op = _native.channel_unary(_cq(loop), fut, native_ch, method, payload, timeout, metadata,
+                                         compression_to_native(compression), bool(wait_for_ready), self._creds)
 
     def _abort_native(self) -> None:
         if self._op is not None:
@@ -287,13 +305,16 @@ class _UnaryResponseCall(_Call):
         """Records the outcome of the native operation: ``(data, initial, trailing)``."""
         if self._status is None:
             data, initial, trailing = result
-            self._initial = metadata_from_native(initial)
+            self._initial = metadata_from_native(initial) if initial else ()
             try:
                 self._response = data if self._deserializer is None else self._deserializer(data)
                 status = _Status(StatusCode.OK, "", metadata_from_native(trailing)) if trailing else _OK
             except Exception:  # noqa: BLE001
                 status = _Status(StatusCode.INTERNAL, "Exception deserializing response!", ())
-            self._set_status(status)
+            if self._callbacks is None:
+                self._status = status
+            else:
+                self._set_status(status)
 
     def _failed(self, e: BaseException) -> None:
         """Records how the native operation failed: an ``RpcStatus``."""
