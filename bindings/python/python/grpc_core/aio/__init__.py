@@ -305,16 +305,13 @@ class _UnaryResponseCall(_Call):
         """Records the outcome of the native operation: ``(data, initial, trailing)``."""
         if self._status is None:
             data, initial, trailing = result
-            self._initial = metadata_from_native(initial) if initial else ()
+            self._initial = metadata_from_native(initial)
             try:
                 self._response = data if self._deserializer is None else self._deserializer(data)
                 status = _Status(StatusCode.OK, "", metadata_from_native(trailing)) if trailing else _OK
             except Exception:  # noqa: BLE001
                 status = _Status(StatusCode.INTERNAL, "Exception deserializing response!", ())
-            if self._callbacks is None:
-                self._status = status
-            else:
-                self._set_status(status)
+            self._set_status(status)
 
     def _failed(self, e: BaseException) -> None:
         """Records how the native operation failed: an ``RpcStatus``."""
@@ -586,10 +583,7 @@ class UnaryUnaryMultiCallable(_MultiCallable):
         wait_for_ready: Optional[bool] = None,
         compression: Optional[Compression] = None,
     ) -> Any:
-        if self._interceptors:
-            return self._invoke(request, timeout, metadata, credentials, wait_for_ready, compression)
-        return _UnaryResponseCall(request, self._channel, self._method, timeout, metadata, credentials, wait_for_ready,
-                                  compression, self._serializer, self._deserializer)
+        return self._invoke(request, timeout, metadata, credentials, wait_for_ready, compression)
 
 
 class UnaryStreamMultiCallable(_MultiCallable):
