@@ -10,12 +10,15 @@ has both) and target/release/bench-server and bench-driver (cargo build --releas
 - Server side: this script serves `bench.Echo` (Unary, and the bidi Stream) with
   grpc_core's or grpcio's server, sync (a thread pool) or aio, handlers on raw bytes (no
   protobuf: the libraries' own cost); `bench-driver` (Rust, raw h2) drives it with one
-  unary call in flight (`unary --size 64`) or one stream with 64 messages in flight
+  unary call in flight (`unary --size 64`), 32 unary calls in flight on one connection
+  (shape `unary32`: `--streams 32`) or one stream with 64 messages in flight
   (`stream --size 64`), and reads the server's CPU time from /proc.
 - Client side: this script calls grpc-core's Rust server (`bench-server`) with
-  grpc_core's or grpcio's client, sync or aio: unary ping-pong (one call in flight), and
-  one bidi stream fed by a request iterator with at most 64 messages in flight; CPU is the
-  client process's own (every thread).
+  grpc_core's or grpcio's client, sync or aio: unary ping-pong (one call in flight), 32
+  unary calls in flight on one channel (`unary32`: 32 threads each calling in a loop,
+  or 32 asyncio tasks each awaiting in a loop), and one bidi stream fed by a request
+  iterator with at most 64 messages in flight; CPU is the client process's own (every
+  thread).
 
 The measured process runs on core 0, its peer on core 1 (taskset), as in bench/run.py.
 The best (lowest CPU) of `--reps` runs is kept.
@@ -46,6 +49,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 RELEASE = os.path.join(ROOT, "target", "release")
 PAYLOAD = b"\n\x40" + b"x" * 64  # bench.Payload{data: 64 bytes}, as bench-driver sends
 WINDOW = 64  # stream messages in flight
+PARALLEL = 32  # unary calls in flight in the unary32 shape
 
 
 def _lib(name: str) -> Any:
@@ -130,6 +134,31 @@ def serve(lib_name: str, api: str) -> None:
 
 def _client_sync(lib: Any, target: str, shape: str, duration: float) -> Tuple[float, int]:
     with lib.insecure_channel(target) as ch:
+        if shape == "unary32":
+            ucall = ch.unary_unary("/bench.Echo/Unary")
+
+            def calls(seconds: float) -> int:
+                counts: List[int] = []
+                stop = time.perf_counter() + seconds
+
+                def loop() -> None:
+                    n = 0
+                    while time.perf_counter() < stop:
+                        ucall(PAYLOAD)
+                        n += 1
+                    counts.append(n)
+
+                threads = [threading.Thread(target=loop) for _ in range(PARALLEL)]
+                for t in threads:
+                    t.start()
+                for t in threads:
+                    t.join()
+                return sum(counts)
+
+            calls(0.5)
+            cpu0 = time.process_time()
+            n = calls(duration)
+            return time.process_time() - cpu0, n
         if shape == "unary":
             call = ch.unary_unary("/bench.Echo/Unary")
             for _ in range(300):
@@ -165,6 +194,24 @@ def _client_sync(lib: Any, target: str, shape: str, duration: float) -> Tuple[fl
 
 async def _client_aio(lib: Any, target: str, shape: str, duration: float) -> Tuple[float, int]:
     async with lib.aio.insecure_channel(target) as ch:
+        if shape == "unary32":
+            acall = ch.unary_unary("/bench.Echo/Unary")
+
+            async def loop(stop: float) -> int:
+                n = 0
+                while time.perf_counter() < stop:
+                    await acall(PAYLOAD)
+                    n += 1
+                return n
+
+            async def calls(seconds: float) -> int:
+                stop = time.perf_counter() + seconds
+                return sum(await asyncio.gather(*(loop(stop) for _ in range(PARALLEL))))
+
+            await calls(0.5)
+            cpu0 = time.process_time()
+            n = await calls(duration)
+            return time.process_time() - cpu0, n
         if shape == "unary":
             call = ch.unary_unary("/bench.Echo/Unary")
             for _ in range(300):
@@ -321,7 +368,11 @@ def _stop(p: subprocess.Popen) -> None:
 def measure_server(lib: str, api: str, shape: str, duration: float) -> float:
     srv, port = _start(_taskset(0) + [sys.executable, __file__, "serve", "--lib", lib, "--api", api])
     try:
-        sub = ["unary", "--size", "64"] if shape == "unary" else ["stream", "--size", "64", "--window", "64"]
+        sub = {
+            "unary": ["unary", "--size", "64"],
+            "unary32": ["unary", "--size", "64", "--streams", str(PARALLEL)],
+            "stream": ["stream", "--size", "64", "--window", str(WINDOW)],
+        }[shape]
         out = subprocess.run(
             _taskset(1)
             + [os.path.join(RELEASE, "bench-driver"), "--target", f"127.0.0.1:{port}", "--server-pid", str(srv.pid)]
@@ -334,7 +385,7 @@ def measure_server(lib: str, api: str, shape: str, duration: float) -> float:
         r = json.loads(out.stdout.splitlines()[0])
         if r.get("errors"):
             raise RuntimeError(f"{lib} {api} {shape}: {r['errors']} errors")
-        return float(r["server_cpu_us_per_call"] if shape == "unary" else r["server_cpu_us_per_msg"])
+        return float(r["server_cpu_us_per_msg"] if shape == "stream" else r["server_cpu_us_per_call"])
     finally:
         _stop(srv)
 
@@ -363,14 +414,14 @@ def main() -> None:
     c = sub.add_parser("client")
     c.add_argument("--lib", choices=["grpc_core", "grpcio", "socket"], required=True)
     c.add_argument("--api", choices=["sync", "aio"], required=True)
-    c.add_argument("--shape", choices=["unary", "stream"], required=True)
+    c.add_argument("--shape", choices=["unary", "unary32", "stream"], required=True)
     c.add_argument("--target", required=True)
     c.add_argument("--duration", type=float, default=2.0)
     ap.add_argument("--duration", type=float, default=2.0, help="measured seconds per run")
     ap.add_argument("--reps", type=int, default=3, help="runs per cell, the lowest CPU kept")
     ap.add_argument("--only", default="server,client", help="server, client or both")
     ap.add_argument("--apis", default="sync,aio")
-    ap.add_argument("--shapes", default="unary,stream")
+    ap.add_argument("--shapes", default="unary,unary32,stream")
     ap.add_argument("--json", help="also write the numbers here")
     ap.add_argument("--no-floor", dest="floor", action="store_false", help="skip the raw-socket reference row")
     args = ap.parse_args()
@@ -409,15 +460,15 @@ def main() -> None:
         for p in (rust, peer):
             if p is not None:
                 _stop(p)
-    unit = {"unary": "call", "stream": "msg"}
-    print(f"| side   | api  | shape  | grpc_core CPU-µs | grpcio CPU-µs | grpcio / grpc_core |")
-    print(f"|--------|------|--------|-----------------:|--------------:|-------------------:|")
+    unit = {"unary": "call", "unary32": "call", "stream": "msg"}
+    print(f"| side   | api  | shape   | grpc_core CPU-µs | grpcio CPU-µs | grpcio / grpc_core |")
+    print(f"|--------|------|---------|-----------------:|--------------:|-------------------:|")
     rows = []
     for side, api, shape in cells:
         ours, theirs = best[(side, api, shape, "grpc_core")], best[(side, api, shape, "grpcio")]
         rows.append({"side": side, "api": api, "shape": shape, "grpc_core": ours, "grpcio": theirs})
         print(
-            f"| {side:<6} | {api:<4} | {shape:<6} | {ours:>11.1f}/{unit[shape]:<4} | {theirs:>13.1f} | {theirs / ours:>17.2f}× |"
+            f"| {side:<6} | {api:<4} | {shape:<7} | {ours:>11.1f}/{unit[shape]:<4} | {theirs:>13.1f} | {theirs / ours:>17.2f}× |"
         )
     floors = [(api, best[("client", api, "unary", "socket")]) for api in args.apis.split(",")
               if ("client", api, "unary", "socket") in best]
