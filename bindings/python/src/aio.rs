@@ -148,12 +148,21 @@ impl CqInner {
 pub(crate) struct CompletionQueue {
     inner: Arc<CqInner>,
     crt: Option<Arc<CallerRt>>,
+    /// The loop's queue of ready callbacks (asyncio's `BaseEventLoop._ready`
+    /// deque), when it has one: see [`submit`].
+    ready: Option<Py<PyAny>>,
 }
 
 impl CompletionQueue {
     /// The loop's runtime, if it has one.
     pub(crate) fn runtime(&self) -> Option<Arc<CallerRt>> {
         self.crt.clone()
+    }
+
+    /// Whether the loop has more callbacks to run before it looks at its
+    /// descriptors again (false when that cannot be known).
+    fn more_ready(&self, py: Python<'_>) -> bool {
+        self.ready.as_ref().is_some_and(|r| r.bind(py).len().is_ok_and(|n| n > 0))
     }
 }
 
@@ -169,15 +178,17 @@ impl Drop for CompletionQueue {
 
 #[pymethods]
 impl CompletionQueue {
+    /// `ready`: the loop's deque of ready callbacks (`loop._ready` of
+    /// asyncio's own loops), or None.
     #[new]
-    #[pyo3(signature = (loop_driven=false))]
-    fn new(loop_driven: bool) -> PyResult<Self> {
+    #[pyo3(signature = (loop_driven=false, ready=None))]
+    fn new(loop_driven: bool, ready: Option<Py<PyAny>>) -> PyResult<Self> {
         let (tx, rx) = UnixStream::pair().map_err(|e| PyRuntimeError::new_err(e.to_string()))?;
         tx.set_nonblocking(true).map_err(|e| PyRuntimeError::new_err(e.to_string()))?;
         rx.set_nonblocking(true).map_err(|e| PyRuntimeError::new_err(e.to_string()))?;
         let loop_cpu = AtomicI32::new(super::current_cpu());
         let crt = if loop_driven { Some(super::CallerRt::new("aio", true)?) } else { None };
-        Ok(CompletionQueue { inner: Arc::new(CqInner { items: Mutex::new(Vec::new()), loop_cpu, tx, rx }), crt })
+        Ok(CompletionQueue { inner: Arc::new(CqInner { items: Mutex::new(Vec::new()), loop_cpu, tx, rx }), crt, ready })
     }
 
     /// The loop runtime's descriptor, for `loop.add_reader(fd, cq.drive)`;
@@ -259,7 +270,14 @@ impl NativeOp {
 /// Runs `op` as a task; its output, through `convert`, resolves `fut`. The
 /// task runs on the engine's runtime, or on `crt` (a loop-driven runtime,
 /// `looprt`): from its loop's thread a turn runs at once, so the operation
-/// starts (a request written) before this returns.
+/// starts (a request written) before this returns; unless the loop has more
+/// callbacks ready in this pass (other tasks, which may start operations
+/// too): then the task is only queued, and the next turn (the one the last
+/// of them to start an operation runs, or the loop's own as it looks at its
+/// descriptors next: the queued task made the runtime's descriptor
+/// readable) runs them all, their requests written together. Many calls started at once (a
+/// `gather`) so cost one turn and one write, not one each; a lone call
+/// (nothing else ready) still starts at once.
 fn submit<F, T, C>(
     py: Python<'_>,
     crt: Option<&Arc<CallerRt>>,
@@ -295,9 +313,13 @@ where
             resolve.cq.push(Item { target: Target::Future(fut), value: Box::new(move |py| convert(py, v)) });
         }
     };
+    let crt = crt.filter(|c| c.epfd.is_some());
+    if crt.is_some() && cq.more_ready(py) {
+        return Some(super::runtime_handle(crt).spawn(task).abort_handle());
+    }
     // From the loop's thread: started in a turn right here (spawned from
     // inside it if it has to wait: no wake-up of the runtime).
-    super::start_on(py, crt.filter(|c| c.epfd.is_some()), Box::pin(task))
+    super::start_on(py, crt, Box::pin(task))
 }
 
 /// Like [`submit`], but polls `op` once here first, with the GIL: the

@@ -5,6 +5,7 @@ aio server's context API, against our servers and grpcio's aio client."""
 from __future__ import annotations
 
 import asyncio
+import collections
 import os
 import threading
 import time
@@ -208,6 +209,36 @@ def test_aio_channel_runtime_runs_in_turns_of_its_loop(ours: Any, kind: str) -> 
         assert len(drives) > 0 and sum(drives) > 0, "the loop did not run the channels' runtime"
 
     _run_on(kind, main)
+
+
+@pytest.mark.parametrize("busy", [True, False])
+def test_aio_calls_started_while_the_loop_is_busy_wait_for_one_turn(ours: Any, monkeypatch: Any, busy: bool) -> None:
+    """A call started from the loop while more callbacks are ready is only queued: the
+    next turn starts it with the others (one write for a gather). Here the loop's queue
+    of ready callbacks is replaced by one that is never empty (every call is queued and
+    started only by the loop's reader on the runtime's descriptor) or always empty (every
+    call starts in a turn of its own): every call kind completes either way, each unary
+    response the one for its own request, and the real queue is the loop's."""
+    port, _ = ours
+    real = aio._native.CompletionQueue
+    seen: List[Any] = []
+
+    def make(loop_driven: bool, ready: Any = None) -> Any:
+        seen.append(ready)
+        return real(loop_driven, collections.deque([None]) if busy else collections.deque())
+
+    monkeypatch.setattr(aio._native, "CompletionQueue", make)
+
+    async def main() -> None:
+        async with aio.insecure_channel(f"127.0.0.1:{port}") as ch:
+            call = ch.unary_unary(U)
+            got = await asyncio.gather(*(call(b"%d" % i, timeout=10) for i in range(64)))
+            assert got == [b"echo:%d" % i for i in range(64)]
+            assert await call(b"alone", timeout=10) == b"echo:alone"
+            assert len([m async for m in ch.unary_stream(SS)(b"3", timeout=10)]) == 3
+        assert len(seen) == 1 and seen[0] is asyncio.get_running_loop()._ready  # type: ignore[attr-defined]
+
+    asyncio.run(asyncio.wait_for(main(), 30))
 
 
 def test_aio_loop_turn_with_nothing_ready_returns(ours: Any) -> None:

@@ -103,7 +103,11 @@ def _cq(loop: Optional[asyncio.AbstractEventLoop] = None) -> Any:
     if cq is None:
         # Also the runtime the aio channels made in this loop share, run in
         # turns of the loop (CompletionQueue.drive, src/looprt.rs).
-        cq = _native.CompletionQueue(True)
+        # The loop's queue of ready callbacks (asyncio's own loops have one):
+        # a call started while more are ready waits for the turn that starts
+        # them all (one write; see submit in src/aio.rs).
+        ready = getattr(loop, "_ready", None)
+        cq = _native.CompletionQueue(True, ready if isinstance(ready, collections.deque) else None)
         loop.add_reader(cq.fileno(), cq.drain)
         fd = cq.runtime_fd()
         if fd is not None:
