@@ -660,12 +660,38 @@ impl NativeChannel {
         runtime_handle(self.crt.as_ref())
     }
 
-    /// One unary call, waited for with the GIL released.
+    /// One unary call, waited for with the GIL released. A lone caller runs
+    /// the call's future inside the channel's runtime on its own thread
+    /// ([`run_here`]). While other callers are inside, the call is a task of
+    /// the runtime instead, and this thread waits for its end: a caller that
+    /// cannot hold the runtime (one thread at a time does) polls the future
+    /// it waits on itself, on every wake-up, and with many threads each of
+    /// those polls takes h2's connection lock against the thread that holds
+    /// the runtime (32 threads: 34 -> 22 CPU-µs per call as a task; see the
+    /// README's sixth round). A task the runtime drops unfinished (the
+    /// channel closed and its runtime stopped) ends the call UNAVAILABLE, as
+    /// the engine ends the calls a close finds in flight.
     fn unary_call(&self, py: Python<'_>, method: String, request: &[u8], opts: CallOptions) -> PyResult<UnaryResponse> {
         let req = Bytes::copy_from_slice(request);
         let ch = self.ch.clone();
         let fut = async move { ch.unary(&method, req, opts).await };
-        let r = run_here(py, self.crt.as_ref(), fut).unwrap_or_else(|fut| wait_parked(py, fut));
+        let crt = self.crt.as_ref();
+        let r = match crt {
+            Some(c) if c.active.load(Ordering::Relaxed) > 0 && c.here().is_some() => {
+                let task = c.handle.spawn(fut);
+                let joined = async move {
+                    task.await.unwrap_or_else(|e| {
+                        Err(if e.is_cancelled() {
+                            Status::unavailable("channel closed")
+                        } else {
+                            Status::internal(format!("the call's task failed: {e}"))
+                        })
+                    })
+                };
+                run_here(py, crt, joined).unwrap_or_else(|j| wait_parked(py, j))
+            }
+            _ => run_here(py, crt, fut).unwrap_or_else(|fut| wait_parked(py, fut)),
+        };
         r.map_err(|st| status_err(py, &st))
     }
 }

@@ -640,6 +640,48 @@ def test_many_concurrent_calls(channel: Any) -> None:
     assert results == [f"echo:{i}".encode() for i in range(200)]
 
 
+def test_close_ends_the_calls_of_many_waiting_threads() -> None:
+    """Several threads in unary calls on one channel at once (all but the first wait for
+    their call as a task of the channel's runtime) all end when the channel is closed:
+    an RpcError each (CANCELLED or UNAVAILABLE), none hangs, none gets a response."""
+    arrived, gate = threading.Semaphore(0), threading.Event()
+
+    def hold(request: bytes, context: Any) -> bytes:
+        arrived.release()
+        gate.wait(20)
+        return b"late"
+
+    s = grpc_core.server(futures.ThreadPoolExecutor(8))
+    s.add_registered_method_handlers("h.H", {"Hold": grpc_core.unary_unary_rpc_method_handler(hold)})
+    port = s.add_insecure_port("127.0.0.1:0")
+    s.start()
+    try:
+        ch = grpc_core.insecure_channel(f"127.0.0.1:{port}")
+        mc = ch.unary_unary("/h.H/Hold")
+        outcomes: List[Any] = []
+
+        def call() -> None:
+            try:
+                outcomes.append(mc(b"", timeout=30))
+            except grpc_core.RpcError as e:
+                outcomes.append(e.code())
+
+        threads = [threading.Thread(target=call) for _ in range(6)]
+        for t in threads:
+            t.start()
+        for _ in threads:
+            assert arrived.acquire(timeout=10), "a call did not reach the server"
+        ch.close()
+        for t in threads:
+            t.join(10)
+        assert not any(t.is_alive() for t in threads), "a call did not end with the channel"
+        assert len(outcomes) == 6
+        assert all(o in (grpc_core.StatusCode.CANCELLED, grpc_core.StatusCode.UNAVAILABLE) for o in outcomes), outcomes
+    finally:
+        gate.set()
+        s.stop(None).wait(10)
+
+
 def test_subscribe_connectivity(ours: Any) -> None:
     port, _ = ours
     seen: list = []
