@@ -449,6 +449,8 @@ struct CallerRt {
     epfd: Option<std::os::fd::OwnedFd>,
     /// The thread of the loop that drives it (the last to run `drive`).
     loop_thread: Mutex<Option<std::thread::ThreadId>>,
+    /// A loop-driven runtime's operations waiting for its next turn (`aio::queue`).
+    queued: aio::Queued,
 }
 
 impl CallerRt {
@@ -463,6 +465,7 @@ impl CallerRt {
         let c = Arc::new(CallerRt {
             epfd,
             loop_thread: Mutex::new(None),
+            queued: Default::default(),
             handle: rt.handle().clone(),
             rt: Mutex::new(Some(Arc::new(rt))),
             active: AtomicUsize::new(0),

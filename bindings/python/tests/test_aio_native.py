@@ -218,7 +218,8 @@ def test_aio_calls_started_while_the_loop_is_busy_wait_for_one_turn(ours: Any, m
     of ready callbacks is replaced by one that is never empty (every call is queued and
     started only by the loop's reader on the runtime's descriptor) or always empty (every
     call starts in a turn of its own): every call kind completes either way, each unary
-    response the one for its own request, and the real queue is the loop's."""
+    response the one for its own request, a call cancelled at once ends CANCELLED without
+    the others, and the real queue is the loop's."""
     port, _ = ours
     real = aio._native.CompletionQueue
     seen: List[Any] = []
@@ -236,6 +237,15 @@ def test_aio_calls_started_while_the_loop_is_busy_wait_for_one_turn(ours: Any, m
             assert got == [b"echo:%d" % i for i in range(64)]
             assert await call(b"alone", timeout=10) == b"echo:alone"
             assert len([m async for m in ch.unary_stream(SS)(b"3", timeout=10)]) == 3
+            # Cancelled at once (while queued, when busy): it ends CANCELLED, the
+            # calls started with it and after it do not.
+            doomed, kept = call(b"sleep:5", timeout=10), call(b"kept", timeout=10)
+            doomed.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await doomed
+            assert await doomed.code() is grpc_core.StatusCode.CANCELLED
+            assert await kept == b"echo:kept"
+            assert await call(b"after", timeout=10) == b"echo:after"
         assert len(seen) == 1 and seen[0] is asyncio.get_running_loop()._ready  # type: ignore[attr-defined]
 
     asyncio.run(asyncio.wait_for(main(), 30))
