@@ -148,8 +148,10 @@ impl CqInner {
 pub(crate) struct CompletionQueue {
     inner: Arc<CqInner>,
     crt: Option<Arc<CallerRt>>,
-    /// The loop's queue of ready callbacks (asyncio's `BaseEventLoop._ready`
-    /// deque), when it has one: see [`submit`].
+    /// A weak reference to the loop's queue of ready callbacks (asyncio's
+    /// `BaseEventLoop._ready` deque), when it has one: see [`submit`]. Weak:
+    /// the deque's handles refer to the loop, and the loop's completion
+    /// queue must not keep it alive (`_CQS` is keyed weakly by the loop).
     ready: Option<Py<PyAny>>,
 }
 
@@ -162,7 +164,8 @@ impl CompletionQueue {
     /// Whether the loop has more callbacks to run before it looks at its
     /// descriptors again (false when that cannot be known).
     fn more_ready(&self, py: Python<'_>) -> bool {
-        self.ready.as_ref().is_some_and(|r| r.bind(py).len().is_ok_and(|n| n > 0))
+        let Some(Ok(q)) = self.ready.as_ref().map(|r| r.bind(py).call0()) else { return false };
+        !q.is_none() && q.len().is_ok_and(|n| n > 0)
     }
 }
 
@@ -178,8 +181,8 @@ impl Drop for CompletionQueue {
 
 #[pymethods]
 impl CompletionQueue {
-    /// `ready`: the loop's deque of ready callbacks (`loop._ready` of
-    /// asyncio's own loops), or None.
+    /// `ready`: a weak reference to the loop's deque of ready callbacks
+    /// (`loop._ready` of asyncio's own loops), or None.
     #[new]
     #[pyo3(signature = (loop_driven=false, ready=None))]
     fn new(loop_driven: bool, ready: Option<Py<PyAny>>) -> PyResult<Self> {
@@ -367,9 +370,12 @@ fn queue(crt: &CallerRt, op: super::Deferred, cancel: Arc<Cancel>) -> usize {
 /// too): then the task is only queued ([`queue`]), and the next turn (the
 /// one the last of them to start an operation runs, or the loop's own as it
 /// looks at its descriptors next: the queued task made the runtime's
-/// descriptor readable) starts them all, their requests written together. Many calls
-/// started at once (a `gather`) so cost one turn and one write, not one
-/// each; a lone call (nothing else ready) still starts at once.
+/// descriptor readable) starts them all, their requests written together.
+/// Many calls started at once (a `gather`) so cost one turn and one write,
+/// not one each; a lone call (nothing else ready) still starts at once. A
+/// queued call starts after the rest of the loop's pass (its deadline, from
+/// a timeout, counts from its start): the callbacks of that pass would hold
+/// its response back as long anyway.
 fn submit<F, T, C>(
     py: Python<'_>,
     crt: Option<&Arc<CallerRt>>,
@@ -407,7 +413,7 @@ where
     };
     let cancel = Arc::new(Cancel::default());
     let crt = crt.filter(|c| c.epfd.is_some());
-    if let Some(c) = crt.filter(|c| c.here().is_some()) {
+    if let Some(c) = crt.filter(|c| c.on_loop() && c.here().is_some()) {
         let more = cq.more_ready(py);
         if more || !c.queued.lock().is_empty() {
             let n = queue(c, Box::pin(task), cancel.clone());

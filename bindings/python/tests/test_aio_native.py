@@ -5,10 +5,11 @@ aio server's context API, against our servers and grpcio's aio client."""
 from __future__ import annotations
 
 import asyncio
-import collections
+import gc
 import os
 import threading
 import time
+import weakref
 from typing import Any, List
 
 import pytest
@@ -211,44 +212,91 @@ def test_aio_channel_runtime_runs_in_turns_of_its_loop(ours: Any, kind: str) -> 
     _run_on(kind, main)
 
 
-@pytest.mark.parametrize("busy", [True, False])
-def test_aio_calls_started_while_the_loop_is_busy_wait_for_one_turn(ours: Any, monkeypatch: Any, busy: bool) -> None:
+class _Ready:
+    """Stands in for a loop's queue of ready callbacks: its length says "more are ready"
+    on every look but each ``every``-th (0: on every look)."""
+
+    def __init__(self, every: int) -> None:
+        self.every, self.looks = every, 0
+
+    def __len__(self) -> int:
+        self.looks += 1
+        return 0 if self.every and self.looks % self.every == 0 else 1
+
+
+@pytest.mark.parametrize("every", [0, 1, 3])
+def test_aio_calls_started_while_the_loop_is_busy_wait_for_one_turn(ours: Any, monkeypatch: Any, every: int) -> None:
     """A call started from the loop while more callbacks are ready is only queued: the
     next turn starts it with the others (one write for a gather). Here the loop's queue
-    of ready callbacks is replaced by one that is never empty (every call is queued and
-    started only by the loop's reader on the runtime's descriptor) or always empty (every
-    call starts in a turn of its own): every call kind completes either way, each unary
-    response the one for its own request, a call cancelled at once ends CANCELLED without
-    the others, and the real queue is the loop's."""
+    of ready callbacks is replaced by one that is never empty (every call queued, started
+    by the loop's reader on the runtime's descriptor), always empty (every call starts in
+    a turn of its own) or empty on every third look (the last call of a batch starts the
+    queued ones in its turn): every call kind completes, each unary response the one for
+    its own request; an operation cancelled at once (while queued, when it is) ends
+    CANCELLED from the engine's side, the calls made with it do not; and the completion
+    queue holds the loop's real queue weakly."""
     port, _ = ours
     real = aio._native.CompletionQueue
     seen: List[Any] = []
+    fake = _Ready(every)
 
     def make(loop_driven: bool, ready: Any = None) -> Any:
         seen.append(ready)
-        return real(loop_driven, collections.deque([None]) if busy else collections.deque())
+        return real(loop_driven, lambda: fake)
 
     monkeypatch.setattr(aio._native, "CompletionQueue", make)
 
     async def main() -> None:
         async with aio.insecure_channel(f"127.0.0.1:{port}") as ch:
             call = ch.unary_unary(U)
+            # The loop's first turn records its thread: only then are calls queued.
+            assert await call(b"warm", timeout=10) == b"echo:warm"
+            looks = fake.looks
             got = await asyncio.gather(*(call(b"%d" % i, timeout=10) for i in range(64)))
             assert got == [b"echo:%d" % i for i in range(64)]
+            assert fake.looks >= looks + 64, "the loop's queue was not looked at"
             assert await call(b"alone", timeout=10) == b"echo:alone"
             assert len([m async for m in ch.unary_stream(SS)(b"3", timeout=10)]) == 3
-            # Cancelled at once (while queued, when busy): it ends CANCELLED, the
-            # calls started with it and after it do not.
-            doomed, kept = call(b"sleep:5", timeout=10), call(b"kept", timeout=10)
-            doomed.cancel()
-            with pytest.raises(asyncio.CancelledError):
-                await doomed
-            assert await doomed.code() is grpc_core.StatusCode.CANCELLED
+            # The native operation cancelled right after it was made: queued (every
+            # look says busy), its future ends CANCELLED (the engine dropped it before
+            # it started), not with the response. Started at once, it may have ended
+            # in the turn that started it (the server is in this process).
+            fut = asyncio.get_running_loop().create_future()
+            op = aio._native.channel_unary(aio._cq(), fut, ch._sync._native, U, b"doomed", 10.0)
+            kept = call(b"kept", timeout=10)
+            op.cancel()
+            try:
+                result = await fut
+            except aio._native.RpcStatus as e:
+                assert e.args[0] == grpc_core.StatusCode.CANCELLED.value[0]
+            else:
+                assert every != 0, f"a queued operation cancelled at once ended with {result!r}"
+                assert result[0] == b"echo:doomed"
             assert await kept == b"echo:kept"
             assert await call(b"after", timeout=10) == b"echo:after"
-        assert len(seen) == 1 and seen[0] is asyncio.get_running_loop()._ready  # type: ignore[attr-defined]
+        assert len(seen) == 1 and seen[0]() is asyncio.get_running_loop()._ready  # type: ignore[attr-defined]
 
     asyncio.run(asyncio.wait_for(main(), 30))
+
+
+def test_aio_loop_left_unclosed_is_collected(ours: Any) -> None:
+    """A loop that made calls and is then dropped without being closed is collected: its
+    completion queue (which looks at the loop's queue of ready callbacks) does not keep
+    it alive."""
+    port, _ = ours
+
+    async def main() -> None:
+        async with aio.insecure_channel(f"127.0.0.1:{port}") as ch:
+            assert await asyncio.gather(*(ch.unary_unary(U)(b"%d" % i, timeout=10) for i in range(8)))
+
+    loop = asyncio.new_event_loop()
+    loop.run_until_complete(main())
+    loop.call_soon(int)  # a handle left in the loop's queue (it refers to the loop)
+    gone = weakref.ref(loop)
+    del loop
+    for _ in range(3):
+        gc.collect()
+    assert gone() is None, "the loop is still referenced"
 
 
 def test_aio_loop_turn_with_nothing_ready_returns(ours: Any) -> None:

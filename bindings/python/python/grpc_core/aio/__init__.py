@@ -103,11 +103,12 @@ def _cq(loop: Optional[asyncio.AbstractEventLoop] = None) -> Any:
     if cq is None:
         # Also the runtime the aio channels made in this loop share, run in
         # turns of the loop (CompletionQueue.drive, src/looprt.rs).
-        # The loop's queue of ready callbacks (asyncio's own loops have one):
-        # a call started while more are ready waits for the turn that starts
-        # them all (one write; see submit in src/aio.rs).
+        # The loop's queue of ready callbacks (asyncio's own loops have one),
+        # weakly (its handles refer to the loop): a call started while more
+        # are ready waits for the turn that starts them all (one write; see
+        # submit in src/aio.rs).
         ready = getattr(loop, "_ready", None)
-        cq = _native.CompletionQueue(True, ready if isinstance(ready, collections.deque) else None)
+        cq = _native.CompletionQueue(True, weakref.ref(ready) if isinstance(ready, collections.deque) else None)
         loop.add_reader(cq.fileno(), cq.drain)
         fd = cq.runtime_fd()
         if fd is not None:
