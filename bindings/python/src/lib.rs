@@ -451,6 +451,8 @@ struct CallerRt {
     loop_thread: Mutex<Option<std::thread::ThreadId>>,
     /// A loop-driven runtime's operations waiting for its next turn (`aio::queue`).
     queued: aio::Queued,
+    /// Its operations started and not ended (`aio::submit`).
+    inflight: Arc<AtomicUsize>,
 }
 
 impl CallerRt {
@@ -466,6 +468,7 @@ impl CallerRt {
             epfd,
             loop_thread: Mutex::new(None),
             queued: Default::default(),
+            inflight: Default::default(),
             handle: rt.handle().clone(),
             rt: Mutex::new(Some(Arc::new(rt))),
             active: AtomicUsize::new(0),
