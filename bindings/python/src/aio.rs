@@ -410,6 +410,7 @@ where
         }
     }
     let mut resolve = Resolve { cq: cq.inner.clone(), fut: Some(fut) };
+    let crt = crt.filter(|c| c.epfd.is_some());
     /// Counts the operation in its runtime's `inflight` while its task lives.
     struct Flight(Option<Arc<std::sync::atomic::AtomicUsize>>);
     impl Drop for Flight {
@@ -431,8 +432,9 @@ where
         }
     };
     let cancel = Arc::new(Cancel::default());
-    let crt = crt.filter(|c| c.epfd.is_some());
-    if let Some(c) = crt.filter(|c| c.on_loop() && c.here().is_some()) {
+    // A runtime already shut down needs no check here: the starter task
+    // spawned on it is dropped at once, and with it the queued operations.
+    if let Some(c) = crt.filter(|c| c.on_loop()) {
         let more = cq.more_ready(py);
         if more || !c.queued.lock().is_empty() {
             let n = queue(c, Box::pin(task), cancel.clone());
